@@ -1,0 +1,60 @@
+"""The `distill` command line: one Typer command per pipeline stage.
+
+    distill --help
+    distill <stage> --help
+
+Each command parses its options into the stage's config dataclass and calls the stage's entry
+function. Heavy libraries (torch, transformers, trl, vllm) are imported inside the stages, so
+`distill --help` answers at once. Errors a user can cause print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from distill import __version__
+from distill.errors import UserError
+
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="distill",
+    help="Distil a reasoning teacher into small students: generate → filter → train → eval → push.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def fail(message: str) -> None:
+    """Print one clear error line to stderr and exit with status 2."""
+    print(f"distill: error: {message}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def run_stage(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    """Call a stage entry function, turning a `UserError` into one line and exit status 2."""
+    try:
+        return fn(*args, **kwargs)
+    except UserError as e:
+        fail(str(e))
+        raise  # unreachable
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"distill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Distil a reasoning teacher into small students: generate → filter → train → eval → push."""
