@@ -356,3 +356,23 @@ def write_manifest(
     }
     atomic_write_json(Path(folder) / MANIFEST, manifest)
     return manifest
+
+
+# ---------------------------------------------------------------------------- SFT rendering
+
+
+def assistant_text(record: dict[str, Any], with_reasoning: bool = True) -> str:
+    """The assistant turn a student learns: `<think>\\n{reasoning}\\n</think>\\n\\n{content}`."""
+    content = (record.get("content") or "").strip()
+    if not with_reasoning:
+        return content
+    reasoning = (record.get("reasoning") or "").strip()
+    return f"<think>\n{reasoning}\n</think>\n\n{content}"
+
+
+def to_messages(record: dict[str, Any], with_reasoning: bool = True) -> list[dict[str, str]]:
+    """Chat `messages` for SFT: the user prompt as sent, then the assistant turn (DESIGN.md)."""
+    return [
+        {"role": "user", "content": record["problem"]},
+        {"role": "assistant", "content": assistant_text(record, with_reasoning)},
+    ]
