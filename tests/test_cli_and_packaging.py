@@ -33,7 +33,9 @@ def test_version(run_cli):
 
 
 def test_launcher_runs_from_checkout():
-    proc = subprocess.run([sys.executable, "cli.py", "--version"], capture_output=True, text=True, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "--version"], capture_output=True, text=True, cwd=REPO_ROOT
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("distill ")
 
 
@@ -49,7 +51,18 @@ def test_only_built_stages_are_registered():
 def test_wheel_packages_only_distill(tmp_path):
     wheel_dir = tmp_path / "wheel"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", wheel_dir, REPO_ROOT],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            wheel_dir,
+            REPO_ROOT,
+        ],
         check=True,
         capture_output=True,
     )
@@ -63,10 +76,14 @@ def test_wheel_packages_only_distill(tmp_path):
         capture_output=True,
     )
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
-    ok = subprocess.run([sys.executable, "-c", "import distill.cli"], cwd=tmp_path, env=env, capture_output=True)
+    ok = subprocess.run(
+        [sys.executable, "-c", "import distill.cli"], cwd=tmp_path, env=env, capture_output=True
+    )
     assert ok.returncode == 0, ok.stderr
     for name in ("teachers", "students", "data"):
-        bad = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, env=env, capture_output=True)
+        bad = subprocess.run(
+            [sys.executable, "-c", f"import {name}"], cwd=tmp_path, env=env, capture_output=True
+        )
         assert bad.returncode != 0 and b"ModuleNotFoundError" in bad.stderr
 
 
@@ -79,7 +96,10 @@ def test_tiny_fixtures_are_real_models(tiny_qwen, tiny_llama):
         assert tok.eos_token == eos
         assert model.config.eos_token_id == tok.convert_tokens_to_ids(eos)
         text = tok.apply_chat_template(
-            [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "<think>\nx\n</think>\n\n2"}],
+            [
+                {"role": "user", "content": "1+1?"},
+                {"role": "assistant", "content": "<think>\nx\n</think>\n\n2"},
+            ],
             tokenize=False,
         )
         ids = tok(text, add_special_tokens=False)["input_ids"]
