@@ -58,3 +58,49 @@ def main(
     ] = False,
 ) -> None:
     """Distil a reasoning teacher into small students: generate → filter → train → eval → push."""
+
+
+@app.command()
+def push(
+    model: Annotated[str, typer.Option(help="Trained model folder (`distill train --output`).")],
+    repo: Annotated[
+        str, typer.Option(help="Hub repo id `user/name` for the model; traces go to `<repo>-traces`.")
+    ],
+    private: Annotated[bool, typer.Option(help="Create the repos as private.")] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Filter output folder (or its kept/): pushed as Parquet + dataset card."),
+    ] = None,
+    results: Annotated[
+        str | None, typer.Option(help="Eval output folder: metrics go into the model card.")
+    ] = None,
+    adapter_only: Annotated[bool, typer.Option(help="Push a LoRA adapter as is instead of merged.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Upload nothing; write the folders to --to-dir.")] = False,
+    to_dir: Annotated[
+        str | None, typer.Option(help="Write exactly the folders that would be uploaded here.")
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option(help="License for the cards (default: the student card's).")
+    ] = None,
+) -> None:
+    """Push a model (+ traces) with model and dataset cards to the Hugging Face Hub."""
+    from distill.hub import PushConfig
+    from distill.hub import run as run_push
+
+    cfg = PushConfig(
+        model=model,
+        repo=repo,
+        private=private,
+        data=data,
+        results=results,
+        adapter_only=adapter_only,
+        dry_run=dry_run,
+        to_dir=to_dir,
+        license=license,
+    )
+    summary = run_stage(run_push, cfg)
+    where = f"staged in {summary['staged']}" if not summary["uploaded"] else f"uploaded to {summary['repo']}"
+    print(
+        f"distill push: {summary['kind']} model {where}"
+        + (f"; {summary['rows']} traces" if summary["rows"] else "")
+    )

@@ -1,0 +1,327 @@
+"""The eval stage: score a model on reasoning benchmarks the way the R1 paper does.
+
+    distill eval --model runs/student --benchmark aime24,math500 --num-samples 4 --output runs/eval
+    distill eval --model runs/student --benchmark-file ../shared/benchmarks/aime24.jsonl --output out
+
+Benchmarks come from the registry in `distill/benchmarks.py` (HF dataset id online, local file
+offline) or from `--benchmark-file` (jsonl with `id`, `problem`, `answer`). The model is sampled
+through the same backends as `distill generate` (transformers, vllm, openai) with the R1 protocol by
+default (temperature 0.6, top-p 0.95, long max tokens, n samples per problem) and every sample is
+scored by the verifier of `distill filter`. Writes, per benchmark, `<output>/<bench>/samples-*.jsonl`
+(one line per sample, resumable) and, for the run, `<output>/results.json`:
+pass@1 (mean correctness over the n samples, averaged over problems), cons@n (majority-vote answer),
+mean response tokens, the share truncated. A table beside the student card's published R1-Distill
+scores is printed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.errors import UserError
+from distill.records import ShardWriter, atomic_write_json, check_manifest, read_records, write_manifest
+
+
+@dataclass
+class EvalConfig:
+    model: str  # local folder, Hub id, or a student/teacher card
+    output: str
+    benchmarks: list[str] = field(default_factory=list)  # registry names
+    benchmark_files: list[str] = field(default_factory=list)  # local jsonl files (id, problem, answer)
+    num_samples: int = 4
+    backend: str = "transformers"
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 32768
+    seed: int = 0
+    batch_size: int = 64
+    limit: int | None = None
+    base_urls: list[str] = field(default_factory=list)
+    api_key_env: str | None = None
+    concurrency: int = 64
+    timeout: float = 600.0
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    student_card: str | None = None  # for the published R1-Distill scores
+    overwrite: bool = False
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def pass_at_1(correct: Sequence[Sequence[bool]]) -> float:
+    """Mean over problems of the mean correctness of the problem's samples (R1's pass@1)."""
+    per_problem = [sum(c) / len(c) for c in correct if len(c)]
+    return sum(per_problem) / len(per_problem) if per_problem else 0.0
+
+
+def majority_correct(answers: Sequence[str | None], correct: Sequence[bool], same=None) -> bool:
+    """cons@n for one problem: is the most frequent extracted answer a correct one?
+
+    Answers are grouped by `same(a, b)` (math equivalence; default string equality); samples with
+    no answer do not vote. Ties go to the group seen first.
+    """
+    same = same or (lambda a, b: a == b)
+    groups: list[list[int]] = []  # indices of samples in each answer group
+    for i, a in enumerate(answers):
+        if a is None or a == "":
+            continue
+        for g in groups:
+            if same(answers[g[0]], a):
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    if not groups:
+        return False
+    best = max(groups, key=len)  # max keeps the first of equal-length groups
+    return any(correct[i] for i in best)
+
+
+def cons_at_n(answers: Sequence[Sequence[str | None]], correct: Sequence[Sequence[bool]], same=None) -> float:
+    votes = [majority_correct(a, c, same) for a, c in zip(answers, correct, strict=True)]
+    return sum(votes) / len(votes) if votes else 0.0
+
+
+def summarize(samples: list[dict[str, Any]], same=None) -> dict[str, Any]:
+    """Metrics for one benchmark from its per-sample records."""
+    by_problem: dict[str, list[dict[str, Any]]] = {}
+    for s in samples:
+        by_problem.setdefault(s["problem_id"], []).append(s)
+    for v in by_problem.values():
+        v.sort(key=lambda s: s["sample"])
+    correct = [[s["correct"] for s in v] for v in by_problem.values()]
+    answers = [[s.get("extracted") for s in v] for v in by_problem.values()]
+    n = max((len(v) for v in by_problem.values()), default=0)
+    tokens = [s.get("completion_tokens", 0) for s in samples]
+    return {
+        "pass@1": pass_at_1(correct),
+        f"cons@{n}": cons_at_n(answers, correct, same),
+        "n": n,
+        "problems": len(by_problem),
+        "samples": len(samples),
+        "correct_samples": sum(bool(s["correct"]) for s in samples),
+        "unverifiable_samples": sum(s.get("status") == "unverifiable" for s in samples),
+        "truncated_share": (sum(s.get("finish_reason") == "length" for s in samples) / len(samples))
+        if samples
+        else 0.0,
+        "mean_response_tokens": (sum(tokens) / len(tokens)) if tokens else 0.0,
+        "completion_tokens": sum(tokens),
+    }
+
+
+# ---------------------------------------------------------------------------- stage
+
+
+def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
+    """The model to load and the student card (if any) with published scores."""
+    from distill.config import is_card, load_student, load_teacher
+
+    card = None
+    model = cfg.model
+    if Path(model).is_dir():
+        pass
+    elif is_card(model, "students"):
+        card = load_student(model)
+        model = card.model
+    elif is_card(model, "teachers"):
+        model = load_teacher(model).model
+    if cfg.student_card:
+        card = load_student(cfg.student_card)
+    return model, card
+
+
+def _benchmarks(cfg: EvalConfig) -> list[tuple[str, list[Any], str]]:
+    """(name, prompts, template) for every benchmark asked for."""
+    from distill.benchmarks import load_benchmark, load_benchmark_file
+
+    out = []
+    for name in cfg.benchmarks:
+        out.append(load_benchmark(name, limit=cfg.limit, seed=cfg.seed))
+    for path in cfg.benchmark_files:
+        out.append(load_benchmark_file(path, limit=cfg.limit))
+    names = [b[0] for b in out]
+    if not out:
+        raise UserError("no benchmark given: use --benchmark NAME[,NAME] or --benchmark-file PATH")
+    if len(set(names)) != len(names):
+        raise UserError(f"benchmark names repeat: {', '.join(names)}")
+    return out
+
+
+def _score(prompt: Any, comp: Any, gold_cache: Any) -> dict[str, Any]:
+    from distill.verify import verify
+
+    v = verify(
+        content=comp.content,
+        reasoning=comp.reasoning,
+        domain=prompt.domain,
+        gold=prompt.answer,
+        cache=gold_cache,
+    )
+    return {"status": v.status, "correct": v.status == "correct", "extracted": v.extracted}
+
+
+def run(cfg: EvalConfig) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from distill.teachers import SamplingParams, make_backend
+    from distill.verify import GoldCache, same_answer
+
+    console = Console(stderr=True)
+    if cfg.num_samples < 1:
+        raise UserError("--num-samples must be >= 1")
+    out = Path(cfg.output)
+    model, card = _resolve_model(cfg)
+    benches = _benchmarks(cfg)
+    greedy = cfg.temperature == 0
+    resolved = {k: v for k, v in asdict(cfg).items() if k not in ("overwrite", "api_key_env", "student_card")}
+    resolved["model"] = model
+    if check_manifest(out, "eval", resolved, cfg.overwrite) is False and cfg.overwrite and out.exists():
+        import shutil
+
+        for child in out.iterdir():
+            if child.is_dir() and (child / "samples-00000.jsonl").exists() or child.name == "results.json":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "eval", resolved, inputs=[b[0] for b in benches], counts={})
+
+    params = SamplingParams(
+        temperature=cfg.temperature,
+        top_p=1.0 if greedy else cfg.top_p,
+        top_k=None,
+        max_tokens=cfg.max_tokens,
+        n=cfg.num_samples,
+        seed=cfg.seed,
+        stop=None,
+    )
+    backend = None
+    results: dict[str, Any] = {}
+    started = time.time()
+    for name, prompts, template in benches:
+        bench_dir = out / name
+        writer = ShardWriter(bench_dir, prefix="samples-")
+        todo = [
+            (i, p)
+            for i, p in enumerate(prompts)
+            if any(f"{p.prompt_id}:{s}" not in writer.done_ids for s in range(cfg.num_samples))
+        ]
+        if todo:
+            if backend is None:
+                backend = make_backend(
+                    cfg.backend,
+                    model,
+                    batch_size=cfg.batch_size,
+                    base_urls=cfg.base_urls,
+                    api_key_env=cfg.api_key_env,
+                    concurrency=cfg.concurrency,
+                    timeout=cfg.timeout,
+                    tensor_parallel_size=cfg.tensor_parallel_size,
+                    max_model_len=cfg.max_model_len,
+                    gpu_memory_utilization=cfg.gpu_memory_utilization,
+                )
+            gold_cache = GoldCache()
+            messages = [[{"role": "user", "content": template.format(problem=p.problem)}] for _, p in todo]
+            with Progress(
+                TextColumn(f"eval {name}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+            ) as bar:
+                task = bar.add_task(name, total=len(todo), rate="")
+                t0 = time.time()
+                for done, (j, comps) in enumerate(backend.generate(messages, params), 1):
+                    _, prompt = todo[j]
+                    for s, comp in enumerate(comps):
+                        sid = f"{prompt.prompt_id}:{s}"
+                        if sid in writer.done_ids:
+                            continue
+                        rec = {
+                            "id": sid,
+                            "problem_id": prompt.prompt_id,
+                            "sample": s,
+                            "answer": prompt.answer,
+                            "reasoning": comp.reasoning,
+                            "content": comp.content,
+                            "finish_reason": comp.finish_reason,
+                            "completion_tokens": comp.completion_tokens,
+                            "prompt_tokens": comp.prompt_tokens,
+                            **_score(prompt, comp, gold_cache),
+                        }
+                        writer.write(rec)
+                    bar.update(task, advance=1, rate=f"{done / max(time.time() - t0, 1e-9):.1f} problems/s")
+        writer.close()
+        samples = list(read_records(bench_dir, prefix="samples-"))
+        wanted = {p.prompt_id for p in prompts}
+        samples = [s for s in samples if s["problem_id"] in wanted and s["sample"] < cfg.num_samples]
+        results[name] = summarize(samples, same=same_answer)
+    summary = {
+        "model": model,
+        "backend": cfg.backend,
+        "sampling": {
+            "temperature": cfg.temperature,
+            "top_p": params.top_p,
+            "max_tokens": cfg.max_tokens,
+            "num_samples": cfg.num_samples,
+            "seed": cfg.seed,
+        },
+        "benchmarks": results,
+        "published": dict(card.published) if card else {},
+        "published_model": card.distilled_model if card else None,
+        "seconds": round(time.time() - started, 2),
+    }
+    atomic_write_json(out / "results.json", summary)
+    write_manifest(
+        out,
+        "eval",
+        resolved,
+        inputs=[b[0] for b in benches],
+        counts={k: {"problems": v["problems"], "samples": v["samples"]} for k, v in results.items()},
+    )
+    print_table(summary, console)
+    return summary
+
+
+def print_table(summary: dict[str, Any], console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=True)
+    pub = summary.get("published") or {}
+    table = Table(title=f"eval: {summary['model']}")
+    for col in ("benchmark", "pass@1", "cons@n", "n", "problems", "mean tokens", "truncated"):
+        table.add_column(col, justify="right" if col != "benchmark" else "left")
+    if pub:
+        table.add_column(f"published ({summary.get('published_model') or 'R1-Distill'})", justify="right")
+    for name, r in summary["benchmarks"].items():
+        cons = next(v for k, v in r.items() if k.startswith("cons@"))
+        row = [
+            name,
+            f"{100 * r['pass@1']:.1f}",
+            f"{100 * cons:.1f}",
+            str(r["n"]),
+            str(r["problems"]),
+            f"{r['mean_response_tokens']:.0f}",
+            f"{100 * r['truncated_share']:.1f}%",
+        ]
+        if pub:
+            row.append(f"{pub[name]:.1f}" if name in pub else "—")
+        table.add_row(*row)
+    console.print(table)
+
+
+def load_results(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / "results.json" if Path(folder).is_dir() else Path(folder)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no eval results (run `distill eval` first)") from None

@@ -1,0 +1,436 @@
+"""The push stage: model card, dataset card and upload to the Hugging Face Hub.
+
+    distill push --model runs/student --repo me/qwen-1.5b-r1-distill --data runs/filtered \
+                 --results runs/eval [--private] [--adapter-only]
+    distill push ... --dry-run --to-dir staged/     # writes exactly what would be uploaded
+
+The model card's YAML front matter carries license, base_model, datasets, tags, library_name,
+pipeline_tag and a `model-index` with the eval results; its body tells the teacher, prompt sources,
+sample counts, the filter funnel, the training method and hyperparameters, the eval table beside the
+published R1-Distill scores, and tokens and estimated cost. Traces (`--data`) go to a dataset repo
+`<repo>-traces` as Parquet with a `messages` column and a dataset card. A LoRA output is pushed merged
+unless `--adapter-only`. The token comes from `HF_TOKEN` or the login cache and is never printed or
+written anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distill.errors import UserError
+
+REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+SKIP_IN_MODEL = {
+    "checkpoints",
+    "merged",
+    "runs",
+    "train_log.csv",
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state.pth",
+}
+BENCH_DATASETS = {
+    "aime24": "HuggingFaceH4/aime_2024",
+    "aime25": "yentinglin/aime_2025",
+    "amc23": "AI-MO/aimo-validation-amc",
+    "math500": "HuggingFaceH4/MATH-500",
+    "gpqa": "Idavidrein/gpqa",
+}
+
+
+@dataclass
+class PushConfig:
+    model: str
+    repo: str
+    private: bool = False
+    data: str | None = None  # a filter output folder (or its kept/ folder)
+    results: str | None = None  # an eval output folder (or its results.json)
+    adapter_only: bool = False
+    dry_run: bool = False
+    to_dir: str | None = None
+    license: str | None = None
+    commit_message: str = "Upload with distill push"
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def check_repo_name(repo: str) -> None:
+    if not REPO_RE.match(repo) or ".." in repo or "--" in repo or repo.endswith((".", "-", ".git")):
+        raise UserError(
+            f"--repo '{repo}' is not a valid Hub repo id: expected 'user/name' with letters, digits, '-', '_', '.'"
+        )
+
+
+def check_model_dir(path: Path) -> str:
+    """Return 'full' or 'adapter'; raise when weights or tokenizer are missing."""
+    if not path.is_dir():
+        raise UserError(f"--model {path}: no such folder")
+    has_full = any((path / f).exists() for f in WEIGHT_FILES) or any(path.glob("model-*.safetensors"))
+    has_adapter = any((path / f).exists() for f in ADAPTER_FILES) and (path / "adapter_config.json").exists()
+    if not has_full and not has_adapter:
+        raise UserError(f"--model {path}: no model weights (model.safetensors / adapter_model.safetensors)")
+    if not any((path / f).exists() for f in TOKENIZER_FILES):
+        raise UserError(f"--model {path}: no tokenizer (tokenizer.json / tokenizer_config.json)")
+    return "full" if has_full else "adapter"
+
+
+def get_token() -> str:
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        try:
+            from huggingface_hub import get_token as hub_token
+
+            token = hub_token()
+        except Exception:  # pragma: no cover - very old hub
+            token = None
+    if not token:
+        raise UserError(
+            "no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run --to-dir)"
+        )
+    return token
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _data_root(data: str | None) -> Path | None:
+    if not data:
+        return None
+    p = Path(data)
+    if not p.exists():
+        raise UserError(f"--data {p}: no such folder")
+    return p.parent if p.name == "kept" else p
+
+
+def gather(cfg: PushConfig) -> dict[str, Any]:
+    """Collect what the card tells from the run's manifests: train, filter, generate, eval."""
+    model_dir = Path(cfg.model)
+    info: dict[str, Any] = {"train": _read_json(model_dir / "manifest.json")}
+    root = _data_root(cfg.data)
+    filt = _read_json(root / "manifest.json") if root else None
+    info["filter"] = filt
+    info["funnel"] = _read_json(root / "funnel.json") if root else None
+    gen = None
+    for inp in (filt or {}).get("inputs", []):
+        gen = _read_json(Path(inp) / "manifest.json") or gen
+    if gen is None and info["train"]:
+        for inp in info["train"].get("inputs", []):
+            cand = Path(inp)
+            filt2 = _read_json((cand.parent if cand.name == "kept" else cand) / "manifest.json")
+            for i2 in (filt2 or {}).get("inputs", []):
+                gen = _read_json(Path(i2) / "manifest.json") or gen
+    info["generate"] = gen
+    if cfg.results:
+        from distill.evaluate import load_results
+
+        info["eval"] = load_results(cfg.results)
+    else:
+        info["eval"] = None
+    return info
+
+
+# ---------------------------------------------------------------------------- cards
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kind: str) -> str:
+    train = (info.get("train") or {}).get("config", {})
+    base = train.get("base_model") or train.get("model") or train.get("student")
+    gen = (info.get("generate") or {}).get("config", {})
+    gen_counts = (info.get("generate") or {}).get("counts", {})
+    ev = info.get("eval")
+    front: dict[str, Any] = {
+        "license": cfg.license or train.get("license") or "apache-2.0",
+        "library_name": "peft" if kind == "adapter" else "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": [
+            "distill",
+            "reasoning",
+            "r1-distill",
+            "sft",
+            *(["lora"] if train.get("method") in ("lora", "qlora") else []),
+        ],
+    }
+    if base:
+        front["base_model"] = base
+    if data_repo:
+        front["datasets"] = [data_repo]
+    if ev:
+        results = []
+        for bench, r in ev["benchmarks"].items():
+            metrics = [{"type": "pass@1", "name": "pass@1", "value": round(100 * r["pass@1"], 2)}]
+            cons_key = next((k for k in r if k.startswith("cons@")), None)
+            if cons_key:
+                metrics.append({"type": cons_key, "name": cons_key, "value": round(100 * r[cons_key], 2)})
+            results.append(
+                {
+                    "task": {"type": "text-generation", "name": "Text Generation"},
+                    "dataset": {"name": bench, "type": BENCH_DATASETS.get(bench, bench)},
+                    "metrics": metrics,
+                }
+            )
+        front["model-index"] = [{"name": cfg.repo.split("/")[-1], "results": results}]
+
+    lines = [f"# {cfg.repo.split('/')[-1]}", ""]
+    lines.append(
+        f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) from "
+        f"**{gen.get('teacher', {}).get('model') if isinstance(gen.get('teacher'), dict) else gen.get('teacher') or gen.get('model') or 'a reasoning teacher'}**"
+        f" into **{base or 'a student base'}**, following the DeepSeek-R1 distillation recipe (SFT on verified reasoning traces)."
+    )
+    lines += ["", "## Data", ""]
+    if gen:
+        lines.append(
+            f"- Prompt sources: {', '.join(map(str, (info['generate'] or {}).get('inputs', []))) or 'n/a'}"
+        )
+        for k in ("prompts", "samples", "prompt_tokens", "completion_tokens", "failed"):
+            if k in gen_counts:
+                lines.append(f"- {k.replace('_', ' ')}: {gen_counts[k]:,}")
+        if "cost_usd" in gen_counts:
+            lines.append(f"- estimated teacher cost: ${gen_counts['cost_usd']:,.2f}")
+    funnel = info.get("funnel")
+    if funnel:
+        lines += ["", "### Filter funnel", "", "| step | dropped | remaining |", "|---|---:|---:|"]
+        lines.append(f"| input | | {funnel.get('input', '')} |")
+        for c in funnel.get("checks", []):
+            lines.append(f"| {c.get('name')} | {c.get('dropped', '')} | {c.get('remaining', '')} |")
+        lines.append(f"| **kept** | | **{funnel.get('kept', '')}** |")
+    if train:
+        lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
+        for k in (
+            "method", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "max_length",
+            "lora_r", "lora_alpha", "packing", "lr_scheduler", "warmup_ratio", "seed",
+        ):  # fmt: skip
+            if k in train and train[k] is not None:
+                lines.append(f"| {k} | {_fmt(train[k])} |")
+        tcounts = (info.get("train") or {}).get("counts", {})
+        for k, v in tcounts.items():
+            lines.append(f"| {k} | {_fmt(v)} |")
+    if ev:
+        pub = ev.get("published") or {}
+        lines += ["", "## Evaluation", ""]
+        s = ev.get("sampling", {})
+        lines.append(
+            f"R1 protocol: temperature {s.get('temperature')}, top-p {s.get('top_p')}, "
+            f"{s.get('num_samples')} samples per problem, max {s.get('max_tokens')} tokens; "
+            "pass@1 is mean correctness over samples, cons@n the majority-vote answer."
+        )
+        lines += [
+            "",
+            "| benchmark | pass@1 | cons@n | mean tokens | " + ("published R1-Distill |" if pub else ""),
+        ]
+        lines.append("|---|---:|---:|---:|" + ("---:|" if pub else ""))
+        for bench, r in ev["benchmarks"].items():
+            cons = next((v for k, v in r.items() if k.startswith("cons@")), 0.0)
+            row = (
+                f"| {bench} | {100 * r['pass@1']:.1f} | {100 * cons:.1f} | {r['mean_response_tokens']:.0f} |"
+            )
+            if pub:
+                row += f" {pub[bench]:.1f} |" if bench in pub else " — |"
+            lines.append(row)
+    lines += [
+        "",
+        "## Use",
+        "",
+        "Prompt with the chat template; for math end the prompt with "
+        '"Please reason step by step, and put your final answer within \\boxed{}." '
+        "Sample with temperature 0.6 and top-p 0.95.",
+        "",
+    ]
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+
+
+def dataset_card(cfg: PushConfig, info: dict[str, Any], data_repo: str, rows: int) -> str:
+    front = {
+        "license": cfg.license or "apache-2.0",
+        "task_categories": ["text-generation"],
+        "tags": ["distill", "reasoning", "r1-distill", "synthetic"],
+        "configs": [
+            {"config_name": "default", "data_files": [{"split": "train", "path": "data/train.parquet"}]}
+        ],
+    }
+    lines = [
+        f"# {data_repo.split('/')[-1]}",
+        "",
+        f"{rows:,} verified reasoning traces for SFT, written by `distill filter` (kept traces).",
+        "Each row has a `messages` column (user prompt, assistant `<think>…</think>` reasoning then answer)",
+        "plus `id`, `prompt_id`, `domain` and `source`.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        f'ds = load_dataset("{data_repo}", split="train")',
+        "```",
+    ]
+    funnel = info.get("funnel")
+    if funnel:
+        lines += ["", f"Filter funnel: {funnel.get('input')} traces in, {funnel.get('kept')} kept."]
+    return "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- staging
+
+
+def _merge_adapter(model_dir: Path, dest: Path) -> None:
+    """Merge a LoRA adapter into its base and save a standalone model into `dest`."""
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    model = AutoPeftModelForCausalLM.from_pretrained(model_dir)
+    model = model.merge_and_unload()
+    model.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(dest)
+    gen = model_dir / "generation_config.json"
+    if gen.exists():
+        shutil.copy2(gen, dest / "generation_config.json")
+
+
+def stage_model(cfg: PushConfig, dest: Path) -> str:
+    """Copy (or merge) the model into `dest`; returns the kind pushed: 'full' or 'adapter'."""
+    src = Path(cfg.model)
+    kind = check_model_dir(src)
+    dest.mkdir(parents=True, exist_ok=True)
+    if kind == "adapter" and not cfg.adapter_only:
+        merged = src / "merged"
+        if merged.is_dir() and check_model_dir(merged) == "full":
+            src, kind = merged, "full"
+        else:
+            _merge_adapter(src, dest)
+            return "full"
+    for item in src.iterdir():
+        if item.name in SKIP_IN_MODEL or item.name.startswith(".") or item.name == "README.md":
+            continue
+        if item.is_dir():
+            continue
+        shutil.copy2(item, dest / item.name)
+    return kind
+
+
+def stage_data(cfg: PushConfig, dest: Path) -> int:
+    root = _data_root(cfg.data)
+    assert root is not None
+    kept = root / "kept" if (root / "kept").is_dir() else root
+    parquet = kept / "data.parquet"
+    (dest / "data").mkdir(parents=True, exist_ok=True)
+    if parquet.exists():
+        shutil.copy2(parquet, dest / "data" / "train.parquet")
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from distill.records import read_records, to_messages
+
+        rows = [
+            {
+                "id": r["id"],
+                "prompt_id": r["prompt_id"],
+                "domain": r.get("domain"),
+                "source": r.get("source"),
+                "messages": to_messages(r),
+            }
+            for r in read_records(kept)
+        ]
+        if not rows:
+            raise UserError(f"--data {kept}: no kept traces")
+        pq.write_table(pa.Table.from_pylist(rows), dest / "data" / "train.parquet")
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(dest / "data" / "train.parquet").metadata.num_rows
+
+
+# ---------------------------------------------------------------------------- stage
+
+
+def run(cfg: PushConfig, api: Any = None) -> dict[str, Any]:
+    """Stage the model (and data) folders, write cards, then upload (or only write with --dry-run).
+
+    `api` is a `huggingface_hub.HfApi`-like object; by default one is made with the token.
+    """
+    check_repo_name(cfg.repo)
+    check_model_dir(Path(cfg.model))
+    if cfg.dry_run and not cfg.to_dir:
+        raise UserError("--dry-run needs --to-dir DIR (the folder that would be uploaded)")
+    token = None if cfg.dry_run else get_token()
+    info = gather(cfg)
+    data_repo = f"{cfg.repo}-traces" if cfg.data else None
+
+    if cfg.to_dir:
+        stage_root = Path(cfg.to_dir)
+        if stage_root.exists() and any(stage_root.iterdir()):
+            raise UserError(f"--to-dir {stage_root}: folder is not empty")
+        stage_root.mkdir(parents=True, exist_ok=True)
+        cleanup = None
+    else:
+        cleanup = tempfile.TemporaryDirectory(prefix="distill-push-")
+        stage_root = Path(cleanup.name)
+    try:
+        model_stage = stage_root / "model"
+        kind = stage_model(cfg, model_stage)
+        (model_stage / "README.md").write_text(model_card(cfg, info, data_repo, kind))
+        rows = 0
+        data_stage = stage_root / "dataset"
+        if cfg.data:
+            rows = stage_data(cfg, data_stage)
+            (data_stage / "README.md").write_text(dataset_card(cfg, info, data_repo or "", rows))
+        summary = {
+            "repo": cfg.repo,
+            "data_repo": data_repo,
+            "kind": kind,
+            "rows": rows,
+            "staged": str(stage_root) if cfg.to_dir else None,
+            "uploaded": False,
+        }
+        if cfg.dry_run:
+            return summary
+        if api is None:
+            from huggingface_hub import HfApi
+
+            api = HfApi(token=token)
+        api.create_repo(repo_id=cfg.repo, repo_type="model", private=cfg.private, exist_ok=True)
+        api.upload_folder(
+            repo_id=cfg.repo,
+            repo_type="model",
+            folder_path=str(model_stage),
+            commit_message=cfg.commit_message,
+        )
+        if cfg.data and data_repo:
+            api.create_repo(repo_id=data_repo, repo_type="dataset", private=cfg.private, exist_ok=True)
+            api.upload_folder(
+                repo_id=data_repo,
+                repo_type="dataset",
+                folder_path=str(data_stage),
+                commit_message=cfg.commit_message,
+            )
+        summary["uploaded"] = True
+        return summary
+    finally:
+        if cleanup is not None:
+            cleanup.cleanup()
