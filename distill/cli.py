@@ -104,3 +104,20 @@ def push(
         f"distill push: {summary['kind']} model {where}"
         + (f"; {summary['rows']} traces" if summary["rows"] else "")
     )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        str, typer.Argument(help="Run folder: every stage output below it is found by its manifest.")
+    ],
+    output: Annotated[
+        str | None, typer.Option(help="Where to write report.md and charts [default: RUN_DIR/report].")
+    ] = None,
+) -> None:
+    """Render a run folder into report.md + PNG charts (funnel, lengths, loss, accuracy, tokens)."""
+    from distill.report import ReportConfig
+    from distill.report import run as run_report
+
+    summary = run_stage(run_report, ReportConfig(run_dir=run_dir, output=output))
+    print(f"distill report: {summary['report']} ({len(summary['charts'])} charts)")

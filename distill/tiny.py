@@ -57,15 +57,25 @@ def build_tokenizer(
     vocab_size: int = 400,
     template: str = "chatml",
     model_max_length: int = 4096,
+    individual_digits: bool = False,
 ):
-    """Train a byte-level BPE tokenizer on `corpus`, save it with a chat template, return it."""
+    """Train a byte-level BPE tokenizer on `corpus`, save it with a chat template, return it.
+
+    With `individual_digits`, numbers are split into single digits before BPE.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     chat_template, eos = TEMPLATES[template]
     texts = list(corpus) if corpus is not None else list(DEFAULT_CORPUS)
     tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if individual_digits:  # one token per digit: arithmetic stays learnable for tiny models
+        tk.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), byte_level]
+        )
+    else:
+        tk.pre_tokenizer = byte_level
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

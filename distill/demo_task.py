@@ -1,0 +1,93 @@
+"""The demo's synthetic reasoning task: 3-digit + 3-digit addition with a column-by-column chain of thought.
+
+    problems = make_problems(n=1000, seed=0, exclude=set())
+    rec = gold_trace(problem)        # a trace record with the gold reasoning and `\\boxed{sum}`
+
+Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text is long
+enough (≥ 8 words) for the filter's 8-gram decontamination to see it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    a: int
+    b: int
+
+    @property
+    def id(self) -> str:
+        return f"add-{self.a}-{self.b}"
+
+    @property
+    def text(self) -> str:
+        return f"Add {self.a} and {self.b}. What is the sum of these two numbers?"
+
+    @property
+    def answer(self) -> str:
+        return str(self.a + self.b)
+
+    def as_prompt(self) -> dict[str, str]:
+        return {"id": self.id, "problem": self.text, "answer": self.answer}
+
+
+def reasoning(p: Problem) -> str:
+    """Column-by-column addition, least significant digit first, with carries."""
+    da, db = str(p.a)[::-1], str(p.b)[::-1]
+    carry = 0
+    lines = []
+    for x, y in zip(da, db, strict=True):
+        s = int(x) + int(y) + carry
+        terms = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        new_carry = s // 10
+        lines.append(f"{terms} = {s}, write {s % 10}" + (f", carry {new_carry}." if new_carry else "."))
+        carry = new_carry
+    if carry:
+        lines.append(f"Bring down the carry {carry}.")
+    lines.append(f"So {p.a} + {p.b} = {p.a + p.b}.")
+    return "\n".join(lines)
+
+
+def answer_text(p: Problem) -> str:
+    return f"The answer is \\boxed{{{p.a + p.b}}}."
+
+
+def make_problems(n: int, seed: int, exclude: set[Problem] | None = None) -> list[Problem]:
+    """`n` distinct random problems, none in `exclude`, deterministic under `seed`."""
+    rng = random.Random(seed)
+    exclude = exclude or set()
+    seen: set[Problem] = set()
+    out: list[Problem] = []
+    while len(out) < n:
+        p = Problem(rng.randint(100, 999), rng.randint(100, 999))
+        if p in seen or p in exclude:
+            continue
+        seen.add(p)
+        out.append(p)
+    return out
+
+
+def gold_trace(p: Problem, source: str = "demo-gold") -> dict:
+    """A trace record (DESIGN.md schema) holding the gold chain of thought, for teacher training."""
+    return {
+        "id": f"{p.id}:0",
+        "prompt_id": p.id,
+        "sample": 0,
+        "problem": p.text,
+        "answer": p.answer,
+        "domain": "math",
+        "source": source,
+        "teacher": {"model": "gold", "backend": "rule"},
+        "reasoning": reasoning(p),
+        "content": answer_text(p),
+        "finish_reason": "stop",
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0},
+    }
+
+
+def corpus(problems: list[Problem]) -> list[str]:
+    """Texts to train the demo tokenizer on."""
+    return [f"{p.text}\n<think>\n{reasoning(p)}\n</think>\n\n{answer_text(p)}" for p in problems]

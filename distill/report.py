@@ -1,0 +1,289 @@
+"""The report stage: render any run folder into `report.md` plus PNG charts.
+
+    distill report runs/demo                 # writes runs/demo/report/report.md and *.png
+    distill report runs/my-gpu-run --output reports/r1
+
+It finds every stage output below the folder by its `manifest.json` (generate, filter, train, eval)
+and draws what each one holds: the filter funnel, reasoning-length histograms of kept vs rejected
+traces, training loss curves, an accuracy chart over eval runs, and a token/compute summary. Works
+on the demo's run folder and on real GPU runs alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.errors import UserError
+from distill.records import MANIFEST, atomic_write_text, read_records
+
+
+@dataclass
+class ReportConfig:
+    run_dir: str
+    output: str | None = None  # default: <run_dir>/report
+    max_depth: int = 4
+
+
+def find_stages(root: Path, max_depth: int = 4) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
+    """Stage outputs below `root`, by stage name, in path order."""
+    found: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for path in sorted(root.rglob(MANIFEST)):
+        rel = path.parent.relative_to(root)
+        if len(rel.parts) > max_depth or "checkpoints" in rel.parts:
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+        except ValueError:
+            continue
+        found.setdefault(manifest.get("stage", "?"), []).append((path.parent, manifest))
+    return found
+
+
+def _label(root: Path, folder: Path) -> str:
+    rel = folder.relative_to(root)
+    return str(rel) if str(rel) != "." else folder.name
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_train_log(folder: Path) -> list[dict[str, float]]:
+    path = folder / "train_log.csv"
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                rows.append({k: float(v) for k, v in row.items() if v not in ("", None)})
+            except ValueError:
+                continue
+    return rows
+
+
+def eval_rows(root: Path, evals: list[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+    rows = []
+    for folder, _ in evals:
+        res_path = folder / "results.json"
+        if not res_path.exists():
+            continue
+        res = json.loads(res_path.read_text())
+        temp = res.get("sampling", {}).get("temperature")
+        for bench, r in res.get("benchmarks", {}).items():
+            cons_key = next((k for k in r if k.startswith("cons@")), None)
+            rows.append(
+                {
+                    "run": _label(root, folder),
+                    "model": Path(str(res.get("model", ""))).name,
+                    "mode": "greedy" if temp == 0 else f"T={temp}",
+                    "benchmark": bench,
+                    "pass@1": r["pass@1"],
+                    "cons": (cons_key, r[cons_key]) if cons_key else None,
+                    "problems": r["problems"],
+                    "n": r["n"],
+                    "mean_tokens": r["mean_response_tokens"],
+                    "truncated": r["truncated_share"],
+                }
+            )
+    return rows
+
+
+def accuracy_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
+    """Pivot eval rows into model × mode (pass@1, %) for one table per benchmark set."""
+    models: list[str] = []
+    modes: list[str] = []
+    cells: dict[tuple[str, str], float] = {}
+    for r in rows:
+        key = r["model"] if len({x["benchmark"] for x in rows}) == 1 else f"{r['model']} · {r['benchmark']}"
+        if key not in models:
+            models.append(key)
+        if r["mode"] not in modes:
+            modes.append(r["mode"])
+        cells[(key, r["mode"])] = 100 * r["pass@1"]
+    modes.sort(key=lambda m: (m != "greedy", m))
+    return models, modes, cells
+
+
+def run(cfg: ReportConfig) -> dict[str, Any]:
+    root = Path(cfg.run_dir)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such run folder")
+    out = Path(cfg.output) if cfg.output else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    stages = find_stages(root, cfg.max_depth)
+    if not stages:
+        raise UserError(f"{root}: no stage outputs found (no manifest.json below it)")
+    plt = _plt()
+    md: list[str] = [f"# distill report: {root.name}", ""]
+    charts: list[str] = []
+    summary: dict[str, Any] = {"stages": {k: len(v) for k, v in stages.items()}}
+
+    # ------------------------------------------------------------------ tokens and compute
+    md += ["## Tokens and compute", "", "| stage | output | figures |", "|---|---|---|"]
+    for stage in ("generate", "filter", "train", "eval"):
+        for folder, m in stages.get(stage, []):
+            c = m.get("counts", {})
+            figures = ", ".join(
+                f"{k}: {v:,.2f}"
+                if isinstance(v, float)
+                else f"{k}: {v:,}"
+                if isinstance(v, int)
+                else f"{k}: {v}"
+                for k, v in c.items()
+                if not isinstance(v, dict | list)
+            )
+            md.append(f"| {stage} | `{_label(root, folder)}` | {figures or '—'} |")
+    md.append("")
+
+    # ------------------------------------------------------------------ filter funnel + lengths
+    for folder, _ in stages.get("filter", []):
+        funnel_path = folder / "funnel.json"
+        if not funnel_path.exists():
+            continue
+        funnel = json.loads(funnel_path.read_text())
+        label = _label(root, folder)
+        names = ["input"] + [c["name"] for c in funnel.get("checks", [])]
+        remaining = [funnel.get("input", 0)] + [c.get("remaining", 0) for c in funnel.get("checks", [])]
+        fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.2))
+        ax.barh(names[::-1], remaining[::-1], color="#4c72b0")
+        for i, v in enumerate(remaining[::-1]):
+            ax.text(v, i, f" {v}", va="center", fontsize=8)
+        ax.set_xlabel("traces remaining")
+        ax.set_title(f"filter funnel: {label}")
+        fig.tight_layout()
+        name = f"funnel-{label.replace('/', '-')}.png"
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        charts.append(name)
+        md += [
+            f"## Filter funnel: `{label}`",
+            "",
+            "| step | dropped | remaining | % of input |",
+            "|---|---:|---:|---:|",
+        ]
+        total = max(funnel.get("input", 0), 1)
+        md.append(f"| input | | {funnel.get('input', 0)} | 100.0% |")
+        for c in funnel.get("checks", []):
+            md.append(
+                f"| {c['name']} | {c.get('dropped', 0)} | {c.get('remaining', 0)} | {100 * c.get('remaining', 0) / total:.1f}% |"
+            )
+        md += [
+            f"| **kept** | | **{funnel.get('kept', 0)}** | {100 * funnel.get('kept', 0) / total:.1f}% |",
+            "",
+        ]
+        md += [f"![funnel]({name})", ""]
+
+        lengths: dict[str, list[int]] = {}
+        for part in ("kept", "rejected"):
+            if (folder / part).is_dir():
+                lengths[part] = [
+                    int(
+                        (r.get("usage") or {}).get("completion_tokens")
+                        or len((r.get("reasoning") or "").split())
+                    )
+                    for r in read_records(folder / part, skip_bad_lines=True)
+                ]
+        if any(lengths.values()):
+            fig, ax = plt.subplots(figsize=(7, 3.5))
+            for part, vals in lengths.items():
+                if vals:
+                    ax.hist(vals, bins=40, alpha=0.6, label=f"{part} ({len(vals)})")
+            ax.set_xlabel("completion tokens (reasoning + answer)")
+            ax.set_ylabel("traces")
+            ax.set_title(f"response length: {label}")
+            ax.legend()
+            fig.tight_layout()
+            name = f"lengths-{label.replace('/', '-')}.png"
+            fig.savefig(out / name, dpi=110)
+            plt.close(fig)
+            charts.append(name)
+            md += [f"![lengths]({name})", ""]
+
+    # ------------------------------------------------------------------ training loss
+    logs = [(folder, read_train_log(folder)) for folder, _ in stages.get("train", [])]
+    logs = [(f, rows) for f, rows in logs if any("loss" in r for r in rows)]
+    if logs:
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        md += ["## Training", "", "| run | steps | first loss | final loss |", "|---|---:|---:|---:|"]
+        for folder, rows in logs:
+            pts = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=_label(root, folder))
+            md.append(
+                f"| `{_label(root, folder)}` | {int(pts[-1][0])} | {pts[0][1]:.3f} | {pts[-1][1]:.3f} |"
+            )
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+        ax.set_title("training loss")
+        fig.tight_layout()
+        fig.savefig(out / "loss.png", dpi=110)
+        plt.close(fig)
+        charts.append("loss.png")
+        md += ["", "![loss](loss.png)", ""]
+
+    # ------------------------------------------------------------------ eval
+    rows = eval_rows(root, stages.get("eval", []))
+    if rows:
+        models, modes, cells = accuracy_table(rows)
+        summary["accuracy"] = {m: {mode: cells.get((m, mode)) for mode in modes} for m in models}
+        md += [
+            "## Accuracy (pass@1, %)",
+            "",
+            "| model | " + " | ".join(modes) + " |",
+            "|---|" + "---:|" * len(modes),
+        ]
+        for m in models:
+            md.append(
+                f"| {m} | "
+                + " | ".join(f"{cells[(m, mo)]:.1f}" if (m, mo) in cells else "—" for mo in modes)
+                + " |"
+            )
+        md.append("")
+        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(models)), 3.8))
+        width = 0.8 / max(len(modes), 1)
+        for j, mo in enumerate(modes):
+            xs = [i + j * width for i in range(len(models))]
+            ys = [cells.get((m, mo), 0.0) for m in models]
+            bars = ax.bar(xs, ys, width=width, label=mo)
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(models))])
+        ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
+        ax.set_ylabel("pass@1 (%)")
+        ax.set_ylim(0, 105)
+        ax.legend()
+        ax.set_title("accuracy")
+        fig.tight_layout()
+        fig.savefig(out / "accuracy.png", dpi=110)
+        plt.close(fig)
+        charts.append("accuracy.png")
+        md += [
+            "![accuracy](accuracy.png)",
+            "",
+            "| eval run | benchmark | pass@1 | cons@n | problems | mean tokens | truncated |",
+        ]
+        md.append("|---|---|---:|---:|---:|---:|---:|")
+        for r in rows:
+            cons = f"{100 * r['cons'][1]:.1f} ({r['cons'][0]})" if r["cons"] else "—"
+            md.append(
+                f"| `{r['run']}` | {r['benchmark']} | {100 * r['pass@1']:.1f} | {cons} | {r['problems']} | "
+                f"{r['mean_tokens']:.0f} | {100 * r['truncated']:.1f}% |"
+            )
+        md.append("")
+
+    extra = root / "demo.md"
+    if extra.exists():
+        md = md[:2] + [extra.read_text().strip(), ""] + md[2:]
+    atomic_write_text(out / "report.md", "\n".join(md) + "\n")
+    summary.update({"report": str(out / "report.md"), "charts": charts})
+    return summary
