@@ -48,6 +48,7 @@ class EvalConfig:
     tensor_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
+    prompt_template: str | None = None  # "{problem}" is replaced; default: the benchmark's (R1 suffix for math)
     student_card: str | None = None  # for the published R1-Distill scores
     overwrite: bool = False
 
@@ -227,7 +228,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
                     gpu_memory_utilization=cfg.gpu_memory_utilization,
                 )
             gold_cache = GoldCache()
-            messages = [[{"role": "user", "content": template.format(problem=p.problem)}] for _, p in todo]
+            tmpl = cfg.prompt_template or template
+            messages = [[{"role": "user", "content": tmpl.replace("{problem}", p.problem)}] for _, p in todo]
             with Progress(
                 TextColumn(f"eval {name}"),
                 BarColumn(),
