@@ -143,7 +143,7 @@ def select(
     per_prompt: Annotated[int, typer.Option(help="Traces taken per chosen prompt.")] = 1,
     prefer: Annotated[
         str | None,
-        typer.Option(help="Which traces of a prompt: longest | shortest | random [default: by strategy]."),
+        typer.Option(help="Which traces of a prompt: longest | shortest | random (default: by strategy)."),
     ] = None,
     student_results: Annotated[
         str | None,
