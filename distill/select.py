@@ -97,6 +97,7 @@ class Prompt:
     samples: int = 0  # all teacher samples (kept + rejected)
     correct: int = 0  # samples whose `correct` check passed
     traces: list[tuple[int, str]] = field(default_factory=list)  # (length, id) of kept traces
+    locs: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (kept shard index, line)
     problem: str = ""
     student: float | None = None  # student pass rate, when known
     topic: int | None = None
@@ -174,16 +175,18 @@ def _progress():  # type: ignore[no-untyped-def]
     )
 
 
-def _scan(folder: Path, label: str, prog: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Stream (where, record) over a folder's shards, advancing a byte progress bar."""
+def _scan(folder: Path, label: str, prog: Any) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
+    """Stream (shard index, line number, where, record) over a folder's shards, with a byte progress bar."""
     files = shard_paths(folder)
     task = prog.add_task(label, total=sum(p.stat().st_size for p in files))
     last: Path | None = None
+    index = 0
     for path, lineno, rec in iter_lines(folder):
-        if path != last and last is not None:
-            prog.update(task, completed=sum(p.stat().st_size for p in files[: files.index(path)]))
+        if path != last:
+            index = files.index(path)
+            prog.update(task, completed=sum(p.stat().st_size for p in files[:index]))
         last = path
-        yield f"{path}:{lineno}", rec
+        yield index, lineno, f"{path}:{lineno}", rec
     prog.update(task, completed=prog.tasks[task].total)
 
 
@@ -199,7 +202,7 @@ def load_prompts(
     others: dict[str, list[int]] = {}  # prompt_id -> [samples, correct] of rejected samples
     seen_correct = False
     with _progress() as prog:
-        for where, rec in _scan(kept, "read kept", prog):
+        for index, lineno, where, rec in _scan(kept, "read kept", prog):
             if "id" not in rec:
                 raise UserError(f"{where}: record is missing field 'id'")
             if "problem" not in rec:
@@ -211,13 +214,14 @@ def load_prompts(
                 if keep_problem:
                     p.problem = str(rec["problem"])
             p.traces.append((trace_length(rec), str(rec["id"])))
+            p.locs[str(rec["id"])] = (index, lineno)
             p.samples += 1
             c = (rec.get("checks") or {}).get("correct")
             if isinstance(c, dict):
                 seen_correct = True
                 p.correct += c.get("ok") is True
         if rejected is not None:
-            for where, rec in _scan(rejected, "read rejected", prog):
+            for _, _, where, rec in _scan(rejected, "read rejected", prog):
                 pid = _prompt_id(rec, where)
                 acc = others.setdefault(pid, [0, 0])
                 acc[0] += 1
@@ -632,6 +636,29 @@ def _parquet_schema():  # type: ignore[no-untyped-def]
     )
 
 
+def _chosen_lines(kept: Path, chosen: dict[str, tuple[int, Prompt]]) -> Iterator[dict[str, Any]]:
+    """The chosen records in input order, parsing only their lines (located by `load_prompts`)."""
+    wanted: dict[int, dict[int, str]] = {}
+    for tid, (_, p) in chosen.items():
+        index, lineno = p.locs[tid]
+        wanted.setdefault(index, {})[lineno] = tid
+    files = shard_paths(kept)
+    with _progress() as prog:
+        task = prog.add_task("write subset", total=sum(f.stat().st_size for f in files))
+        for index, path in enumerate(files):
+            lines = wanted.get(index, {})
+            with open(path, "rb") as f:
+                for lineno, line in enumerate(f, 1):
+                    prog.advance(task, len(line))
+                    tid = lines.get(lineno)
+                    if tid is None:
+                        continue
+                    rec = json.loads(line)
+                    if str(rec.get("id")) != tid:
+                        raise UserError(f"{path}:{lineno}: input changed while selecting (expected id {tid})")
+                    yield rec
+
+
 def write_subset(kept: Path, out_kept: Path, chosen: dict[str, tuple[int, Prompt]], cfg: SelectConfig) -> int:
     """Stream the input's kept shards and write the chosen records (input order) + data.parquet."""
     import pyarrow as pa
@@ -646,12 +673,9 @@ def write_subset(kept: Path, out_kept: Path, chosen: dict[str, tuple[int, Prompt
     rows: list[dict[str, Any]] = []
     n = 0
     try:
-        with ShardWriter(out_kept) as w, _progress() as prog:
-            for _, rec in _scan(kept, "write subset", prog):
-                hit = chosen.get(str(rec["id"]))
-                if hit is None:
-                    continue
-                rank, p = hit
+        with ShardWriter(out_kept) as w:
+            for rec in _chosen_lines(kept, chosen):
+                rank, p = chosen[str(rec["id"])]
                 rec["selection"] = {
                     "strategy": cfg.strategy,
                     "rank": rank,
