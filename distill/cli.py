@@ -121,3 +121,77 @@ def report(
 
     summary = run_stage(run_report, ReportConfig(run_dir=run_dir, output=output))
     print(f"distill report: {summary['report']} ({len(summary['charts'])} charts)")
+
+
+@app.command()
+def select(
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="`distill filter` output folder (or its kept/ folder).")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Folder for kept/, selection.json, manifest.")
+    ],
+    budget: Annotated[int, typer.Option(help="Traces in the subset.")] = 8000,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="s1 (drop student-solved prompts; uniform domains; favour long reasoning), "
+            "limo (teacher pass rate inside --band), random (seeded baseline)."
+        ),
+    ] = "s1",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same subset.")] = 0,
+    per_prompt: Annotated[int, typer.Option(help="Traces taken per chosen prompt.")] = 1,
+    prefer: Annotated[
+        str | None,
+        typer.Option(help="Which traces of a prompt: longest | shortest | random (default: by strategy)."),
+    ] = None,
+    student_results: Annotated[
+        str | None,
+        typer.Option(help="`distill eval` output run on the prompts: the student pass rate per prompt (s1)."),
+    ] = None,
+    solved_at: Annotated[
+        float, typer.Option(help="s1: a student pass rate >= this counts as solved (prompt dropped).")
+    ] = 0.5,
+    band: Annotated[
+        str, typer.Option(help="limo: teacher pass-rate band LO:HI, inclusive (1/32:3/32, 0.05:0.25).")
+    ] = "1/32:3/32",
+    balance: Annotated[
+        str, typer.Option(help="Levels drawn uniformly, in order, comma-separated: domain, source, topic.")
+    ] = "domain,source",
+    topic_model: Annotated[
+        str | None,
+        typer.Option(help="Local sentence-embedding model folder: k-means topic clusters join --balance."),
+    ] = None,
+    topics: Annotated[int, typer.Option(help="Number of topic clusters (with --topic-model).")] = 16,
+    embed_batch_size: Annotated[int, typer.Option(help="Prompts per embedding batch.")] = 32,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an output folder made with another config.")
+    ] = False,
+) -> None:
+    """Pick a budgeted subset of filtered traces (s1 / LIMO style) that `distill train` takes as is."""
+    from distill.select import SelectConfig
+    from distill.select import run as run_select
+
+    cfg = SelectConfig(
+        input=input,
+        output=output,
+        budget=budget,
+        strategy=strategy,
+        seed=seed,
+        per_prompt=per_prompt,
+        prefer=prefer,
+        student_results=student_results,
+        solved_at=solved_at,
+        band=band,
+        balance=[b.strip() for b in balance.split(",") if b.strip()],
+        topic_model=topic_model,
+        topics=topics,
+        embed_batch_size=embed_batch_size,
+        overwrite=overwrite,
+    )
+    report = run_stage(run_select, cfg)
+    sel = report["selected"]
+    print(
+        f"distill select: {sel['traces']} traces from {sel['prompts']} prompts "
+        f"({report['strategy']}, budget {report['budget']}) -> {output}"
+    )

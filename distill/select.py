@@ -1,0 +1,813 @@
+"""The select stage: pick the few thousand traces that matter (s1 / LIMO style small-data distillation).
+
+    distill select --input runs/filtered --budget 8000 --output runs/selected --strategy s1 \\
+        --student-results runs/eval-prompts
+    distill select --input runs/filtered/kept --budget 1000 --output runs/limo --strategy limo --band 1/32:3/32
+    python -c "from distill.select import SelectConfig, run; run(SelectConfig('filtered', 'out', budget=800))"
+
+Reads a `distill filter` output folder (its `kept/` shards, and `rejected/` for the teacher's pass
+rate per prompt: samples whose `correct` check passed / all samples of the prompt), optionally a
+`distill eval` folder run on the same prompts (student pass rate per prompt, matched by
+`problem_id` == `prompt_id`), and optionally a local sentence-embedding model for topic clusters.
+
+Strategies (`STRATEGIES`):
+- `s1`: drop prompts the student already solves (pass rate >= `solved_at`); draw a domain (then a
+  source, then a topic: the `balance` levels) uniformly at random, and within it a prompt with
+  probability 2^-(rank+1) by reasoning length, longest first (the s1 recipe).
+- `limo`: keep prompts that are hard but solvable: teacher pass rate inside `band` (1-3 of 32 by
+  default); balanced draw across the `balance` levels, hardest (then longest) first in each group.
+- `random`: a seeded uniform sample of prompts, the baseline.
+
+`budget` counts traces; `per_prompt` traces are taken per chosen prompt (1 by default). Writes
+`<out>/kept/shard-*.jsonl` (the chosen records, with a `selection` field added) and
+`<out>/kept/data.parquet` (`messages` column) exactly like `distill filter`'s `kept/`, so
+`distill train` takes it unchanged; `<out>/selection.json` (the rule, what was dropped and why,
+counts per domain/source/topic, length and difficulty histograms of the pool and of the subset);
+and `<out>/manifest.json`. A finished folder with the same config makes a re-run a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from distill.errors import UserError
+from distill.records import (
+    ShardWriter,
+    atomic_write_json,
+    check_manifest,
+    iter_lines,
+    read_manifest,
+    shard_paths,
+    to_messages,
+    write_manifest,
+)
+
+log = logging.getLogger("distill.select")
+
+BALANCE_LEVELS = ("domain", "source", "topic")
+PREFER = ("longest", "shortest", "random")
+DEFAULT_PREFER = {"s1": "longest", "limo": "longest", "random": "random"}
+LENGTH_BINS = [0, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
+RATE_BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+@dataclass
+class SelectConfig:
+    input: str  # a `distill filter` output folder, or its kept/ folder
+    output: str
+    budget: int = 8000  # traces in the subset
+    strategy: str = "s1"  # s1 | limo | random
+    seed: int = 0
+    per_prompt: int = 1  # traces per chosen prompt
+    prefer: str | None = None  # longest | shortest | random; None: the strategy's default
+    student_results: str | None = None  # a `distill eval` output folder run on the prompts
+    solved_at: float = 0.5  # s1: a student pass rate >= this counts as solved
+    band: str = "1/32:3/32"  # limo: teacher pass rate band LO:HI (fractions or decimals, inclusive)
+    balance: list[str] = field(default_factory=lambda: ["domain", "source"])
+    topic_model: str | None = None  # local sentence-embedding model folder (AutoModel + tokenizer)
+    topics: int = 16  # k-means clusters over prompt embeddings
+    embed_batch_size: int = 32
+    embed_max_length: int = 512
+    overwrite: bool = False
+
+
+RUNTIME_ONLY = ("overwrite", "embed_batch_size")
+
+
+# ---------------------------------------------------------------------------- signals
+
+
+@dataclass
+class Prompt:
+    """What selection knows about one prompt: its kept traces and its difficulty signals."""
+
+    prompt_id: str
+    domain: str = ""
+    source: str = ""
+    samples: int = 0  # all teacher samples (kept + rejected)
+    correct: int = 0  # samples whose `correct` check passed
+    traces: list[tuple[int, str]] = field(default_factory=list)  # (length, id) of kept traces
+    locs: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (kept shard index, line)
+    problem: str = ""
+    student: float | None = None  # student pass rate, when known
+    topic: int | None = None
+    teacher: float | None = None  # teacher pass rate, set once every sample is counted
+
+    @property
+    def length(self) -> int:
+        """Reasoning length of the prompt: its longest kept trace."""
+        return max((n for n, _ in self.traces), default=0)
+
+    def key(self, level: str) -> str:
+        if level == "topic":
+            return f"topic-{self.topic}"
+        return getattr(self, level) or "(none)"
+
+
+def trace_length(rec: dict[str, Any]) -> int:
+    """Tokens of a trace: usage.completion_tokens, else the filter's length count, else words."""
+    usage = rec.get("usage") or {}
+    n = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if isinstance(n, int) and n > 0:
+        return n
+    length = (rec.get("checks") or {}).get("length") or {}
+    if isinstance(length, dict) and isinstance(length.get("tokens"), int):
+        return int(length["tokens"])
+    return len(((rec.get("reasoning") or "") + " " + (rec.get("content") or "")).split())
+
+
+def _prompt_id(rec: dict[str, Any], where: str) -> str:
+    if rec.get("prompt_id") is not None:
+        return str(rec["prompt_id"])
+    if "id" not in rec:
+        raise UserError(f"{where}: record has neither 'prompt_id' nor 'id'")
+    return str(rec["id"]).rsplit(":", 1)[0]
+
+
+def resolve_input(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """(kept folder, rejected folder or None) of a filter output folder or of its kept/ folder."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--input {p}: no such folder")
+    if (p / "kept").is_dir():
+        kept = p / "kept"
+    elif p.is_dir() and shard_paths(p):
+        kept = p
+    else:
+        raise UserError(
+            f"--input {p}: expected a `distill filter` output folder (with kept/) or a kept/ folder"
+        )
+    if not shard_paths(kept):
+        raise UserError(f"{kept}: no shard-*.jsonl files (is this a `distill filter` output?)")
+    rejected = kept.parent / "rejected"
+    return kept, rejected if rejected.is_dir() else None
+
+
+def _progress():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def _scan(folder: Path, label: str, prog: Any) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
+    """Stream (shard index, line number, where, record) over a folder's shards, with a byte progress bar."""
+    files = shard_paths(folder)
+    task = prog.add_task(label, total=sum(p.stat().st_size for p in files))
+    last: Path | None = None
+    index = 0
+    for path, lineno, rec in iter_lines(folder):
+        if path != last:
+            index = files.index(path)
+            prog.update(task, completed=sum(p.stat().st_size for p in files[:index]))
+        last = path
+        yield index, lineno, f"{path}:{lineno}", rec
+    prog.update(task, completed=prog.tasks[task].total)
+
+
+def load_prompts(
+    kept: Path, rejected: Path | None, keep_problem: bool = False
+) -> tuple[dict[str, Prompt], bool]:
+    """Per-prompt signals from a filter output; returns (prompts with kept traces, pass rates known).
+
+    The teacher pass rate is known when the filter ran the `correct` check and `rejected/` is
+    there (the samples it dropped count in the denominator).
+    """
+    prompts: dict[str, Prompt] = {}
+    others: dict[str, list[int]] = {}  # prompt_id -> [samples, correct] of rejected samples
+    seen_correct = False
+    with _progress() as prog:
+        for index, lineno, where, rec in _scan(kept, "read kept", prog):
+            if "id" not in rec:
+                raise UserError(f"{where}: record is missing field 'id'")
+            if "problem" not in rec:
+                raise UserError(f"{where}: record is missing field 'problem'")
+            pid = _prompt_id(rec, where)
+            p = prompts.get(pid)
+            if p is None:
+                p = prompts[pid] = Prompt(pid, str(rec.get("domain") or ""), str(rec.get("source") or ""))
+                if keep_problem:
+                    p.problem = str(rec["problem"])
+            p.traces.append((trace_length(rec), str(rec["id"])))
+            p.locs[str(rec["id"])] = (index, lineno)
+            p.samples += 1
+            c = (rec.get("checks") or {}).get("correct")
+            if isinstance(c, dict):
+                seen_correct = True
+                p.correct += c.get("ok") is True
+        if rejected is not None:
+            for _, _, where, rec in _scan(rejected, "read rejected", prog):
+                pid = _prompt_id(rec, where)
+                acc = others.setdefault(pid, [0, 0])
+                acc[0] += 1
+                c = (rec.get("checks") or {}).get("correct")
+                if isinstance(c, dict):
+                    seen_correct = True
+                    acc[1] += c.get("ok") is True
+    for pid, (n, c) in others.items():
+        if pid in prompts:
+            prompts[pid].samples += n
+            prompts[pid].correct += c
+    known = seen_correct and rejected is not None
+    for p in prompts.values():
+        p.teacher = p.correct / p.samples if known and p.samples else None
+    return prompts, known
+
+
+def _student_files(root: Path) -> list[Path]:
+    """The `samples-*.jsonl` files of an eval folder (its benchmark subfolders, or itself)."""
+    if not root.is_dir():
+        return []
+    dirs = [root] + sorted(d for d in root.iterdir() if d.is_dir())
+    return [f for d in dirs for f in shard_paths(d, prefix="samples-")]
+
+
+def load_student_results(folder: str | os.PathLike) -> dict[str, float]:
+    """Student pass rate per problem id from a `distill eval` folder (every `<bench>/samples-*.jsonl`)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UserError(f"--student-results {root}: no such folder")
+    files = _student_files(root)
+    scores: dict[str, list[int]] = {}
+    for f in files:
+        for path, lineno, rec in iter_lines(f):
+            if "problem_id" not in rec or "correct" not in rec:
+                raise UserError(f"{path}:{lineno}: eval sample is missing 'problem_id' or 'correct'")
+            acc = scores.setdefault(str(rec["problem_id"]), [0, 0])
+            acc[0] += 1
+            acc[1] += bool(rec["correct"])
+    if not files:
+        raise UserError(
+            f"--student-results {root}: no <benchmark>/samples-*.jsonl (is this a `distill eval` output?)"
+        )
+    return {pid: c / n for pid, (n, c) in scores.items() if n}
+
+
+def parse_band(text: str) -> tuple[float, float]:
+    """`LO:HI` with fractions (`1/32`) or decimals (`0.05`), 0 <= LO <= HI <= 1."""
+    parts = text.replace(",", ":").split(":")
+    if len(parts) != 2:
+        raise UserError(f"--band: expected LO:HI such as 1/32:3/32 or 0.03:0.1, got '{text}'")
+    try:
+        lo, hi = (float(Fraction(x.strip())) for x in parts)
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"--band: expected LO:HI such as 1/32:3/32 or 0.03:0.1, got '{text}'") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise UserError(f"--band: need 0 <= LO <= HI <= 1, got '{text}'")
+    return lo, hi
+
+
+# ---------------------------------------------------------------------------- topics
+
+
+def embed_texts(
+    model_path: str, texts: list[str], batch_size: int = 32, max_length: int = 512
+) -> Any:  # numpy array (n, d), L2-normalised
+    """Mean-pooled last hidden states of a local model folder (AutoModel + AutoTokenizer)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    if not Path(model_path).is_dir():
+        raise UserError(f"--topic-model {model_path}: not a local model folder")
+    try:
+        tok = AutoTokenizer.from_pretrained(model_path)
+        model = AutoModel.from_pretrained(model_path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--topic-model {model_path}: cannot load model/tokenizer ({e})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+    out = []
+    with _progress() as prog, torch.inference_mode():
+        task = prog.add_task("embed prompts", total=len(texts))
+        for i in range(0, len(texts), batch_size):
+            batch = tok(
+                texts[i : i + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            ).to(device)
+            hidden = model(**batch).last_hidden_state.float()
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+            prog.advance(task, len(texts[i : i + batch_size]))
+    return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+
+def kmeans(x: Any, k: int, seed: int = 0, iters: int = 100) -> Any:
+    """Plain numpy k-means (k-means++ init, Lloyd iterations); returns a label per row."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    k = max(1, min(k, n))
+    rng = np.random.default_rng(seed)
+    centers = [x[rng.integers(n)]]
+    d2 = ((x - centers[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = d2.sum()
+        idx = int(rng.choice(n, p=d2 / total)) if total > 0 else int(rng.integers(n))
+        centers.append(x[idx])
+        d2 = np.minimum(d2, ((x - x[idx]) ** 2).sum(1))
+    c = np.stack(centers)
+    labels = np.full(n, -1)
+    for _ in range(iters):
+        dist = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None, :]
+        new = dist.argmin(1)
+        if (new == labels).all():
+            break
+        labels = new
+        for j in range(k):
+            members = x[labels == j]
+            if len(members):
+                c[j] = members.mean(0)
+    return labels
+
+
+def assign_topics(prompts: list[Prompt], cfg: SelectConfig) -> None:
+    if not prompts:
+        return
+    assert cfg.topic_model is not None
+    order = sorted(prompts, key=lambda p: p.prompt_id)
+    emb = embed_texts(cfg.topic_model, [p.problem for p in order], cfg.embed_batch_size, cfg.embed_max_length)
+    for p, label in zip(order, kmeans(emb, cfg.topics, cfg.seed), strict=True):
+        p.topic = int(label)
+
+
+# ---------------------------------------------------------------------------- balanced drawing
+
+
+class _Tree:
+    """Prompts grouped by the balance levels; draws a leaf group uniformly level by level."""
+
+    def __init__(self, prompts: list[Prompt], levels: list[str]) -> None:
+        self.levels = levels
+        self.root: dict[str, Any] | list[Prompt] = self._build(prompts, 0)
+
+    def _build(self, prompts: list[Prompt], depth: int) -> dict[str, Any] | list[Prompt]:
+        if depth == len(self.levels):
+            return list(prompts)
+        groups: dict[str, list[Prompt]] = {}
+        for p in prompts:
+            groups.setdefault(p.key(self.levels[depth]), []).append(p)
+        return {k: self._build(groups[k], depth + 1) for k in sorted(groups)}
+
+    def draw(self, rng: random.Random, pick: Callable[[list[Prompt]], int]) -> Prompt | None:
+        """Take one prompt: a uniform child at each level, then `pick(leaf)` inside the leaf."""
+        path: list[tuple[dict[str, Any], str]] = []
+        node = self.root
+        while isinstance(node, dict):
+            if not node:
+                return None
+            key = rng.choice(sorted(node))
+            path.append((node, key))
+            node = node[key]
+        if not node:
+            return None
+        chosen = node.pop(pick(node))
+        # prune emptied groups bottom-up
+        child: Any = node
+        for parent, key in reversed(path):
+            if child:
+                break
+            del parent[key]
+            child = parent
+        return chosen
+
+
+def _geometric(rng: random.Random) -> Callable[[list[Prompt]], int]:
+    """s1's within-domain pick: rank r (longest first) with probability 2^-(r+1); the last takes the rest."""
+
+    def pick(leaf: list[Prompt]) -> int:
+        i = 0
+        while i < len(leaf) - 1 and rng.random() >= 0.5:
+            i += 1
+        return i
+
+    return pick
+
+
+def _balanced_order(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random, sort_key, pick_first: bool):
+    leaves_sorted = sorted(prompts, key=sort_key)
+    tree = _Tree(leaves_sorted, cfg.balance)
+    pick = (lambda leaf: 0) if pick_first else _geometric(rng)
+    while True:
+        p = tree.draw(rng, pick)
+        if p is None:
+            return
+        yield p
+
+
+# ---------------------------------------------------------------------------- strategies
+
+
+@dataclass
+class Plan:
+    """A strategy's answer: the eligible prompts in the order to take them, and what it dropped."""
+
+    order: Iterator[Prompt]
+    eligible: list[Prompt]
+    dropped: dict[str, int]
+    rule: str
+
+
+def strategy_s1(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random) -> Plan:
+    dropped = {"student_solved": 0}
+    eligible = []
+    for p in prompts:
+        if p.student is not None and p.student >= cfg.solved_at:
+            dropped["student_solved"] += 1
+        else:
+            eligible.append(p)
+    unknown = sum(p.student is None for p in eligible)
+    rule = (
+        f"s1: drop prompts the student solves (student pass rate >= {cfg.solved_at}"
+        + (
+            f"; {unknown} prompts without student results kept"
+            if cfg.student_results
+            else "; no --student-results: none dropped"
+        )
+        + f"); draw {' > '.join(cfg.balance) or 'all'} uniformly, then a prompt with probability 2^-(rank+1) "
+        "by reasoning length, longest first"
+    )
+    order = _balanced_order(eligible, cfg, rng, lambda p: (-p.length, p.prompt_id), pick_first=False)
+    return Plan(order, eligible, dropped, rule)
+
+
+def strategy_limo(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random) -> Plan:
+    lo, hi = parse_band(cfg.band)
+    eps = 1e-9
+    dropped = {"too_easy": 0, "too_hard": 0}
+    eligible = []
+    for p in prompts:
+        assert p.teacher is not None
+        if p.teacher > hi + eps:
+            dropped["too_easy"] += 1
+        elif p.teacher < lo - eps or p.correct == 0:
+            dropped["too_hard"] += 1
+        else:
+            eligible.append(p)
+    rule = (
+        f"limo: keep prompts the teacher solves in {cfg.band} of its samples (pass rate in [{lo:.4g}, {hi:.4g}]"
+        f", at least one correct); draw {' > '.join(cfg.balance) or 'all'} uniformly, hardest then longest first"
+    )
+    order = _balanced_order(
+        eligible, cfg, rng, lambda p: (p.teacher, -p.length, p.prompt_id), pick_first=True
+    )
+    return Plan(order, eligible, dropped, rule)
+
+
+def strategy_random(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random) -> Plan:
+    order = sorted(prompts, key=lambda p: p.prompt_id)
+    rng.shuffle(order)
+    return Plan(iter(order), list(prompts), {}, f"random: a uniform sample of prompts, seed {cfg.seed}")
+
+
+STRATEGIES: dict[str, Callable[[list[Prompt], SelectConfig, random.Random], Plan]] = {
+    "s1": strategy_s1,
+    "limo": strategy_limo,
+    "random": strategy_random,
+}
+
+
+def choose_traces(p: Prompt, k: int, prefer: str, seed: int) -> list[str]:
+    """Ids of up to `k` kept traces of a prompt: longest, shortest or a seeded random few."""
+    if prefer == "random":
+        ids = sorted(t for _, t in p.traces)
+        random.Random(f"{seed}:{p.prompt_id}").shuffle(ids)
+        return ids[:k]
+    sign = -1 if prefer == "longest" else 1
+    return [t for _, t in sorted(p.traces, key=lambda x: (sign * x[0], x[1]))[:k]]
+
+
+def select(prompts: dict[str, Prompt], cfg: SelectConfig) -> tuple[dict[str, tuple[int, Prompt]], Plan]:
+    """Run the strategy; returns trace id -> (pick rank, prompt) for the subset, and the plan."""
+    rng = random.Random(cfg.seed)
+    plan = STRATEGIES[cfg.strategy](sorted(prompts.values(), key=lambda p: p.prompt_id), cfg, rng)
+    prefer = cfg.prefer or DEFAULT_PREFER[cfg.strategy]
+    chosen: dict[str, tuple[int, Prompt]] = {}
+    rank = 0
+    for p in plan.order:
+        room = cfg.budget - len(chosen)
+        if room <= 0:
+            break
+        for tid in choose_traces(p, min(cfg.per_prompt, room), prefer, cfg.seed):
+            chosen[tid] = (rank, p)
+        rank += 1
+    return chosen, plan
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def histogram(values: list[float], edges: list[float], overflow: bool = False) -> dict[str, int]:
+    """Counts per bin `[a, b)`, the last bin closed; with `overflow`, a `>last` bin too."""
+    out = {}
+    for i in range(len(edges) - 1):
+        a, b = edges[i], edges[i + 1]
+        last = i == len(edges) - 2
+        out[f"{a:g}-{b:g}"] = sum(1 for v in values if a <= v < b or (last and v == b))
+    if overflow:
+        out[f">{edges[-1]}"] = sum(1 for v in values if v > edges[-1])
+    return out
+
+
+def _describe(prompts: list[Prompt], lengths: list[int], levels: list[str]) -> dict[str, Any]:
+    teacher = [p.teacher for p in prompts if p.teacher is not None]
+    student = [p.student for p in prompts if p.student is not None]
+    d: dict[str, Any] = {
+        "prompts": len(prompts),
+        "traces": len(lengths),
+        "domains": dict(sorted(Counter(p.domain or "(none)" for p in prompts).items())),
+        "sources": dict(sorted(Counter(p.source or "(none)" for p in prompts).items())),
+        "length": {
+            "mean": round(sum(lengths) / len(lengths), 1) if lengths else 0.0,
+            "histogram": histogram(lengths, LENGTH_BINS, overflow=True),
+        },
+        "teacher_pass_rate": {
+            "known": len(teacher),
+            "mean": round(sum(teacher) / len(teacher), 4) if teacher else None,
+            "histogram": histogram(teacher, RATE_BINS),
+        },
+        "student_pass_rate": {
+            "known": len(student),
+            "mean": round(sum(student) / len(student), 4) if student else None,
+            "histogram": histogram(student, RATE_BINS),
+        },
+    }
+    if "topic" in levels:
+        d["topics"] = dict(sorted(Counter(p.key("topic") for p in prompts).items()))
+    return d
+
+
+def build_report(
+    cfg: SelectConfig,
+    prompts: dict[str, Prompt],
+    plan: Plan,
+    chosen: dict[str, tuple[int, Prompt]],
+    extra: dict,
+) -> dict[str, Any]:
+    lengths = {tid: n for p in prompts.values() for n, tid in p.traces}
+    picked = list({id(p): p for _, p in chosen.values()}.values())
+    return {
+        "strategy": cfg.strategy,
+        "rule": plan.rule,
+        "budget": cfg.budget,
+        "seed": cfg.seed,
+        "per_prompt": cfg.per_prompt,
+        "prefer": cfg.prefer or DEFAULT_PREFER[cfg.strategy],
+        "balance": cfg.balance,
+        "length_unit": "tokens (usage.completion_tokens, else the filter's length count, else words)",
+        "dropped_by_rule": plan.dropped,
+        "budget_filled": len(chosen) >= cfg.budget,
+        **extra,
+        "pool": _describe(list(prompts.values()), list(lengths.values()), cfg.balance),
+        "eligible": _describe(plan.eligible, [n for p in plan.eligible for n, _ in p.traces], cfg.balance),
+        "selected": _describe(picked, [lengths[t] for t in chosen], cfg.balance),
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    sel, pool = report["selected"], report["pool"]
+    t = Table(
+        title=f"distill select ({report['strategy']}): {sel['traces']} traces / budget {report['budget']}"
+    )
+    t.add_column("domain")
+    t.add_column("pool prompts", justify="right")
+    t.add_column("selected prompts", justify="right")
+    for dom, n in pool["domains"].items():
+        t.add_row(dom, str(n), str(sel["domains"].get(dom, 0)))
+    t.caption = (
+        f"{report['rule']}\nmean length: pool {pool['length']['mean']}, selected {sel['length']['mean']}; "
+        f"dropped by rule: {report['dropped_by_rule'] or 'none'}"
+    )
+    Console(stderr=True).print(t)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _parquet_schema():  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt_id", pa.string()),
+            ("domain", pa.string()),
+            ("source", pa.string()),
+            ("messages", pa.list_(msg)),
+        ]
+    )
+
+
+def _chosen_lines(kept: Path, chosen: dict[str, tuple[int, Prompt]]) -> Iterator[dict[str, Any]]:
+    """The chosen records in input order, parsing only their lines (located by `load_prompts`)."""
+    wanted: dict[int, dict[int, str]] = {}
+    for tid, (_, p) in chosen.items():
+        index, lineno = p.locs[tid]
+        wanted.setdefault(index, {})[lineno] = tid
+    files = shard_paths(kept)
+    with _progress() as prog:
+        task = prog.add_task("write subset", total=sum(f.stat().st_size for f in files))
+        for index, path in enumerate(files):
+            lines = wanted.get(index, {})
+            with open(path, "rb") as f:
+                for lineno, line in enumerate(f, 1):
+                    prog.advance(task, len(line))
+                    tid = lines.get(lineno)
+                    if tid is None:
+                        continue
+                    rec = json.loads(line)
+                    if str(rec.get("id")) != tid:
+                        raise UserError(f"{path}:{lineno}: input changed while selecting (expected id {tid})")
+                    yield rec
+
+
+def write_subset(kept: Path, out_kept: Path, chosen: dict[str, tuple[int, Prompt]], cfg: SelectConfig) -> int:
+    """Stream the input's kept shards and write the chosen records (input order) + data.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_kept.mkdir(parents=True, exist_ok=True)
+    for p in shard_paths(out_kept):
+        p.unlink()
+    schema = _parquet_schema()
+    tmp = out_kept / ".data.parquet.tmp"
+    pw = pq.ParquetWriter(tmp, schema)
+    rows: list[dict[str, Any]] = []
+    n = 0
+    try:
+        with ShardWriter(out_kept) as w:
+            for rec in _chosen_lines(kept, chosen):
+                rank, p = chosen[str(rec["id"])]
+                rec["selection"] = {
+                    "strategy": cfg.strategy,
+                    "rank": rank,
+                    "teacher_pass_rate": p.teacher,
+                    "student_pass_rate": p.student,
+                    "length": trace_length(rec),
+                    "group": {lvl: p.key(lvl) for lvl in cfg.balance},
+                }
+                w.write(rec)
+                n += 1
+                rows.append(
+                    {
+                        "id": str(rec["id"]),
+                        "prompt_id": p.prompt_id,
+                        "domain": str(rec.get("domain", "")),
+                        "source": str(rec.get("source", "")),
+                        "messages": to_messages(rec),
+                    }
+                )
+                if len(rows) >= 1000:
+                    pw.write_table(pa.Table.from_pylist(rows, schema=schema))
+                    rows = []
+        if rows:
+            pw.write_table(pa.Table.from_pylist(rows, schema=schema))
+        pw.close()
+        os.replace(tmp, out_kept / "data.parquet")
+    finally:
+        if tmp.exists():
+            pw.close()
+            tmp.unlink()
+    return n
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def _validate(cfg: SelectConfig) -> None:
+    if cfg.strategy not in STRATEGIES:
+        raise UserError(f"--strategy: unknown '{cfg.strategy}' (expected {', '.join(STRATEGIES)})")
+    if cfg.budget < 1:
+        raise UserError(f"--budget: expected a positive number of traces, got {cfg.budget}")
+    if cfg.per_prompt < 1:
+        raise UserError(f"--per-prompt: expected >= 1, got {cfg.per_prompt}")
+    if cfg.prefer is not None and cfg.prefer not in PREFER:
+        raise UserError(f"--prefer: expected one of {', '.join(PREFER)}, got '{cfg.prefer}'")
+    if not 0.0 < cfg.solved_at <= 1.0:
+        raise UserError(f"--solved-at: expected a pass rate in (0, 1], got {cfg.solved_at}")
+    for lvl in cfg.balance:
+        if lvl not in BALANCE_LEVELS:
+            raise UserError(f"--balance: unknown level '{lvl}' (expected {', '.join(BALANCE_LEVELS)})")
+    if "topic" in cfg.balance and cfg.topic_model is None:
+        raise UserError("--balance topic needs --topic-model (a local sentence-embedding model folder)")
+    if cfg.topics < 1:
+        raise UserError(f"--topics: expected >= 1, got {cfg.topics}")
+    if cfg.strategy == "limo":
+        parse_band(cfg.band)
+    if Path(cfg.output).resolve() == Path(cfg.input).resolve():
+        raise UserError("--output: must differ from --input")
+
+
+def run(config: SelectConfig) -> dict[str, Any]:
+    """Select a budgeted subset of `config.input` into `config.output`; returns the report."""
+    cfg = config
+    if cfg.topic_model is not None and "topic" not in cfg.balance:
+        cfg.balance = [*cfg.balance, "topic"]
+    _validate(cfg)
+    kept, rejected = resolve_input(cfg.input)
+    out = Path(cfg.output)
+    files = shard_paths(kept) + (shard_paths(rejected) if rejected else [])
+    if cfg.student_results:
+        files += _student_files(Path(cfg.student_results))
+    resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
+    resolved["input_files"] = [[str(p), p.stat().st_size] for p in files]
+    same = check_manifest(out, "select", resolved, overwrite=cfg.overwrite)
+    old = read_manifest(out)
+    if same and old and old.get("complete") and (out / "selection.json").exists():
+        log.info("%s: already selected with this config; nothing to do", out)
+        report = json.loads((out / "selection.json").read_text(encoding="utf-8"))
+        print_report(report)
+        return report
+
+    prompts, known = load_prompts(kept, rejected, keep_problem=cfg.topic_model is not None)
+    extra: dict[str, Any] = {"teacher_pass_rate_known": known}
+    if cfg.strategy == "limo" and not known:
+        why = (
+            "no rejected/ folder beside kept/"
+            if rejected is None
+            else "the filter ran without the `correct` check"
+        )
+        raise UserError(f"--strategy limo needs the teacher pass rate per prompt, but {why} ({kept})")
+    if cfg.student_results:
+        student = load_student_results(cfg.student_results)
+        matched = 0
+        for p in prompts.values():
+            if p.prompt_id in student:
+                p.student = student[p.prompt_id]
+                matched += 1
+        if not matched:
+            raise UserError(
+                f"--student-results {cfg.student_results}: no problem_id matches a prompt_id of {kept} "
+                "(run `distill eval` on the same prompts)"
+            )
+        extra["student_results"] = {"problems": len(student), "matched_prompts": matched}
+    if cfg.topic_model is not None:
+        assign_topics(list(prompts.values()), cfg)
+        extra["topics"] = {"model": cfg.topic_model, "k": cfg.topics}
+
+    chosen, plan = select(prompts, cfg)
+    report = build_report(cfg, prompts, plan, chosen, extra)
+    if not chosen:
+        raise UserError(
+            f"{cfg.strategy}: no prompt of {kept} passes the rule ({plan.rule}); dropped: {plan.dropped}; "
+            f"teacher pass rates in the pool: {report['pool']['teacher_pass_rate']['histogram']}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "select", resolved, inputs=[str(p) for p in files], complete=False)
+    n = write_subset(kept, out / "kept", chosen, cfg)
+    atomic_write_json(out / "selection.json", report)
+    write_manifest(
+        out,
+        "select",
+        resolved,
+        inputs=[str(p) for p in files],
+        counts={
+            "prompts_in": len(prompts),
+            "eligible_prompts": len(plan.eligible),
+            "selected_prompts": report["selected"]["prompts"],
+            "selected_traces": n,
+        },
+        complete=True,
+    )
+    if not report["budget_filled"]:
+        log.warning("select: only %d traces pass the %s rule (budget %d)", n, cfg.strategy, cfg.budget)
+    print_report(report)
+    return report
