@@ -130,8 +130,11 @@ def _kill_uid(uid: int) -> None:
         try:
             os.setgid(uid)
             os.setuid(uid)
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
+            # repeat: a fork bomb may create processes while the first sweep runs
+            for _ in range(200):
+                os.kill(-1, signal.SIGKILL)
+                time.sleep(0.005)
+        except OSError:  # ESRCH: nothing left to kill
             pass
         os._exit(0)
     os.waitpid(pid, 0)
