@@ -34,6 +34,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 STATUSES = ("correct", "wrong", "unverifiable", "no_answer")
@@ -127,6 +128,43 @@ def _norm(s: str) -> str:
 
 # ---------------------------------------------------------------------------- math
 
+_NUM_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_FRAC_RE = re.compile(r"([+-]?)\\frac(?:\{([+-]?\d+)\}|(\d))(?:\{(\d+)\}|(\d))")
+_SLASH_RE = re.compile(r"([+-]?\d+)/(\d+)")
+
+
+def simple_number(s: str) -> Fraction | None:
+    """An exact value for plain integers, decimals and fractions (`\\frac12`, `3/4`), else None.
+
+    The fast path of `verify_math`: most gold answers are plain numbers, and comparing two of
+    them needs no LaTeX parser. Anything else (units, symbols, sets ...) returns None.
+    """
+    t = _norm(s).replace("{,}", "").replace("\\!", "")
+    if _NUM_RE.fullmatch(t):
+        return Fraction(t)
+    m = _FRAC_RE.fullmatch(t)
+    if m:
+        sign, a1, a2, b1, b2 = m.groups()
+        num, den = int(a1 or a2), int(b1 or b2)
+        return None if den == 0 else Fraction(-num if sign == "-" else num, den)
+    m = _SLASH_RE.fullmatch(t)
+    if m and int(m.group(2)) != 0:
+        return Fraction(int(m.group(1)), int(m.group(2)))
+    return None
+
+
+def _fast_compare(gold: str, pred: str) -> bool | None:
+    """True/False when both sides are simple numbers and the answer is certain, else None."""
+    g, p = simple_number(gold), simple_number(pred)
+    if g is None or p is None:
+        return None
+    if g == p:
+        return True
+    # math-verify rounds floats to 6 places: a long decimal may still match a fraction
+    if any("." in x and len(x.split(".")[-1]) >= 5 for x in (_norm(gold), _norm(pred))):
+        return None
+    return False
+
 
 @dataclass
 class ParsedGold:
@@ -206,7 +244,6 @@ def verify_math(
     from math_verify import verify as mv_verify
 
     cache = cache or GoldCache(timeout_s=timeout_s)
-    pg = cache.gold(gold)
     extracted = extract_answer(content, reasoning)
     if extracted is None:
         # no box: let math-verify look for "final answer is ..." etc. in the visible answer
@@ -220,13 +257,19 @@ def verify_math(
         extracted = str(pred[-1]) if isinstance(pred[-1], str) else str(pred[-1])
     else:
         pred = None
+    gold_text = "" if gold is None else (last_boxed(str(gold).strip()) or str(gold).strip().strip("$"))
+    if gold_text:
+        fast = _fast_compare(gold_text, extracted)
+        if fast is not None:  # both plain numbers: no LaTeX parser needed
+            return Verdict("correct" if fast else "wrong", extracted, "numeric")
+    pg = cache.gold(gold)
     if not pg.ok:
         return Verdict("unverifiable", extracted, pg.error)
     key_gold = pg.raw
     hit = cache.pred_get(key_gold, extracted)
     if hit is not None:
         return hit
-    if _norm(extracted) == _norm(last_boxed(pg.raw) or pg.raw):
+    if _norm(extracted) == _norm(gold_text):
         v = Verdict("correct", extracted, "exact match")
         cache.pred_put(key_gold, extracted, v)
         return v

@@ -68,8 +68,20 @@ def test_extract_answer_prefers_visible_answer():
 def test_gold_parsed_once_per_prompt():
     cache = GoldCache()
     for s in range(4):
-        verify(f"\\boxed{{{s}}}", "", domain="math", gold="\\frac{3}{2}", cache=cache)
+        verify(f"\\boxed{{\\sqrt{{{s}}}}}", "", domain="math", gold="\\sqrt{3}", cache=cache)
     assert cache.parses == 1
+
+
+def test_numeric_fast_path_agrees_with_math_verify():
+    from distill.verify import simple_number
+
+    assert simple_number("\\frac12") == simple_number("0.5") == simple_number("1/2")
+    assert simple_number("x") is None and simple_number("10\\text{ cm}") is None
+    v = verify("\\boxed{\\dfrac{3}{4}}", "", domain="math", gold="0.75")
+    assert v.status == "correct" and v.detail == "numeric"
+    assert verify("\\boxed{15}", "", domain="math", gold="14").status == "wrong"
+    # long decimals go to math-verify, which rounds floats
+    assert verify("\\boxed{0.3333333}", "", domain="math", gold="\\frac13").detail != "numeric"
 
 
 def test_same_answer():
