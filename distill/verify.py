@@ -418,6 +418,9 @@ def verify_code(content: str, tests: Any, limits: Any = None, max_tests: int = 2
     program = extract_program(content)
     if program is None:
         return Verdict("no_answer", None, "no fenced program in the answer")
+    langs = {lang.lower() for lang, _ in _FENCE_RE.findall(content or "")}
+    if langs and not langs & {"", "python", "py", "python3"}:
+        return Verdict("unverifiable", None, f"only Python programs are run (got {', '.join(sorted(langs))})")
     cases = parse_tests(tests)
     if not cases:
         return Verdict("unverifiable", None, "no stdin/stdout test cases")

@@ -119,6 +119,8 @@ def test_code_verifier():
     assert verify(bad, "", domain="code", gold=None, tests=tests).status == "wrong"
     assert verify("no code", "", domain="code", gold=None, tests=tests).status == "no_answer"
     assert verify(prog, "", domain="code", gold=None, tests=None).status == "unverifiable"
+    cpp = "```cpp\nint main() { return 0; }\n```"
+    assert verify(cpp, "", domain="code", gold=None, tests=tests).status == "unverifiable"
 
 
 def _slow_in_worker(_: int) -> tuple[bool, float]:
