@@ -195,3 +195,130 @@ def select(
         f"distill select: {sel['traces']} traces from {sel['prompts']} prompts "
         f"({report['strategy']}, budget {report['budget']}) -> {output}"
     )
+
+
+# ---------------------------------------------------------------------------- filter
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Accept repeated options and comma-separated lists alike."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.command("filter")
+def filter_cmd(
+    input: Annotated[
+        str, typer.Argument(help="Traces to filter: a folder of shard-*.jsonl or one .jsonl file.")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output folder (kept/, rejected/, funnel.json).")
+    ],
+    checks: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Checks to run, comma-separated (default: complete,format,length,language,readability,"
+            "contamination,correct,duplicate,per_prompt — each only when configured)."
+        ),
+    ] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Checks to leave out, comma-separated.")] = None,
+    think_tags: Annotated[
+        str, typer.Option(help="Opening and closing reasoning tags, comma-separated.")
+    ] = "<think>,</think>",
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Tokenizer (path, HF id or student card) for lengths; default: count words."),
+    ] = None,
+    min_tokens: Annotated[
+        int | None, typer.Option(help="length: drop reasoning+answer shorter than this.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="length: drop reasoning+answer longer than this.")
+    ] = None,
+    max_foreign_share: Annotated[
+        float, typer.Option(help="language: max share of reasoning letters outside the prompt's script.")
+    ] = 0.02,
+    max_paragraph_words: Annotated[
+        int, typer.Option(help="readability: longest reasoning paragraph in words (0: rule off).")
+    ] = 600,
+    allow_code_fences: Annotated[
+        bool, typer.Option(help="readability: allow ``` code blocks in non-code reasoning.")
+    ] = False,
+    keep_unverifiable: Annotated[
+        bool, typer.Option(help="correct: keep samples whose gold or answer cannot be verified.")
+    ] = False,
+    verify_timeout: Annotated[float, typer.Option(help="correct: seconds per math-verify call.")] = 5.0,
+    judge_url: Annotated[
+        str | None, typer.Option(help="correct: OpenAI-compatible judge for unverifiable answers (base URL).")
+    ] = None,
+    judge_model: Annotated[str | None, typer.Option(help="correct: judge model name.")] = None,
+    judge_api_key_env: Annotated[
+        str | None, typer.Option(help="correct: environment variable with the judge's API key.")
+    ] = None,
+    code_cpu_s: Annotated[int, typer.Option(help="correct (code): CPU seconds per test.")] = 2,
+    code_wall_s: Annotated[float, typer.Option(help="correct (code): wall-clock seconds per test.")] = 6.0,
+    code_memory_mb: Annotated[int, typer.Option(help="correct (code): address-space limit in MB.")] = 1024,
+    decontaminate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="contamination: benchmark names (aime24,aime25,amc23,math500,gpqa), comma-separated."
+        ),
+    ] = None,
+    decontaminate_file: Annotated[
+        list[str] | None, typer.Option(help="contamination: local benchmark file(s) (.jsonl/.json/.parquet).")
+    ] = None,
+    benchmarks_dir: Annotated[
+        str | None, typer.Option(help="contamination: folder with <name>.jsonl for offline benchmark names.")
+    ] = None,
+    ngram: Annotated[int, typer.Option(help="contamination: word n-gram size.")] = 8,
+    near_dup_threshold: Annotated[
+        float, typer.Option(help="duplicate: MinHash Jaccard threshold for near-duplicate prompts (0: off).")
+    ] = 0.0,
+    max_per_prompt: Annotated[
+        int | None, typer.Option(help="per_prompt: keep at most this many passing samples per prompt.")
+    ] = None,
+    prefer: Annotated[
+        str, typer.Option(help="per_prompt: which samples to keep: shortest or random.")
+    ] = "shortest",
+    seed: Annotated[int, typer.Option(help="per_prompt: seed for --prefer random.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes (0: all cores).")] = 0,
+    skip_bad_lines: Annotated[
+        bool, typer.Option(help="Count malformed input lines in the funnel instead of stopping.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace output made with a different config.")] = False,
+) -> None:
+    """Verify, clean, decontaminate and dedupe traces; write kept/, rejected/ and funnel.json."""
+    from distill.filter import FilterConfig, run
+
+    cfg = FilterConfig(
+        input=input,
+        output=output,
+        checks=_split(checks) or None,
+        skip=_split(skip),
+        think_tags=_split([think_tags]),
+        tokenizer=tokenizer,
+        min_tokens=min_tokens,
+        max_tokens=max_tokens,
+        max_foreign_share=max_foreign_share,
+        max_paragraph_words=max_paragraph_words,
+        allow_code_fences=allow_code_fences,
+        keep_unverifiable=keep_unverifiable,
+        verify_timeout=verify_timeout,
+        judge_url=judge_url,
+        judge_model=judge_model,
+        judge_api_key_env=judge_api_key_env,
+        code_cpu_s=code_cpu_s,
+        code_wall_s=code_wall_s,
+        code_memory_mb=code_memory_mb,
+        decontaminate=_split(decontaminate),
+        decontaminate_files=_split(decontaminate_file),
+        benchmarks_dir=benchmarks_dir,
+        ngram=ngram,
+        near_dup_threshold=near_dup_threshold,
+        max_per_prompt=max_per_prompt,
+        prefer=prefer,
+        seed=seed,
+        workers=workers,
+        skip_bad_lines=skip_bad_lines,
+        overwrite=overwrite,
+    )
+    run_stage(run, cfg)

@@ -1,0 +1,204 @@
+"""Throughput of `distill filter` against the common baseline, and its peak memory.
+
+    python benchmarks/filter_throughput.py                       # 20k traces, RSS at 10k and 100k
+    python benchmarks/filter_throughput.py --n 4000 --rss 2000,8000 --baseline-rows 2000   # quick
+
+Builds synthetic R1-like traces (4 samples per prompt, long-tailed lengths, boxed answers in
+varied LaTeX forms, ~30% wrong, a few truncated) and measures, in one run:
+- baseline: a single-process `datasets.map` calling math-verify `parse` on the gold and on the
+  answer and `verify` on every row (what most distillation scripts do); timed on the first
+  `--baseline-rows` rows (it is slow; traces/s is what is compared);
+- ours: `distill filter` (checks complete, format, correct, duplicate) with `--workers` processes,
+  pool start-up and all writing included.
+Then runs the stage alone on `--rss` sizes in fresh processes and prints their peak RSS
+(main process and workers). Not a test: numbers go in docs/filter.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+WORDS = (
+    "so we need to compute the value then check it again wait let me reconsider the sum of terms "
+    "factor equation substitute simplify therefore hence the answer should be correct maybe"
+).split()
+
+
+def _answers(rng: random.Random) -> tuple[str, str, str]:
+    """(gold, an equivalent prediction, a wrong prediction) in varied LaTeX forms."""
+    kind = rng.randrange(7)
+    a, b = rng.randint(1, 40), rng.randint(2, 12)
+    if kind == 0:
+        return str(a * b), f"{a * b}", str(a * b + rng.randint(1, 9))
+    if kind == 1:
+        g = math.gcd(a, b)
+        a, b = a // g, b // g
+        if b == 1:
+            b = 3
+        return (
+            f"\\frac{{{a}}}{{{b}}}",
+            rng.choice(
+                [
+                    f"\\dfrac{{{a}}}{{{b}}}",
+                    f"{a}/{b}",
+                    f"\\frac{a}{b}" if a < 10 and b < 10 else f"\\frac{{{a}}}{{{b}}}",
+                ]
+            ),
+            f"\\frac{{{a + 1}}}{{{b}}}",
+        )
+    if kind == 2:
+        return f"{a}\\sqrt{{{b}}}", f"\\sqrt{{{a * a * b}}}", f"{a + 1}\\sqrt{{{b}}}"
+    if kind == 3:
+        return f"[{a}, {a + b})", f"[{a},{a + b})", f"({a}, {a + b})"
+    if kind == 4:
+        return f"\\{{{a}, {b}\\}}", f"\\{{{b},{a}\\}}", f"\\{{{a}, {b + 1}\\}}"
+    if kind == 5:
+        return f"{a}.5", f"\\frac{{{2 * a + 1}}}{{2}}", f"{a}.25"
+    letter = "ABCDE"[a % 5]
+    return f"\\text{{({letter})}}", letter, "ABCDE"[(a + 1) % 5]
+
+
+def make_traces(folder: Path, n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    per_shard = 5000
+    f = None
+    for i in range(n):
+        if i % per_shard == 0:
+            if f:
+                f.close()
+            f = open(folder / f"shard-{i // per_shard:05d}.jsonl", "w", encoding="utf-8")
+        p, s = divmod(i, 4)
+        prng = random.Random(f"{seed}:{p}")
+        gold, same, wrong = _answers(prng)
+        length = min(8000, int(rng.lognormvariate(5.3, 0.9)))  # median ~200 words, long tail
+        para = []
+        for _ in range(max(1, length // 40)):
+            para.append(" ".join(rng.choice(WORDS) for _ in range(40)) + ".")
+        pred = wrong if rng.random() < 0.3 else same
+        rec = {
+            "id": f"p{p}:{s}",
+            "prompt_id": f"p{p}",
+            "sample": s,
+            "problem": f"Problem {p}: find the value of the expression number {p} with parameters {prng.random():.6f}.",
+            "answer": gold,
+            "domain": "math",
+            "source": "synthetic",
+            "teacher": {"model": "synthetic-r1"},
+            "reasoning": "\n\n".join(para),
+            "content": f"Putting it together, the final answer is $\\boxed{{{pred}}}$.",
+            "finish_reason": "length" if rng.random() < 0.05 else "stop",
+            "reasoning_closed": True,
+            "usage": {"prompt_tokens": 40, "completion_tokens": length},
+        }
+        f.write(json.dumps(rec) + "\n")  # type: ignore[union-attr]
+    if f:
+        f.close()
+
+
+def baseline(folder: Path, rows: int) -> float:
+    """traces/s of a single-process datasets.map: parse gold, parse answer, verify, per row."""
+    import datasets
+    from math_verify import parse, verify
+
+    datasets.disable_progress_bars()
+    files = sorted(str(p) for p in folder.glob("shard-*.jsonl"))
+    ds = datasets.load_dataset("json", data_files=files, split="train").select(range(rows))
+
+    def score(row):
+        gold = parse(f"${row['answer']}$")
+        pred = parse(row["content"])
+        return {"correct": bool(verify(gold, pred))}
+
+    t = time.perf_counter()
+    ds.map(score, num_proc=None, load_from_cache_file=False)
+    return rows / (time.perf_counter() - t)
+
+
+def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict]:
+    from distill.filter import FilterConfig, run
+
+    n = sum(1 for p in folder.glob("shard-*.jsonl") for _ in open(p, encoding="utf-8"))
+    t = time.perf_counter()
+    funnel = run(
+        FilterConfig(
+            input=str(folder),
+            output=str(out),
+            checks=["complete", "format", "correct", "duplicate"],
+            workers=workers,
+        )
+    )
+    return n / (time.perf_counter() - t), funnel
+
+
+def _measure(folder: str, out: str, workers: int) -> None:
+    rate, funnel = ours(Path(folder), Path(out), workers)
+    rss = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    print(json.dumps({"rate": rate, "rss_mb": rss / 1024, "kept": funnel["kept"]}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20000, help="traces for the throughput comparison")
+    ap.add_argument("--baseline-rows", type=int, default=4000, help="rows the baseline is timed on")
+    ap.add_argument("--rss", default="10000,100000", help="sizes for the peak-RSS runs (comma-separated)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--_measure", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args._measure:
+        _measure(args._measure[0], args._measure[1], int(args._measure[2]))
+        return
+    with tempfile.TemporaryDirectory(prefix="distill-bench-") as tmp:
+        tmp = Path(tmp)
+        print(f"building {args.n} synthetic traces ...", file=sys.stderr)
+        make_traces(tmp / "traces", args.n)
+        rows = min(args.baseline_rows, args.n)
+        print(f"baseline on {rows} rows ...", file=sys.stderr)
+        base = baseline(tmp / "traces", rows)
+        print(f"ours on {args.n} traces, {args.workers} workers ...", file=sys.stderr)
+        rate, funnel = ours(tmp / "traces", tmp / "out", args.workers)
+        print(f"\nbaseline datasets.map + math-verify : {base:8.1f} traces/s ({rows} rows, 1 process)")
+        print(
+            f"distill filter                      : {rate:8.1f} traces/s ({args.n} traces, {args.workers} workers)"
+        )
+        print(
+            f"ratio                               : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
+        )
+        for size in [int(x) for x in args.rss.split(",") if x]:
+            folder = tmp / f"rss-{size}"
+            make_traces(folder, size, seed=size)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_measure",
+                    str(folder),
+                    str(tmp / f"out-{size}"),
+                    str(args.workers),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            m = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(f"peak RSS at {size:>7} traces        : {m['rss_mb']:8.1f} MB  ({m['rate']:.1f} traces/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,585 @@
+"""The filter stage: verify, clean, decontaminate and dedupe traces, and report a funnel.
+
+    distill filter traces/ -o filtered/ --decontaminate-file ../shared/benchmarks/math500.jsonl
+    python -c "from distill.filter import FilterConfig, run; run(FilterConfig('traces', 'out'))"
+
+Three passes, all streaming (memory holds a few small keys per record, never the records):
+1. the per-record checks (distill.filters.RECORD_CHECKS) run in `workers` processes on batches of
+   raw lines, a bounded number in flight, results written in input order to `<out>/.work/`
+   (append-only: a crash resumes where it stopped);
+2. the global checks (`duplicate`, `per_prompt`) run over those small results in the main process;
+3. the input is streamed again and each record, with `verdict` (`kept` or the first failing check)
+   and `checks` (every check's result), goes to `<out>/kept/` or `<out>/rejected/`; kept records
+   also go to `<out>/kept/data.parquet` (`messages` column for SFT). Then `funnel.json` and
+   `manifest.json` are written and `.work/` removed. A finished folder makes a re-run a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill import filters as F
+from distill.errors import UserError
+from distill.records import (
+    ShardWriter,
+    atomic_write_json,
+    check_manifest,
+    read_manifest,
+    read_records,
+    shard_paths,
+    to_messages,
+    write_manifest,
+)
+
+log = logging.getLogger("distill.filter")
+
+DEFAULT_CHECKS = [
+    "complete",
+    "format",
+    "length",
+    "language",
+    "readability",
+    "contamination",
+    "correct",
+    "duplicate",
+    "per_prompt",
+]
+
+
+@dataclass
+class FilterConfig:
+    input: str  # a folder of shard-*.jsonl (what `distill generate` writes) or one .jsonl file
+    output: str
+    checks: list[str] | None = None  # None: DEFAULT_CHECKS (those that are configured)
+    skip: list[str] = field(default_factory=list)
+    think_tags: list[str] = field(default_factory=lambda: ["<think>", "</think>"])
+    tokenizer: str | None = None  # tokenizer path/id or a student card name; None: count words
+    min_tokens: int | None = None
+    max_tokens: int | None = None
+    max_foreign_share: float = 0.02
+    max_paragraph_words: int = 600  # 0 turns the rule off
+    allow_code_fences: bool = False
+    keep_unverifiable: bool = False
+    verify_timeout: float = 5.0
+    judge_url: str | None = None
+    judge_model: str | None = None
+    judge_api_key_env: str | None = None
+    code_cpu_s: int = 2
+    code_wall_s: float = 6.0
+    code_memory_mb: int = 1024
+    decontaminate: list[str] = field(default_factory=list)  # registry names (distill.benchmarks)
+    decontaminate_files: list[str] = field(default_factory=list)
+    benchmarks_dir: str | None = None  # local <name>.jsonl files for registry names
+    ngram: int = 8
+    near_dup_threshold: float = 0.0  # MinHash Jaccard threshold for near-duplicate prompts; 0: off
+    max_per_prompt: int | None = None
+    prefer: str = "shortest"  # shortest | random
+    seed: int = 0
+    workers: int = 0  # 0: all cores
+    batch_size: int = 64
+    skip_bad_lines: bool = False
+    overwrite: bool = False
+
+
+RUNTIME_ONLY = ("workers", "batch_size", "skip_bad_lines", "overwrite")
+
+
+# ---------------------------------------------------------------------------- set-up
+
+
+def active_checks(cfg: FilterConfig) -> list[str]:
+    """The checks that run, in order: requested (or default) minus skipped minus unconfigured."""
+    for name in (cfg.checks or []) + cfg.skip:
+        if name not in F.ALL_CHECKS:
+            raise UserError(f"--checks/--skip: unknown check '{name}' (known: {', '.join(F.ALL_CHECKS)})")
+    wanted = cfg.checks if cfg.checks else DEFAULT_CHECKS
+    has_bench = bool(cfg.decontaminate or cfg.decontaminate_files)
+    if cfg.checks and "contamination" in cfg.checks and not has_bench:
+        raise UserError("--checks contamination needs --decontaminate NAMES or --decontaminate-file PATH")
+    if cfg.checks and "per_prompt" in cfg.checks and not cfg.max_per_prompt:
+        raise UserError("--checks per_prompt needs --max-per-prompt K")
+    configured = {
+        "length": cfg.min_tokens is not None or cfg.max_tokens is not None,
+        "contamination": has_bench,
+        "per_prompt": bool(cfg.max_per_prompt),
+    }
+    order = [c for c in F.ALL_CHECKS if c in wanted and c not in cfg.skip]
+    return [c for c in order if configured.get(c, True)]
+
+
+def _token_counter(cfg: FilterConfig) -> tuple[Any, str]:
+    if not cfg.tokenizer:
+        return (lambda s: len(s.split())), "words"
+    from distill.config import is_card, load_student
+
+    name = load_student(cfg.tokenizer).model if is_card(cfg.tokenizer, "students") else cfg.tokenizer
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(name)
+    except Exception as e:
+        raise UserError(f"--tokenizer {cfg.tokenizer}: cannot load tokenizer '{name}' ({e})") from None
+
+    def count(s: str) -> int:
+        return len(tok(s, add_special_tokens=False)["input_ids"])
+
+    return count, f"tokens ({name})"
+
+
+def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]:
+    from distill.benchmarks import load_benchmark
+    from distill.sandbox import SandboxLimits
+    from distill.verify import GoldCache, JudgeConfig
+
+    if len(cfg.think_tags) != 2:
+        raise UserError(f"--think-tags: expected an opening and a closing tag, got {cfg.think_tags}")
+    count, unit = _token_counter(cfg)
+    index: dict[str, str] = {}
+    if "contamination" in checks:
+        for name in cfg.decontaminate:
+            index.update(F.build_ngram_index(load_benchmark(name, cfg.benchmarks_dir), cfg.ngram, name))
+        for path in cfg.decontaminate_files:
+            index.update(F.build_ngram_index(load_benchmark(path), cfg.ngram, Path(path).stem))
+    judge = None
+    if cfg.judge_url or cfg.judge_model:
+        if not (cfg.judge_url and cfg.judge_model):
+            raise UserError("--judge-url and --judge-model go together")
+        judge = JudgeConfig(cfg.judge_url, cfg.judge_model, cfg.judge_api_key_env)
+    ctx = F.Context(
+        think_tags=(cfg.think_tags[0], cfg.think_tags[1]),
+        count_tokens=count,
+        min_tokens=cfg.min_tokens,
+        max_tokens=cfg.max_tokens,
+        max_foreign_share=cfg.max_foreign_share,
+        max_paragraph_words=cfg.max_paragraph_words,
+        allow_code_fences=cfg.allow_code_fences,
+        keep_unverifiable=cfg.keep_unverifiable,
+        verify_timeout_s=cfg.verify_timeout,
+        judge=judge,
+        sandbox_limits=SandboxLimits(
+            cpu_s=cfg.code_cpu_s, wall_s=cfg.code_wall_s, memory_mb=cfg.code_memory_mb
+        ),
+        ngram=cfg.ngram,
+        bench_ngrams=index,
+        gold_cache=GoldCache(timeout_s=cfg.verify_timeout),
+    )
+    return ctx, unit
+
+
+# ---------------------------------------------------------------------------- pass 1 (workers)
+
+_STATE: tuple[F.Context, list[str], bool] | None = None  # set in the parent, inherited by fork
+
+
+def _check_batch(batch: list[tuple[str, int, str]]) -> list[dict[str, Any]]:
+    assert _STATE is not None
+    ctx, checks, need_prompt = _STATE
+    out = []
+    for file, lineno, line in batch:
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            out.append({"id": f"!bad:{file}:{lineno}", "bad": f"{file}:{lineno}: malformed JSON line ({e})"})
+            continue
+        missing = [k for k in ("id", "problem") if k not in rec]
+        if missing:
+            out.append(
+                {
+                    "id": f"!bad:{file}:{lineno}",
+                    "bad": f"{file}:{lineno}: record is missing field(s) {missing}",
+                }
+            )
+            continue
+        first, results = F.run_record_checks(rec, [c for c in checks if c in F.RECORD_CHECKS], ctx)
+        r = {
+            "id": str(rec["id"]),
+            "prompt_id": str(rec.get("prompt_id", rec["problem"])),
+            "verdict": first,
+            "checks": results,
+            "tokens": rec["_tokens"],
+            "dkey": F.dedup_key(rec, ctx.think_tags),
+        }
+        if need_prompt:
+            r["problem"] = rec["problem"]
+        out.append(r)
+    return out
+
+
+def _raw_lines(files: list[Path]) -> Iterator[tuple[str, int, str]]:
+    for p in files:
+        with open(p, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    yield str(p), lineno, line
+
+
+def _batches(it: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    batch = []
+    for x in it:
+        batch.append(x)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _count_lines(files: list[Path]) -> int:
+    n = 0
+    for p in files:
+        with open(p, "rb") as f:
+            for line in f:
+                n += bool(line.strip())
+    return n
+
+
+def _progress():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def _pass1(cfg: FilterConfig, files: list[Path], work: Path, ctx: F.Context, checks: list[str]) -> None:
+    global _STATE
+    writer = ShardWriter(work)
+    done = sum(1 for _ in read_records(work))
+    total = _count_lines(files)
+    _STATE = (ctx, checks, cfg.near_dup_threshold > 0 and "duplicate" in checks)
+    lines = _raw_lines(files)
+    for _ in range(done):
+        next(lines, None)
+    workers = cfg.workers or os.cpu_count() or 1
+
+    def handle(results: list[dict[str, Any]]) -> None:
+        for r in results:
+            if "bad" in r and not cfg.skip_bad_lines:
+                raise UserError(r["bad"] + " (pass --skip-bad-lines to count and skip such lines)")
+            writer.write(r)
+        prog.advance(task, len(results))
+
+    try:
+        with _progress() as prog:
+            task = prog.add_task("filter", total=total, completed=done)
+            if workers <= 1 or total - done <= cfg.batch_size:
+                for batch in _batches(lines, cfg.batch_size):
+                    handle(_check_batch(batch))
+            else:
+                import multiprocessing as mp
+
+                method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+                with mp.get_context(method).Pool(
+                    workers, initializer=_init_worker, initargs=(_STATE,)
+                ) as pool:
+                    pending: deque[Any] = deque()
+                    for batch in _batches(lines, cfg.batch_size):
+                        pending.append(pool.apply_async(_check_batch, (batch,)))
+                        while len(pending) >= 3 * workers:
+                            handle(pending.popleft().get())
+                    while pending:
+                        handle(pending.popleft().get())
+    finally:
+        writer.close()
+        _STATE = None
+
+
+def _init_worker(state: tuple[F.Context, list[str], bool]) -> None:
+    global _STATE
+    if _STATE is None:  # spawn: fork already inherited it
+        _STATE = state
+
+
+# ---------------------------------------------------------------------------- pass 2 (global)
+
+
+def _pass2(cfg: FilterConfig, work: Path, checks: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Global checks over pass-1 results; returns result-index -> (check, result) for failures."""
+    fails: dict[str, tuple[str, dict[str, Any]]] = {}
+    seen: dict[str, str] = {}
+    per_prompt: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    lsh = None
+    near: dict[str, str | None] = {}
+    if "duplicate" in checks and cfg.near_dup_threshold > 0:
+        from datasketch import MinHashLSH
+
+        lsh = MinHashLSH(threshold=cfg.near_dup_threshold, num_perm=128)
+    for i, r in enumerate(read_records(work)):
+        if "bad" in r or r["verdict"] is not None:
+            continue
+        rid = r["id"]
+        if "duplicate" in checks:
+            first = seen.get(r["dkey"])
+            if first is not None:
+                fails[rid] = ("duplicate", {"ok": False, "why": f"duplicate of {first}"})
+                continue
+            seen[r["dkey"]] = rid
+            if lsh is not None:
+                pid = r["prompt_id"]
+                if pid not in near:
+                    near[pid] = _near_dup(lsh, pid, r["problem"])
+                if near[pid] is not None:
+                    fails[rid] = ("duplicate", {"ok": False, "why": f"near-duplicate prompt of {near[pid]}"})
+                    continue
+        if "per_prompt" in checks:
+            per_prompt[r["prompt_id"]].append((r["tokens"], i, rid))
+    if "per_prompt" in checks and cfg.max_per_prompt:
+        k = cfg.max_per_prompt
+        for pid, cands in per_prompt.items():
+            if len(cands) <= k:
+                continue
+            if cfg.prefer == "random":
+                keep = set(random.Random(f"{cfg.seed}:{pid}").sample(range(len(cands)), k))
+                dropped = [c for j, c in enumerate(cands) if j not in keep]
+            else:
+                dropped = sorted(cands)[k:]
+            for _, _, rid in dropped:
+                fails[rid] = ("per_prompt", {"ok": False, "why": f"over {k} samples for this prompt"})
+    return fails
+
+
+def _near_dup(lsh: Any, pid: str, problem: str) -> str | None:
+    from datasketch import MinHash
+
+    m = MinHash(num_perm=128, seed=1)
+    words = F.normalize_text(problem).split()
+    for g in {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}:
+        m.update(g.encode("utf-8"))
+    hits = [h for h in lsh.query(m) if h != pid]
+    if hits:
+        return sorted(hits)[0]
+    lsh.insert(pid, m)
+    return None
+
+
+# ---------------------------------------------------------------------------- pass 3 (write)
+
+_PARQUET_BATCH = 1000
+
+
+def _parquet_schema():  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+
+    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt_id", pa.string()),
+            ("domain", pa.string()),
+            ("source", pa.string()),
+            ("messages", pa.list_(msg)),
+        ]
+    )
+
+
+def _pass3(
+    cfg: FilterConfig, files: list[Path], work: Path, out: Path, checks: list[str], fails: dict, unit: str
+) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for sub in ("kept", "rejected"):
+        for p in shard_paths(out / sub):
+            p.unlink()
+    kept_w, rej_w = ShardWriter(out / "kept"), ShardWriter(out / "rejected")
+    schema = _parquet_schema()
+    tmp_parquet = out / "kept" / ".data.parquet.tmp"
+    pw = pq.ParquetWriter(tmp_parquet, schema)
+    rows: list[dict[str, Any]] = []
+    dropped = dict.fromkeys(checks, 0)
+    tok_dropped = dict.fromkeys(checks, 0)
+    status: dict[str, int] = defaultdict(int)
+    n_in = n_bad = n_kept = tok_in = tok_kept = 0
+    results = read_records(work)
+    try:
+        for file, lineno, line in _raw_lines(files):
+            r = next(results, None)
+            if r is None:
+                raise UserError(f"{file}:{lineno}: input changed while filtering (more lines than checked)")
+            if "bad" in r:
+                n_bad += 1
+                continue
+            rec = json.loads(line)
+            if str(rec.get("id")) != r["id"]:
+                raise UserError(
+                    f"{file}:{lineno}: input changed since it was checked; rerun with --overwrite"
+                )
+            res = dict(r["checks"])
+            verdict = r["verdict"]
+            g = fails.get(r["id"])
+            for name in F.GLOBAL_CHECKS:
+                if name not in checks:
+                    continue
+                if verdict is not None:
+                    res[name] = {"ok": None, "skipped": True}
+                elif g is not None and g[0] == name:
+                    res[name] = g[1]
+                    verdict = name
+                elif g is not None:
+                    res[name] = {"ok": None, "skipped": True}
+                else:
+                    res[name] = {"ok": True}
+            if "correct" in res and res["correct"].get("status"):
+                status[res["correct"]["status"]] += 1
+            n_in += 1
+            tok_in += r["tokens"]
+            rec["verdict"] = verdict or "kept"
+            rec["checks"] = res
+            if verdict is None:
+                n_kept += 1
+                tok_kept += r["tokens"]
+                kept_w.write(rec)
+                rows.append(
+                    {
+                        "id": rec["id"],
+                        "prompt_id": str(rec.get("prompt_id", "")),
+                        "domain": str(rec.get("domain", "")),
+                        "source": str(rec.get("source", "")),
+                        "messages": to_messages(rec),
+                    }
+                )
+                if len(rows) >= _PARQUET_BATCH:
+                    pw.write_table(pa.Table.from_pylist(rows, schema=schema))
+                    rows = []
+            else:
+                dropped[verdict] += 1
+                tok_dropped[verdict] += r["tokens"]
+                rej_w.write(rec)
+        if rows:
+            pw.write_table(pa.Table.from_pylist(rows, schema=schema))
+        pw.close()
+        os.replace(tmp_parquet, out / "kept" / "data.parquet")
+    finally:
+        kept_w.close()
+        rej_w.close()
+        if tmp_parquet.exists():
+            pw.close()
+            tmp_parquet.unlink()
+    remaining = n_in
+    rows_out = []
+    for name in checks:
+        remaining -= dropped[name]
+        rows_out.append(
+            {
+                "name": name,
+                "dropped": dropped[name],
+                "remaining": remaining,
+                "pct_dropped": round(100 * dropped[name] / n_in, 2) if n_in else 0.0,
+                "tokens_dropped": tok_dropped[name],
+            }
+        )
+    return {
+        "input": n_in,
+        "bad_lines": n_bad,
+        "kept": n_kept,
+        "rejected": n_in - n_kept,
+        "token_unit": unit,
+        "tokens_in": tok_in,
+        "tokens_kept": tok_kept,
+        "checks": rows_out,
+        "correct_status": dict(status),
+    }
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def print_funnel(funnel: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    n = funnel["input"] or 1
+    t = Table(title=f"filter funnel ({funnel['token_unit']})")
+    for col in ("step", "dropped", "remaining", "% of input", "tokens dropped"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    t.add_row("input", "", str(funnel["input"]), "100.0%", "")
+    for c in funnel["checks"]:
+        t.add_row(
+            c["name"],
+            str(c["dropped"]),
+            str(c["remaining"]),
+            f"{100 * c['remaining'] / n:.1f}%",
+            str(c["tokens_dropped"]),
+        )
+    t.add_row(
+        "kept", "", str(funnel["kept"]), f"{100 * funnel['kept'] / n:.1f}%", f"{funnel['tokens_kept']} kept"
+    )
+    if funnel.get("bad_lines"):
+        t.caption = f"{funnel['bad_lines']} malformed input line(s) skipped"
+    Console(stderr=True).print(t)
+
+
+def _input_files(cfg: FilterConfig) -> list[Path]:
+    src = Path(cfg.input)
+    if src.is_dir():
+        files = shard_paths(src)
+        if not files:
+            files = sorted(p for p in src.glob("*.jsonl"))
+        if not files:
+            raise UserError(f"{src}: no shard-*.jsonl or *.jsonl files in this folder")
+        return files
+    if src.is_file():
+        return [src]
+    raise UserError(f"{src}: no such file or folder")
+
+
+def run(config: FilterConfig) -> dict[str, Any]:
+    """Filter `config.input` into `config.output`; returns the funnel (also in funnel.json)."""
+    cfg = config
+    if cfg.prefer not in ("shortest", "random"):
+        raise UserError(f"--prefer: expected 'shortest' or 'random', got '{cfg.prefer}'")
+    checks = active_checks(cfg)
+    files = _input_files(cfg)
+    out = Path(cfg.output)
+    resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
+    resolved["active_checks"] = checks
+    resolved["input_files"] = [[str(p), p.stat().st_size] for p in files]
+    same = check_manifest(out, "filter", resolved, overwrite=cfg.overwrite)
+    old = read_manifest(out)
+    if same and old and old.get("complete") and (out / "funnel.json").exists():
+        log.info("%s: already filtered with this config; nothing to do", out)
+        funnel = json.loads((out / "funnel.json").read_text(encoding="utf-8"))
+        print_funnel(funnel)
+        return funnel
+    work = out / ".work"
+    if not same:  # fresh, or --overwrite over another config: start clean
+        for sub in ("kept", "rejected", ".work"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        (out / "funnel.json").unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "filter", resolved, inputs=[str(p) for p in files], complete=False)
+    ctx, unit = build_context(cfg, checks)
+    _pass1(cfg, files, work, ctx, checks)
+    fails = _pass2(cfg, work, checks)
+    funnel = _pass3(cfg, files, work, out, checks, fails, unit)
+    atomic_write_json(out / "funnel.json", funnel)
+    write_manifest(
+        out,
+        "filter",
+        resolved,
+        inputs=[str(p) for p in files],
+        counts={"input": funnel["input"], "kept": funnel["kept"], "rejected": funnel["rejected"]},
+        complete=True,
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    print_funnel(funnel)
+    return funnel
