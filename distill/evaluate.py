@@ -48,6 +48,7 @@ class EvalConfig:
     tensor_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
+    benchmarks_dir: str | None = None  # folder with <name>.jsonl for offline registry names
     prompt_template: str | None = None  # "{problem}" is replaced; default: the benchmark's (R1 suffix for math)
     student_card: str | None = None  # for the published R1-Distill scores
     overwrite: bool = False
@@ -138,33 +139,71 @@ def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
     return model, card
 
 
-def _benchmarks(cfg: EvalConfig) -> list[tuple[str, list[Any], str]]:
-    """(name, prompts, template) for every benchmark asked for."""
-    from distill.benchmarks import load_benchmark, load_benchmark_file
+@dataclass
+class Item:
+    """One benchmark problem as asked: id, prompt text (options included), gold, domain."""
 
-    out = []
-    for name in cfg.benchmarks:
-        out.append(load_benchmark(name, limit=cfg.limit, seed=cfg.seed))
-    for path in cfg.benchmark_files:
-        out.append(load_benchmark_file(path, limit=cfg.limit))
-    names = [b[0] for b in out]
-    if not out:
+    prompt_id: str
+    problem: str
+    answer: str | None
+    domain: str
+
+
+MATH_TEMPLATE = "{problem}\n" + "Please reason step by step, and put your final answer within \\boxed{}."
+CHOICE_TEMPLATE = (
+    "Answer the following multiple choice question. Think step by step, then put the letter of your "
+    "final choice within \\boxed{}.\n\n{problem}"
+)
+TEMPLATES = {"math": MATH_TEMPLATE, "multiple_choice": CHOICE_TEMPLATE}
+
+
+def _items(rows: list[dict[str, Any]], seed: int, limit: int | None) -> list[Item]:
+    """Rows of `distill.benchmarks.load_benchmark` as eval items; choices are shuffled (seeded)."""
+    import random
+
+    items = []
+    for r in rows[:limit] if limit else rows:
+        problem, answer = r["problem"], r["answer"]
+        if r.get("choices"):
+            choices = list(r["choices"])  # gold first
+            rng = random.Random(f"{seed}:{r['id']}")
+            order = list(range(len(choices)))
+            rng.shuffle(order)
+            letters = "ABCDEFGHIJ"
+            options = "\n".join(f"{letters[k]}) {choices[i]}" for k, i in enumerate(order))
+            problem = f"{problem}\n\n{options}"
+            answer = letters[order.index(0)]
+        items.append(Item(prompt_id=str(r["id"]), problem=problem, answer=answer, domain=r.get("domain") or "math"))
+    return items
+
+
+def _benchmarks(cfg: EvalConfig) -> list[tuple[str, list[Item], str]]:
+    """(name, items, template) for every benchmark asked for."""
+    from distill.benchmarks import load_benchmark
+
+    specs = [(name, name) for name in cfg.benchmarks] + [(Path(p).stem, p) for p in cfg.benchmark_files]
+    if not specs:
         raise UserError("no benchmark given: use --benchmark NAME[,NAME] or --benchmark-file PATH")
+    names = [n for n, _ in specs]
     if len(set(names)) != len(names):
         raise UserError(f"benchmark names repeat: {', '.join(names)}")
+    out = []
+    for name, spec in specs:
+        items = _items(load_benchmark(spec, local_dir=cfg.benchmarks_dir), cfg.seed, cfg.limit)
+        if not items:
+            raise UserError(f"benchmark '{spec}' has no problems")
+        ids = [i.prompt_id for i in items]
+        if len(set(ids)) != len(ids):
+            raise UserError(f"benchmark '{spec}': ids are not unique")
+        domain = items[0].domain
+        out.append((name, items, TEMPLATES.get(domain, "{problem}")))
     return out
 
 
-def _score(prompt: Any, comp: Any, gold_cache: Any) -> dict[str, Any]:
+def _score(item: Item, comp: Any, gold_cache: Any) -> dict[str, Any]:
     from distill.verify import verify
 
-    v = verify(
-        content=comp.content,
-        reasoning=comp.reasoning,
-        domain=prompt.domain,
-        gold=prompt.answer,
-        cache=gold_cache,
-    )
+    v = verify(comp.content, comp.reasoning, domain=item.domain, gold=item.answer, cache=gold_cache)
     return {"status": v.status, "correct": v.status == "correct", "extracted": v.extracted}
 
 
