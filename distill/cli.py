@@ -322,3 +322,102 @@ def filter_cmd(
         overwrite=overwrite,
     )
     run_stage(run, cfg)
+
+
+def _split_csv(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[
+        str, typer.Option(help="Model to score: local folder, Hub id, or a student/teacher card.")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output folder (results.json, per-sample jsonl).")
+    ],
+    benchmark: Annotated[
+        list[str] | None,
+        typer.Option(help="Registry benchmarks, comma-separated: aime24, aime25, amc23, math500, gpqa."),
+    ] = None,
+    benchmark_file: Annotated[
+        list[str] | None, typer.Option(help="Local benchmark .jsonl (id, problem, answer); repeatable.")
+    ] = None,
+    benchmarks_dir: Annotated[
+        str | None, typer.Option(help="Folder with <name>.jsonl to use for registry names offline.")
+    ] = None,
+    num_samples: Annotated[
+        int, typer.Option(help="Samples per problem (pass@1 averages them; cons@n votes).")
+    ] = 4,
+    backend: Annotated[
+        str, typer.Option(help="Sampling backend: transformers, vllm or openai.")
+    ] = "transformers",
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature (R1 protocol: 0.6; 0 = greedy).")
+    ] = 0.6,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling top-p (R1 protocol: 0.95).")] = 0.95,
+    max_tokens: Annotated[int, typer.Option(help="Max new tokens per sample (R1 protocol: 32768).")] = 32768,
+    seed: Annotated[int, typer.Option(help="Sampling seed (and the multiple-choice shuffle).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="transformers: sequences per generate call.")] = 64,
+    limit: Annotated[
+        int | None, typer.Option(help="Use only the first N problems of each benchmark.")
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        typer.Option(help="Prompt template with {problem} (default: R1 math suffix / MC instruction)."),
+    ] = None,
+    student_card: Annotated[
+        str | None, typer.Option(help="Student card whose published R1-Distill scores are shown beside ours.")
+    ] = None,
+    base_url: Annotated[list[str] | None, typer.Option(help="openai: server base URL (repeatable).")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="openai: env variable holding the API key.")] = None,
+    concurrency: Annotated[int, typer.Option(help="openai: max requests in flight.")] = 64,
+    timeout: Annotated[float, typer.Option(help="openai: seconds per request before retrying.")] = 600.0,
+    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model.")] = 1,
+    max_model_len: Annotated[int | None, typer.Option(help="vllm: context length to allocate.")] = None,
+    gpu_memory_utilization: Annotated[float, typer.Option(help="vllm: fraction of GPU memory to use.")] = 0.9,
+    overwrite: Annotated[bool, typer.Option(help="Replace output made with a different config.")] = False,
+) -> None:
+    """Score a model on AIME / MATH-500 / GPQA … with the R1 protocol: pass@1, cons@n, tokens."""
+    from distill.evaluate import EvalConfig
+    from distill.evaluate import run as run_eval
+
+    cfg = EvalConfig(
+        model=model,
+        output=output,
+        benchmarks=_split_csv(benchmark),
+        benchmark_files=list(benchmark_file or []),
+        benchmarks_dir=benchmarks_dir,
+        num_samples=num_samples,
+        backend=backend,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=seed,
+        batch_size=batch_size,
+        limit=limit,
+        prompt_template=prompt_template,
+        student_card=student_card,
+        base_urls=list(base_url or []),
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        timeout=timeout,
+        tensor_parallel_size=tensor_parallel_size,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        overwrite=overwrite,
+    )
+    run_stage(run_eval, cfg)
+
+
+@app.command()
+def demo(
+    output: Annotated[str, typer.Option("--output", "-o", help="Run folder.")] = "runs/demo",
+    seed: Annotated[int, typer.Option(help="Seed for data, models, sampling and training.")] = 0,
+    quick: Annotated[bool, typer.Option(help="Smaller sizes (< 90 s), same steps.")] = False,
+) -> None:
+    """Run a miniature R1 distillation end to end on CPU: teacher → traces → filter → students → eval → report."""
+    from distill.demo import DemoConfig
+    from distill.demo import run as run_demo
+
+    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick))

@@ -1,0 +1,264 @@
+"""The demo: a miniature R1 distillation, end to end on a laptop CPU, through the real stages.
+
+    distill demo                     # full size (~5-10 min on 2 cores), run folder runs/demo
+    distill demo --quick             # smaller sizes (< 90 s), same steps
+    make demo
+
+Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
+  1. task data and tokenizer: 3-digit addition with a column-by-column chain of thought; a byte-level
+     BPE tokenizer trained locally; random-init Qwen2 teacher (~1M params) and student (~0.1M)
+  2. `distill train --method full` the teacher on gold chain-of-thought traces
+  3. `distill eval` the teacher (greedy, T=0.7); stop with a clear message if it is not the good but
+     imperfect sampler the demo needs
+  4. `distill generate` new problems × 4 samples at T=1.0 from the teacher (transformers backend)
+  5. `distill filter` (complete, format, correct with math-verify, contamination against the held-out
+     eval problems, duplicates); a few eval problems are planted in the prompt pool on purpose
+  6. `distill train` three students: on the filtered traces, on the unfiltered traces, on answers only
+  7. `distill eval` every model on the held-out problems (greedy and T=0.7)
+  8. `distill report` the run folder; the final table is printed and written to the report
+Re-running the demo resumes: each stage skips its finished output.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.errors import UserError
+
+
+@dataclass(frozen=True)
+class DemoSizes:
+    teacher_sft: int  # gold chain-of-thought examples for the teacher
+    teacher_steps: int
+    prompts: int  # new problems sampled from the teacher
+    samples: int  # samples per problem
+    student_steps: int
+    eval_problems: int
+    leaked: int  # eval problems planted in the prompt pool (decontamination must catch them)
+    batch_size: int = 32
+    teacher_lr: float = 3e-3
+    student_lr: float = 6e-3
+
+
+FULL = DemoSizes(
+    teacher_sft=4000,
+    teacher_steps=400,
+    prompts=1000,
+    samples=4,
+    student_steps=600,
+    eval_problems=500,
+    leaked=20,
+)
+QUICK = DemoSizes(
+    teacher_sft=2000,
+    teacher_steps=260,
+    prompts=240,
+    samples=4,
+    student_steps=200,
+    eval_problems=100,
+    leaked=5,
+)
+
+TEACHER = dict(
+    arch="qwen2", hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=256
+)
+STUDENT = dict(arch="qwen2", hidden_size=48, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=96)
+MAX_TOKENS = 160  # longest gold response is ~110 tokens
+TEACHER_GREEDY_MIN = 0.80  # the teacher must be good ...
+TEACHER_SAMPLED_RANGE = (0.30, 0.985)  # ... but imperfect when sampled
+
+
+@dataclass
+class DemoConfig:
+    output: str = "runs/demo"
+    seed: int = 0
+    quick: bool = False
+
+
+def _cmd(args: list[str]) -> None:
+    """Run one `distill` command in-process, exactly as the CLI would; fail the demo if it fails."""
+    from distill.cli import app
+
+    print(f"\n$ distill {' '.join(shlex.quote(a) for a in args)}", file=sys.stderr, flush=True)
+    t = time.time()
+    rc = app(args=args, prog_name="distill", standalone_mode=False)
+    if rc not in (None, 0):
+        raise UserError(f"demo step failed: distill {args[0]} exited with {rc}")
+    print(f"  ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    from distill.records import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
+    """Task files, tokenizer, random-init teacher and student, and the teacher card."""
+    from distill.demo_task import corpus, gold_trace, make_problems
+    from distill.tiny import build_model, build_tokenizer
+
+    data = run / "data"
+    if (data / "done").exists():
+        return
+    data.mkdir(parents=True, exist_ok=True)
+    eval_set = make_problems(sizes.eval_problems, seed=seed + 1)
+    held = set(eval_set)
+    train = make_problems(sizes.teacher_sft, seed=seed + 2, exclude=held)
+    pool = make_problems(sizes.prompts - sizes.leaked, seed=seed + 3, exclude=held | set(train))
+    pool = pool + eval_set[: sizes.leaked]  # planted on purpose: the filter's decontamination drops them
+    _write_jsonl(data / "teacher_sft.jsonl", [gold_trace(p) for p in train])
+    _write_jsonl(data / "prompts.jsonl", [p.as_prompt() for p in pool])
+    _write_jsonl(data / "eval.jsonl", [p.as_prompt() for p in eval_set])
+    build_tokenizer(run / "tokenizer", corpus=corpus(train[:2000]), vocab_size=320, individual_digits=True)
+    build_model(run / "teacher-init", run / "tokenizer", seed=seed, max_position_embeddings=512, **TEACHER)
+    build_model(run / "student-init", run / "tokenizer", seed=seed, max_position_embeddings=512, **STUDENT)
+    (run / "teacher.yaml").write_text(
+        "# The demo's teacher: the tiny Qwen2 trained in step 2, sampled at temperature 1.0.\n"
+        "name: demo-teacher\n"
+        f"model: {json.dumps(str((run / 'teacher').resolve()))}\n"
+        "backend: transformers\n"
+        "temperature: 1.0\n"
+        "top_p: 1.0\n"
+        f"max_tokens: {MAX_TOKENS}\n"
+        'templates: {math: "{problem}"}\n'
+    )
+    (data / "done").write_text("ok\n")
+
+
+def _params(model: Path) -> int:
+    cfg = json.loads((model / "config.json").read_text())
+    h, L, inter, v = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"], cfg["vocab_size"]
+    kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
+    per_layer = 2 * h * h + 2 * h * kv + 2 * kv + h + 3 * h * inter + 2 * h
+    return L * per_layer + v * h + h
+
+
+def _train(
+    run: Path, name: str, init: Path, data: Path, steps: int, lr: float, seed: int, *extra: str
+) -> None:
+    _cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
+          "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(DEMO_BATCH),
+          "--warmup-ratio", "0.05", "--lr-scheduler", "cosine", "--max-length", "256", "--seed", str(seed),
+          "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
+
+
+DEMO_BATCH = 32
+
+
+def _eval(run: Path, model: Path, mode: str, seed: int) -> float:
+    temp = "0" if mode == "greedy" else "0.7"
+    out = run / "eval" / f"{model.name}-{mode}"
+    _cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
+          "--temperature", temp, "--top-p", "1.0", "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}",
+          "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    return res["benchmarks"]["eval"]["pass@1"]
+
+
+def run(cfg: DemoConfig) -> dict[str, Any]:
+    sizes = QUICK if cfg.quick else FULL
+    run_dir = Path(cfg.output)
+    seed = cfg.seed
+    t0 = time.time()
+    print(
+        f"distill demo: miniature R1 distillation in {run_dir} ({'quick' if cfg.quick else 'full'})",
+        file=sys.stderr,
+    )
+
+    print("\n[1/8] task data, tokenizer, random-init teacher and student", file=sys.stderr)
+    prepare(run_dir, sizes, seed)
+    n_teacher, n_student = _params(run_dir / "teacher-init"), _params(run_dir / "student-init")
+    print(f"  teacher {n_teacher / 1e6:.2f}M params, student {n_student / 1e6:.2f}M params", file=sys.stderr)
+
+    print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
+    _train(run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
+           sizes.teacher_steps, sizes.teacher_lr, seed)  # fmt: skip
+
+    print("\n[3/8] check the teacher: good greedy, imperfect sampled", file=sys.stderr)
+    acc: dict[str, dict[str, float]] = {"teacher": {}}
+    for mode in ("greedy", "sampled"):
+        acc["teacher"][mode] = _eval(run_dir, run_dir / "teacher", mode, seed)
+    g, s = acc["teacher"]["greedy"], acc["teacher"]["sampled"]
+    lo, hi = TEACHER_SAMPLED_RANGE
+    if g < TEACHER_GREEDY_MIN or not lo <= s <= hi:
+        raise UserError(
+            f"demo teacher is {100 * g:.1f}% greedy / {100 * s:.1f}% at T=0.7; the demo needs >= "
+            f"{100 * TEACHER_GREEDY_MIN:.0f}% greedy and {100 * lo:.0f}-{100 * hi:.1f}% sampled "
+            f"(its accuracy jumps sharply with training steps): try another --seed, or delete {run_dir / 'teacher'}"
+        )
+
+    print("\n[4/8] sample traces from the teacher at T=1.0", file=sys.stderr)
+    _cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
+          "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
+          "--seed", str(seed), "--batch-size", "256", "--output", str(run_dir / "traces")])  # fmt: skip
+
+    print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
+    _cmd(["filter", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
+          "--checks", "complete,format,contamination,correct,duplicate",
+          "--decontaminate-file", str(run_dir / "data" / "eval.jsonl")])  # fmt: skip
+    funnel = json.loads((run_dir / "filtered" / "funnel.json").read_text())
+
+    print("\n[6/8] train three students", file=sys.stderr)
+    students = {
+        "student-filtered": (run_dir / "filtered" / "kept", ()),
+        "student-unfiltered": (run_dir / "traces", ()),
+        "student-answers-only": (run_dir / "filtered" / "kept", ("--no-reasoning",)),
+    }
+    for name, (data, extra) in students.items():
+        _train(
+            run_dir, name, run_dir / "student-init", data, sizes.student_steps, sizes.student_lr, seed, *extra
+        )
+
+    print("\n[7/8] evaluate every model on the held-out problems", file=sys.stderr)
+    for name in ("student-init", *students):
+        acc[name] = {mode: _eval(run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")}
+
+    print("\n[8/8] report", file=sys.stderr)
+    table = demo_table(acc, sizes, funnel, n_teacher, n_student, time.time() - t0)
+    (run_dir / "demo.md").write_text(table)
+    _cmd(["report", str(run_dir)])
+    print("\n" + table)
+    return {"accuracy": acc, "funnel": funnel, "seconds": time.time() - t0}
+
+
+LABELS = {
+    "teacher": "teacher (trained on gold CoT)",
+    "student-init": "student, untrained",
+    "student-filtered": "student on filtered traces",
+    "student-unfiltered": "student on unfiltered traces",
+    "student-answers-only": "student on answers only",
+}
+
+
+def demo_table(acc: dict[str, dict[str, float]], sizes: DemoSizes, funnel: dict[str, Any], n_t: int, n_s: int,
+               seconds: float) -> str:  # fmt: skip
+    lines = [
+        "## Demo: a miniature R1 distillation",
+        "",
+        f"Task: 3-digit addition with a column-by-column chain of thought; {sizes.eval_problems} held-out problems.",
+        f"Teacher: Qwen2, {n_t / 1e6:.2f}M params; students: Qwen2, {n_s / 1e6:.2f}M params. "
+        f"Traces: {sizes.prompts} problems × {sizes.samples} samples at T=1.0 → "
+        f"{funnel.get('kept', 0)} of {funnel.get('input', 0)} kept by the filter.",
+        "",
+        "| model | greedy pass@1 | sampled pass@1 (T=0.7) |",
+        "|---|---:|---:|",
+    ]
+    for key, label in LABELS.items():
+        if key in acc:
+            lines.append(f"| {label} | {100 * acc[key]['greedy']:.1f}% | {100 * acc[key]['sampled']:.1f}% |")
+    lines += [
+        "",
+        "What it shows: the student that learns from the teacher's reasoning, after rejection sampling keeps "
+        "only verified traces, gets closest to the teacher; training on unfiltered traces also imitates the "
+        "teacher's mistakes; without the reasoning a model this small cannot learn the task at all. "
+        f"Whole run: {seconds / 60:.1f} min.",
+        "",
+    ]
+    return "\n".join(lines)
