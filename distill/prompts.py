@@ -252,8 +252,10 @@ def load_prompts(
     path = Path(spec)
     card: DataSource | Mixture
     answer_required = answer_column is not _UNSET and answer_column is not None
+    plain = True  # a file or dataset without a card: an `id` column is used when present
     if path.suffix in (".yaml", ".yml") or (not path.exists() and "/" not in spec and is_card(spec, "data")):
         card = load_data(spec)
+        plain = False
         if isinstance(card, DataSource):
             answer_required = answer_required or card.answer_column is not None
     elif path.exists():
@@ -292,7 +294,6 @@ def load_prompts(
                 count = len(items)
             out.extend(items[i] for i in rng.sample(range(len(items)), count))
         return _dedupe(out)
-    plain = card.path is not None and card.name == Path(card.path).name or card.name == card.dataset
     prompts = source_prompts(replace(card, **overrides), answer_required=answer_required, auto_id=plain)
     prompts = _dedupe(prompts)
     return prompts[:limit] if limit is not None else prompts
