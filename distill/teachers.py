@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -361,38 +362,64 @@ class OpenAIBackend:
         headers = {"Content-Type": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        client = httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(None))
-        sem = asyncio.Semaphore(self.concurrency)
+        # One keep-alive connection per slot, each in its own small client: httpcore's pool scans
+        # every connection on each request, which costs O(concurrency) CPU per request.
+        ctx = ssl.create_default_context()
+        try:
+            import certifi
+
+            ctx.load_verify_locations(certifi.where())
+        except ImportError:
+            pass
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        clients = [
+            httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(None), verify=ctx)
+            for _ in range(self.concurrency)
+        ]
+        slots: asyncio.Queue = asyncio.Queue()
+        for c in clients:
+            slots.put_nowait(c)
         window = max(2 * self.concurrency, 32)
         items = iter(enumerate(prompts))
-        pending: set[asyncio.Task] = set()
+        results: asyncio.Queue = asyncio.Queue()
+        tasks: set[asyncio.Task] = set()
+
+        def launch() -> None:
+            for i, msgs in items:
+                t = loop.create_task(self._prompt(slots, i, msgs, params))
+                tasks.add(t)
+                t.add_done_callback(lambda t: (tasks.discard(t), results.put_nowait(t)))
+                if len(tasks) >= window:
+                    return
+
+        async def next_batch() -> list[asyncio.Task]:
+            batch = [await results.get()]
+            while not results.empty():
+                batch.append(results.get_nowait())
+            return batch
+
         try:
-            while True:
-                for i, msgs in items:
-                    pending.add(loop.create_task(self._prompt(client, sem, i, msgs, params)))
-                    if len(pending) >= window:
-                        break
-                if not pending:
-                    break
-                done, pending = loop.run_until_complete(
-                    asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                )
-                for t in sorted(done, key=lambda t: t.result()[0]):
+            launch()
+            while tasks or not results.empty():
+                done = loop.run_until_complete(next_batch())
+                launch()
+                for t in done:
                     i, comps, err = t.result()
                     if err is not None:
                         _fail(on_error, i, err)
                     yield i, comps
         finally:
+            pending = list(tasks)
             for t in pending:
                 t.cancel()
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(client.aclose())
+            for c in clients:
+                loop.run_until_complete(c.aclose())
             loop.close()
 
     async def _prompt(
-        self, client: Any, sem: asyncio.Semaphore, index: int, msgs: Messages, params: SamplingParams
+        self, slots: asyncio.Queue, index: int, msgs: Messages, params: SamplingParams
     ) -> tuple[int, list[Completion], str | None]:
         if self.system_prompt and not any(m["role"] == "system" for m in msgs):
             msgs = [{"role": "system", "content": self.system_prompt}, *msgs]
@@ -401,7 +428,7 @@ class OpenAIBackend:
         errors: list[str] = []
         if self._n_supported is not False:
             try:
-                comps.extend(await self._request(client, sem, msgs, params, n, 0))
+                comps.extend(await self._request(slots, msgs, params, n, 0))
             except _Fatal as e:
                 return index, comps, str(e)
             if n > 1 and self._n_supported is None:
@@ -411,7 +438,7 @@ class OpenAIBackend:
         missing = n - len(comps)
         if missing > 0:
             results = await asyncio.gather(
-                *(self._request(client, sem, msgs, params, 1, len(comps) + j) for j in range(missing)),
+                *(self._request(slots, msgs, params, 1, len(comps) + j) for j in range(missing)),
                 return_exceptions=True,
             )
             for r in results:
@@ -424,7 +451,7 @@ class OpenAIBackend:
         return index, comps[:n], (errors[0] if errors else None)
 
     async def _request(
-        self, client: Any, sem: asyncio.Semaphore, msgs: Messages, params: SamplingParams, n: int, offset: int
+        self, slots: asyncio.Queue, msgs: Messages, params: SamplingParams, n: int, offset: int
     ) -> list[Completion]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -449,9 +476,12 @@ class OpenAIBackend:
             url = self.base_urls[self._next_url % len(self.base_urls)] + "/chat/completions"
             self._next_url += 1
             try:
-                async with sem:
+                client = await slots.get()  # at most `concurrency` requests in flight
+                try:
                     self.requests += 1
                     data = await asyncio.wait_for(self._post(client, url, payload), self.timeout)
+                finally:
+                    slots.put_nowait(client)
                 return self._parse(data)
             except _Retryable as e:
                 last, wait = str(e), e.retry_after
