@@ -12,6 +12,7 @@ Target: >= 0.9 of the limit at 256 in flight.
 from __future__ import annotations
 
 import argparse
+import resource
 import socket
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+        srv_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        print(f"server process CPU (all runs): {srv_cpu.ru_utime + srv_cpu.ru_stime:.1f} s")
 
 
 if __name__ == "__main__":
