@@ -131,10 +131,18 @@ class FakeServer:
 
         def target() -> None:
             self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
             try:
                 self._loop.run_until_complete(self._main())
             except (asyncio.CancelledError, RuntimeError):
                 pass
+            finally:  # end open keep-alive handlers before closing the loop
+                rest = asyncio.all_tasks(self._loop)
+                for t in rest:
+                    t.cancel()
+                if rest:
+                    self._loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+                self._loop.close()
 
         threading.Thread(target=target, daemon=True).start()
         self._ready.wait(10)
