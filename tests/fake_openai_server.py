@@ -6,7 +6,8 @@
 A plain asyncio HTTP/1.1 server (keep-alive, no framework) so it can answer thousands of requests
 per second. Each prompt text sees the `faults` script in order, one entry per request, then `ok`
 forever: `500`, `429` (with `Retry-After: 0`), `hang` (never answers), `truncated` (half a JSON
-body), `malformed` (not JSON), `drop` (closes the connection), `never` (always 500 for prompts
+body), `malformed` (not JSON), `drop` (closes the connection), `chunked` and `close` (valid answers, chunked or
+ended by closing the connection: they count as successes), `never` (always 500 for prompts
 containing "NEVER"). Completions are `<think>reasoning for …</think>answer`; `n` is ignored
 unless `honour_n`. Every request's Authorization header is recorded in `auth_headers`.
 """
@@ -108,6 +109,19 @@ class FakeServer:
                     await asyncio.sleep(self.latency)
                 reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error"}[status]
                 hdrs = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+                if fault == "chunked":  # a valid answer in chunked transfer encoding
+                    parts = [data[: len(data) // 3], data[len(data) // 3 :]]
+                    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+                    writer.write(
+                        f"HTTP/1.1 {status} {reason}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunked
+                    )
+                    await writer.drain()
+                    continue
+                if fault == "close":  # a valid answer delimited by closing the connection
+                    writer.write(f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n\r\n".encode() + data)
+                    await writer.drain()
+                    writer.close()
+                    return
                 writer.write(
                     f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                     f"Content-Length: {len(data)}\r\n{hdrs}\r\n".encode()

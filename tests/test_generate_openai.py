@@ -28,6 +28,15 @@ def make_prompts(path: Path, texts: list[str]) -> Path:
 
 def test_faults_then_success_and_never(tmp_path, run_cli):
     server = FakeServer(faults=["500", "429", "hang", "truncated", "malformed", "drop"]).start()
+    shapes = FakeServer(faults=["chunked", "close"]).start()  # valid answers in other HTTP framings
+    try:
+        be = make_backend("openai", "m", base_urls=[shapes.url], concurrency=2)
+        for _ in ("chunked", "close"):  # the same request twice: the server's next fault each time
+            got = dict(be.generate([[{"role": "user", "content": "x"}]], SamplingParams(n=1, max_tokens=4)))
+            assert got[0][0].content == "answer 0" and got[0][0].completion_tokens == 5
+        assert be.retries == 0 and shapes.requests == 2
+    finally:
+        shapes.stop()
     try:
         texts = [f"What is {i} + 1?" for i in range(12)] + ["NEVER works"]
         prompts = make_prompts(tmp_path / "p.jsonl", texts)
