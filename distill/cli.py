@@ -138,6 +138,9 @@ def generate(
     dtype: Annotated[
         str, typer.Option(help="transformers/vllm: weights dtype (auto, bfloat16, float32).")
     ] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(help="transformers on CPU: torch threads (1 is fastest for tiny models).")
+    ] = None,
     num_shards: Annotated[int, typer.Option(help="Split the prompts into N parts (job arrays).")] = 1,
     shard_index: Annotated[int, typer.Option(help="Which part this job samples (0..N-1).")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
@@ -181,6 +184,7 @@ def generate(
         max_model_len=max_model_len,
         gpu_memory_utilization=gpu_memory_utilization,
         dtype=dtype,
+        threads=threads,
         num_shards=num_shards,
         shard_index=shard_index,
         progress=progress,

@@ -83,6 +83,7 @@ class GenerateConfig:
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
     dtype: str = "auto"
+    threads: int | None = None
     # job arrays
     num_shards: int = 1
     shard_index: int = 0
@@ -317,6 +318,7 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             max_model_len=cfg.max_model_len or card.context_length,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             dtype=cfg.dtype,
+            threads=cfg.threads,
             seed=cfg.seed,
         )
         bar = _Progress(todo_total, cfg.progress)

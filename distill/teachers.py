@@ -121,7 +121,8 @@ def _fail(on_error: ErrorHook | None, index: int, message: str) -> None:
 class TransformersBackend:
     """Local `model.generate`: left-padded batches of prompts × n, stops at the end-of-turn token.
 
-    `batch_size` is the number of sequences (prompts × n) per `generate` call. Prompts are sorted
+    `batch_size` is the number of sequences (prompts × n) per `generate` call; `threads` sets
+    torch's CPU threads (1 is fastest for ~1M-parameter models, especially on a shared machine). Prompts are sorted
     by length so batches carry little padding; each batch is seeded with `seed + batch number`, so a
     given seed and batch layout always give the same samples.
     """
@@ -137,10 +138,14 @@ class TransformersBackend:
         chat_template_kwargs: dict[str, Any] | None = None,
         think_tags: tuple[str, str] | list[str] = ("<think>", "</think>"),
         system_prompt: str | None = None,
+        threads: int | None = None,
         **_: Any,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:  # tiny models on a busy CPU: 1 thread avoids OpenMP spin-waiting
+            torch.set_num_threads(int(threads))
 
         self.model = model
         self.batch_size = max(1, int(batch_size))

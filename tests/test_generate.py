@@ -120,7 +120,7 @@ def test_cli_tiny_model_local_file(tiny_qwen, tmp_path, run_cli):
     out = tmp_path / "traces"
     proc = run_cli(
         "generate", "--teacher", tiny_qwen, "--prompts", prompts, "--num-samples", "2", "--temperature", "1.0",
-        "--max-tokens", "8", "--seed", "1", "--batch-size", "8", "--output", out, check=True,
+        "--max-tokens", "8", "--seed", "1", "--batch-size", "8", "--threads", "1", "--output", out, check=True,
     )  # fmt: skip
     assert len({r["id"] for r in read_records(out)}) == 12
     manifest = json.loads((out / "manifest.json").read_text())
@@ -160,7 +160,7 @@ def test_sigkill_then_resume(tiny_qwen, tmp_path):
     out = tmp_path / "traces"
     args = [sys.executable, "-m", "distill", "generate", "--teacher", str(tiny_qwen), "--prompts", str(prompts),
             "--num-samples", "3", "--max-tokens", "24", "--temperature", "1.0", "--batch-size", "3",
-            "--output", str(out), "--no-progress"]  # fmt: skip
+            "--output", str(out), "--no-progress", "--threads", "1"]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shard = out / "shard-00000.jsonl"
