@@ -8,7 +8,8 @@ per second. Each prompt text sees the `faults` script in order, one entry per re
 forever: `500`, `429` (with `Retry-After: 0`), `hang` (never answers), `truncated` (half a JSON
 body), `malformed` (not JSON), `drop` (closes the connection), `chunked` and `close` (valid answers, chunked or
 ended by closing the connection: they count as successes), `never` (always 500 for prompts
-containing "NEVER"). Completions are `<think>reasoning for …</think>answer`; `n` is ignored
+containing "NEVER"). Completions are `<think>reasoning for …</think>answer` (prompts containing
+"SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
 unless `honour_n`. Every request's Authorization header is recorded in `auth_headers`.
 """
 
@@ -61,17 +62,15 @@ class FakeServer:
         if fault == "429":
             return 429, {"Retry-After": "0"}, b'{"error": "slow down"}', fault
         n = int(body.get("n") or 1) if self.honour_n else 1
-        choices = [
-            {
-                "index": j,
-                "message": {
-                    "role": "assistant",
-                    "content": f"<think>reasoning for {text[:20]}</think>answer {j}",
-                },
-                "finish_reason": "stop",
+        if "SPLIT" in text:  # a server that returns reasoning separately (DeepSeek API, vLLM parsers)
+            msg = {
+                "role": "assistant",
+                "reasoning_content": f"reasoning for {text[:20]}",
+                "content": "answer",
             }
-            for j in range(n)
-        ]
+        else:
+            msg = {"role": "assistant", "content": f"<think>reasoning for {text[:20]}</think>answer"}
+        choices = [{"index": j, "message": msg, "finish_reason": "stop"} for j in range(n)]
         payload = {
             "id": "x",
             "object": "chat.completion",
