@@ -1,0 +1,405 @@
+"""`distill generate`: sample reasoning traces from a teacher into resumable JSONL shards.
+
+    distill generate --teacher teachers/deepseek-r1.yaml --backend openai --base-url http://h:8000/v1 \\
+        --prompts data/numina-math.yaml --num-samples 4 --output traces/
+    distill generate --teacher ./tiny-model --prompts problems.jsonl --num-samples 4 --max-tokens 64 \\
+        --output traces/                                  # CPU, transformers backend
+
+Prompts × n samples → `shard-*.jsonl` trace records (DESIGN.md) in `--output`. Re-running resumes:
+done ids are skipped, missing samples are produced, a torn last line is dropped. Prompts that
+still fail after the backend's retries go to `failed.jsonl` (retried on the next run). With
+`--num-shards N --shard-index K` a job takes the prompts whose id hashes to K and writes
+`shard-KKKKK-of-NNNNN-*.jsonl` (its manifest and failures under `jobs/KKKKK-of-NNNNN/`).
+`manifest.json` totals prompts, samples, tokens, failures and the estimated cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.config import TeacherCard, find_card, is_card, load_teacher
+from distill.errors import UserError
+from distill.prompts import Prompt, apply_template, load_prompts
+from distill.records import (
+    SHARD_PREFIX,
+    ShardWriter,
+    Trace,
+    atomic_write_text,
+    check_manifest,
+    read_records,
+    shard_paths,
+    trace_id,
+    write_manifest,
+)
+from distill.teachers import Completion, SamplingParams, make_backend
+
+log = logging.getLogger("distill.generate")
+
+FAILED = "failed.jsonl"
+
+
+@dataclass
+class GenerateConfig:
+    """Everything `distill generate` needs; None means 'the teacher card's value'."""
+
+    teacher: str
+    prompts: str
+    output: str
+    num_samples: int = 1
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    seed: int = 0
+    stop: list[str] = field(default_factory=list)
+    limit: int | None = None
+    overwrite: bool = False
+    # prompt source
+    split: str | None = None
+    data_config: str | None = None
+    problem_column: str | None = None
+    answer_column: str | None = None
+    id_column: str | None = None
+    domain: str | None = None
+    domain_column: str | None = None
+    tests_column: str | None = None
+    # backend
+    backend: str | None = None
+    batch_size: int = 64
+    base_url: list[str] = field(default_factory=list)
+    concurrency: int = 64
+    timeout: float = 600.0
+    max_retries: int = 6
+    retry_backoff: float = 1.0
+    api_key_env: str | None = None
+    tensor_parallel_size: int = 1
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = 0.9
+    dtype: str = "auto"
+    threads: int | None = None
+    # job arrays
+    num_shards: int = 1
+    shard_index: int = 0
+    progress: bool = True
+
+
+def resolve_teacher(spec: str) -> TeacherCard:
+    """A teacher card (path or name in teachers/), or a local model folder / model id without a card."""
+    p = Path(spec)
+    if p.suffix in (".yaml", ".yml") or (not p.exists() and "/" not in spec and is_card(spec, "teachers")):
+        return load_teacher(find_card(spec, "teachers"))
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise UserError(f"{p}: not a model folder (no config.json) and not a teacher card")
+        return TeacherCard(name=p.name, model=str(p), backend="transformers")
+    if "/" in spec and not spec.startswith((".", "/", "~")):
+        return TeacherCard(name=spec.split("/")[-1], model=spec, backend="transformers")
+    raise UserError(f"--teacher {spec}: no such teacher card or model folder")
+
+
+def in_shard(prompt_id: str, num_shards: int, index: int) -> bool:
+    if num_shards <= 1:
+        return True
+    h = int.from_bytes(hashlib.sha256(prompt_id.encode("utf-8")).digest()[:8], "big")
+    return h % num_shards == index
+
+
+def sampling_params(cfg: GenerateConfig, card: TeacherCard) -> SamplingParams:
+    return SamplingParams(
+        temperature=card.temperature if cfg.temperature is None else cfg.temperature,
+        top_p=card.top_p if cfg.top_p is None else cfg.top_p,
+        top_k=card.top_k if cfg.top_k is None else cfg.top_k,
+        max_tokens=card.max_tokens if cfg.max_tokens is None else cfg.max_tokens,
+        n=cfg.num_samples,
+        seed=cfg.seed,
+        stop=list(cfg.stop),
+    )
+
+
+def _paths(cfg: GenerateConfig) -> tuple[Path, Path, str]:
+    """(output folder, folder holding this job's manifest + failed.jsonl, shard file prefix)."""
+    out = Path(cfg.output)
+    if cfg.num_shards <= 1:
+        return out, out, SHARD_PREFIX
+    tag = f"{cfg.shard_index:05d}-of-{cfg.num_shards:05d}"
+    return out, out / "jobs" / tag, f"{SHARD_PREFIX}{tag}-"
+
+
+def _clear(out: Path, job: Path, prefix: str) -> None:
+    for p in shard_paths(out, prefix):
+        p.unlink()
+    for name in ("manifest.json", FAILED):
+        if (job / name).exists():
+            (job / name).unlink()
+    if job != out and job.exists():
+        shutil.rmtree(job)
+
+
+class _Progress:
+    """A rich progress bar with prompts/s, completion tokens/s and ETA (stderr); silent when off."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = enabled and total > 0
+        self.tokens = 0
+        self.start = time.monotonic()
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("generate"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            )
+            self.task = self.bar.add_task("generate", total=total, rate="")
+            self.bar.start()
+
+    def advance(self, tokens: int) -> None:
+        self.tokens += tokens
+        if self.enabled:
+            dt = max(1e-9, time.monotonic() - self.start)
+            done = self.bar.tasks[0].completed + 1
+            self.bar.update(
+                self.task, advance=1, rate=f"{done / dt:.1f} prompts/s {self.tokens / dt:.0f} tok/s"
+            )
+
+    def close(self) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def _manifest_config(cfg: GenerateConfig, card: TeacherCard, params: SamplingParams) -> dict[str, Any]:
+    """What decides the traces' content: a resume with a change here is refused (--overwrite)."""
+    return {
+        "teacher": {"name": card.name, "model": card.model, "system_prompt": card.system_prompt},
+        "templates": card.templates,
+        "sampling": {k: v for k, v in params.to_dict().items() if k != "n"},
+        "prompts": {
+            "spec": cfg.prompts,
+            "split": cfg.split,
+            "config": cfg.data_config,
+            "problem_column": cfg.problem_column,
+            "answer_column": cfg.answer_column,
+            "id_column": cfg.id_column,
+            "domain": cfg.domain,
+            "domain_column": cfg.domain_column,
+            "tests_column": cfg.tests_column,
+        },
+        "num_shards": cfg.num_shards,
+        "shard_index": cfg.shard_index,
+    }
+
+
+def _counts(out: Path, prefix: str, job: Path, card: TeacherCard) -> dict[str, Any]:
+    prompts: set[str] = set()
+    samples = prompt_tokens = completion_tokens = 0
+    for rec in read_records(out, skip_bad_lines=True, prefix=prefix):
+        prompts.add(str(rec.get("prompt_id")))
+        samples += 1
+        usage = rec.get("usage") or {}
+        prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        completion_tokens += int(usage.get("completion_tokens") or 0)
+    failed_path = job / FAILED
+    failed = (
+        sum(1 for line in failed_path.open(encoding="utf-8") if line.strip()) if failed_path.exists() else 0
+    )
+    cost = prompt_tokens / 1e6 * card.price_input_per_m + completion_tokens / 1e6 * card.price_output_per_m
+    return {
+        "prompts": len(prompts),
+        "samples": samples,
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "failed": failed,
+        "cost_usd": round(cost, 6),
+    }
+
+
+def run(cfg: GenerateConfig) -> dict[str, Any]:
+    """Sample `num_samples` traces per prompt into `cfg.output`; resume; return the manifest."""
+    import json
+
+    if cfg.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {cfg.num_samples}")
+    if cfg.num_shards < 1 or not 0 <= cfg.shard_index < cfg.num_shards:
+        raise UserError(f"--shard-index must be in 0..{cfg.num_shards - 1}, got {cfg.shard_index}")
+    card = resolve_teacher(cfg.teacher)
+    backend_name = cfg.backend or card.backend
+    params = sampling_params(cfg, card)
+    prompts = load_prompts(
+        cfg.prompts,
+        split=cfg.split,
+        config=cfg.data_config,
+        problem_column=cfg.problem_column,
+        id_column=cfg.id_column,
+        domain=cfg.domain,
+        domain_column=cfg.domain_column,
+        tests_column=cfg.tests_column,
+        limit=cfg.limit,
+        **({"answer_column": cfg.answer_column} if cfg.answer_column is not None else {}),
+    )
+    prompts = [p for p in prompts if in_shard(p.prompt_id, cfg.num_shards, cfg.shard_index)]
+    out, job, prefix = _paths(cfg)
+    mconfig = _manifest_config(cfg, card, params)
+    resumed = check_manifest(job, "generate", mconfig, overwrite=cfg.overwrite)
+    if cfg.overwrite:
+        _clear(out, job, prefix)
+    elif resumed:
+        log.info("resuming into %s", out)
+    # work out what is missing before touching the backend (a model load can be slow)
+    out.mkdir(parents=True, exist_ok=True)
+    job.mkdir(parents=True, exist_ok=True)
+    writer = ShardWriter(out, prefix=prefix)
+    if writer.dropped_bytes:
+        log.warning("dropped a torn last line (%d bytes) from an interrupted run", writer.dropped_bytes)
+    missing: dict[int, list[Prompt]] = defaultdict(list)  # how many samples are missing -> prompts
+    missing_idx: dict[str, list[int]] = {}
+    for p in prompts:
+        todo = [s for s in range(cfg.num_samples) if trace_id(p.prompt_id, s) not in writer.done_ids]
+        if todo:
+            missing[len(todo)].append(p)
+            missing_idx[p.prompt_id] = todo
+    run_info = {
+        "backend": backend_name,
+        "base_url": list(cfg.base_url or ([card.base_url] if card.base_url else [])),
+        "concurrency": cfg.concurrency,
+        "batch_size": cfg.batch_size,
+        "num_samples": cfg.num_samples,
+        "limit": cfg.limit,
+    }
+    inputs = [cfg.prompts, cfg.teacher]
+    write_manifest(
+        job, "generate", mconfig, inputs=inputs, counts=_counts(out, prefix, job, card), run=run_info
+    )
+    teacher_meta = {"name": card.name, "model": card.model, "backend": backend_name, **params.to_dict()}
+    failed_path = job / FAILED
+    failures: list[dict[str, Any]] = []
+    todo_total = sum(len(v) for v in missing.values())
+    log.info(
+        "%d prompts (%d with missing samples), %d samples already done",
+        len(prompts),
+        todo_total,
+        writer.written,
+    )
+    if todo_total:
+        backend = make_backend(
+            backend_name,
+            card.model,
+            batch_size=cfg.batch_size,
+            base_urls=run_info["base_url"],
+            api_key_env=cfg.api_key_env or card.api_key_env,
+            concurrency=cfg.concurrency,
+            timeout=cfg.timeout,
+            max_retries=cfg.max_retries,
+            retry_backoff=cfg.retry_backoff,
+            think_tags=card.think_tags,
+            reasoning=card.reasoning,
+            system_prompt=card.system_prompt,
+            chat_template_kwargs=card.chat_template_kwargs,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            max_model_len=cfg.max_model_len or card.context_length,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            dtype=cfg.dtype,
+            threads=cfg.threads,
+            seed=cfg.seed,
+        )
+        bar = _Progress(todo_total, cfg.progress)
+        try:
+            for count, group in sorted(missing.items(), reverse=True):
+                texts = [apply_template(p.problem, p.domain, card.templates) for p in group]
+                batch_params = SamplingParams(**{**params.to_dict(), "n": count})
+                errors: dict[int, str] = {}
+
+                def on_error(i: int, message: str, errors: dict[int, str] = errors) -> None:
+                    errors[i] = message
+
+                messages = [[{"role": "user", "content": t}] for t in texts]
+                for i, comps in backend.generate(messages, batch_params, on_error=on_error):
+                    p = group[i]
+                    todo = missing_idx[p.prompt_id]
+                    tokens = _write(writer, p, texts[i], todo, comps, teacher_meta)
+                    if i in errors:
+                        failures.append(
+                            {
+                                "prompt_id": p.prompt_id,
+                                "missing_samples": todo[len(comps) :],
+                                "error": errors[i],
+                                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            }
+                        )
+                    bar.advance(tokens)
+        finally:
+            bar.close()
+            writer.close()
+            # failed.jsonl holds the prompts that failed in the latest run (retried on the next one)
+            atomic_write_text(
+                failed_path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
+            )
+    else:
+        writer.close()
+        if failed_path.exists():
+            atomic_write_text(failed_path, "")
+    counts = _counts(out, prefix, job, card)
+    manifest = write_manifest(job, "generate", mconfig, inputs=inputs, counts=counts, run=run_info)
+    if failures:
+        log.warning("%d prompt(s) failed; see %s (re-run to retry them)", len(failures), failed_path)
+    log.info(
+        "wrote %d traces for %d prompts to %s (%d completion tokens, est. $%.4f)",
+        counts["samples"],
+        counts["prompts"],
+        out,
+        counts["completion_tokens"],
+        counts["cost_usd"],
+    )
+    return manifest
+
+
+def _write(
+    writer: ShardWriter,
+    p: Prompt,
+    problem: str,
+    todo: list[int],
+    comps: list[Completion],
+    teacher: dict[str, Any],
+) -> int:
+    tokens = 0
+    for sample, c in zip(todo, comps, strict=False):
+        extra: dict[str, Any] = {"reasoning_closed": c.reasoning_closed}
+        if p.tests is not None:
+            extra["tests"] = p.tests
+        trace = Trace(
+            id=trace_id(p.prompt_id, sample),
+            prompt_id=p.prompt_id,
+            sample=sample,
+            problem=problem,
+            answer=p.answer,
+            domain=p.domain,
+            source=p.source,
+            teacher=teacher,
+            reasoning=c.reasoning,
+            content=c.content,
+            finish_reason=c.finish_reason,
+            usage={"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens},
+            extra=extra,
+        )
+        writer.write(trace.to_dict())
+        tokens += c.completion_tokens
+    return tokens

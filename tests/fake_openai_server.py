@@ -1,0 +1,184 @@
+"""A test-only OpenAI-compatible chat server that misbehaves on purpose (also used by the benchmark).
+
+    python tests/fake_openai_server.py --port 0 --faults 500,429,hang,truncated,ok [--latency 0.1]
+    server = FakeServer(faults=[...]).start(); server.url  ->  "http://127.0.0.1:PORT/v1"
+
+A plain asyncio HTTP/1.1 server (keep-alive, no framework) so it can answer thousands of requests
+per second. Each prompt text sees the `faults` script in order, one entry per request, then `ok`
+forever: `500`, `429` (with `Retry-After: 0`), `hang` (never answers), `truncated` (half a JSON
+body), `malformed` (not JSON), `drop` (closes the connection), `chunked` and `close` (valid answers, chunked or
+ended by closing the connection: they count as successes), `never` (always 500 for prompts
+containing "NEVER"). Completions are `<think>reasoning for …</think>answer` (prompts containing
+"SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
+unless `honour_n`. Every request's Authorization header is recorded in `auth_headers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+from collections import defaultdict
+from typing import Any
+
+
+class FakeServer:
+    def __init__(
+        self,
+        faults: list[str] | None = None,
+        latency: float = 0.0,
+        honour_n: bool = False,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.faults = list(faults or [])
+        self.latency = latency
+        self.honour_n = honour_n
+        self.host = host
+        self.port = port
+        self.seen: dict[str, int] = defaultdict(int)
+        self.requests = 0
+        self.auth_headers: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._ready = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, str]:
+        text = body["messages"][-1]["content"]
+        key = f"{text}|{body.get('seed')}"
+        k = self.seen[key]
+        self.seen[key] += 1
+        fault = self.faults[k] if k < len(self.faults) else "ok"
+        if "NEVER" in text:
+            fault = "500"
+        if fault == "500":
+            return 500, {}, b'{"error": "boom"}', fault
+        if fault == "429":
+            return 429, {"Retry-After": "0"}, b'{"error": "slow down"}', fault
+        n = int(body.get("n") or 1) if self.honour_n else 1
+        if "SPLIT" in text:  # a server that returns reasoning separately (DeepSeek API, vLLM parsers)
+            msg = {
+                "role": "assistant",
+                "reasoning_content": f"reasoning for {text[:20]}",
+                "content": "answer",
+            }
+        else:
+            msg = {"role": "assistant", "content": f"<think>reasoning for {text[:20]}</think>answer"}
+        choices = [{"index": j, "message": msg, "finish_reason": "stop"} for j in range(n)]
+        payload = {
+            "id": "x",
+            "object": "chat.completion",
+            "choices": choices,
+            "usage": {"prompt_tokens": 7, "completion_tokens": 5 * n, "total_tokens": 7 + 5 * n},
+        }
+        data = json.dumps(payload).encode()
+        if fault == "truncated":
+            return 200, {}, data[: len(data) // 2], fault
+        if fault == "malformed":
+            return 200, {}, b"<html>bad gateway</html>", fault
+        return 200, {}, data, fault
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
+                self.requests += 1
+                self.auth_headers.append(headers.get("authorization", ""))
+                self.bodies.append(body)
+                status, extra, data, fault = self._answer(body)
+                if fault == "hang":
+                    await asyncio.sleep(3600)
+                if fault == "drop":
+                    writer.close()
+                    return
+                if self.latency:
+                    await asyncio.sleep(self.latency)
+                reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error"}[status]
+                hdrs = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+                if fault == "chunked":  # a valid answer in chunked transfer encoding
+                    parts = [data[: len(data) // 3], data[len(data) // 3 :]]
+                    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+                    writer.write(
+                        f"HTTP/1.1 {status} {reason}\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + chunked
+                    )
+                    await writer.drain()
+                    continue
+                if fault == "close":  # a valid answer delimited by closing the connection
+                    writer.write(f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n\r\n".encode() + data)
+                    await writer.drain()
+                    writer.close()
+                    return
+                writer.write(
+                    f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n{hdrs}\r\n".encode()
+                    + data
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _main(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        async with self._server:
+            await self._server.serve_forever()
+
+    def start(self) -> FakeServer:
+        """Serve in a background thread; returns once listening."""
+
+        def target() -> None:
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._main())
+            except (asyncio.CancelledError, RuntimeError):
+                pass
+            finally:  # end open keep-alive handlers before closing the loop
+                rest = asyncio.all_tasks(self._loop)
+                for t in rest:
+                    t.cancel()
+                if rest:
+                    self._loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+                self._loop.close()
+
+        threading.Thread(target=target, daemon=True).start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._server:
+            self._loop.call_soon_threadsafe(self._server.close)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--faults", default="")
+    ap.add_argument("--latency", type=float, default=0.0)
+    args = ap.parse_args()
+    server = FakeServer([f for f in args.faults.split(",") if f], args.latency, port=args.port)
+    asyncio.run(_serve_forever(server))
+
+
+async def _serve_forever(server: FakeServer) -> None:
+    await server._main()
+
+
+if __name__ == "__main__":
+    main()

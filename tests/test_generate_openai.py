@@ -1,0 +1,183 @@
+"""The openai backend: faults (500, 429, hangs, bad JSON, drops), n handling, API key secrecy,
+a real `transformers serve` subprocess, and vLLM on a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from distill.generate import GenerateConfig, run
+from distill.records import read_records
+from distill.teachers import SamplingParams, make_backend
+from tests.fake_openai_server import FakeServer
+
+KEY = "sk-test-SECRET-4f9a2c"
+
+
+def make_prompts(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"id": f"q{i}", "problem": t}) + "\n" for i, t in enumerate(texts)))
+    return path
+
+
+def test_faults_then_success_and_never(tmp_path, run_cli):
+    server = FakeServer(faults=["500", "429", "hang", "truncated", "malformed", "drop"]).start()
+    shapes = FakeServer(faults=["chunked", "close"]).start()  # valid answers in other HTTP framings
+    try:
+        be = make_backend("openai", "m", base_urls=[shapes.url], concurrency=2)
+        for _ in ("chunked", "close"):  # the same request twice: the server's next fault each time
+            got = dict(be.generate([[{"role": "user", "content": "x"}]], SamplingParams(n=1, max_tokens=4)))
+            assert got[0][0].content == "answer" and got[0][0].completion_tokens == 5
+        assert be.retries == 0 and shapes.requests == 2
+    finally:
+        shapes.stop()
+    try:
+        texts = [f"What is {i} + 1?" for i in range(12)] + ["NEVER works"]
+        prompts = make_prompts(tmp_path / "p.jsonl", texts)
+        out = tmp_path / "traces"
+        args = ["generate", "--teacher", "some-org/teacher", "--backend", "openai", "--base-url", server.url,
+                "--prompts", prompts, "--num-samples", "2", "--output", out, "--timeout", "0.5",
+                "--max-retries", "7", "--retry-backoff", "0.01", "--api-key-env", "TEST_API_KEY",
+                "--concurrency", "8", "--no-progress"]  # fmt: skip
+        proc = run_cli(*args, env={"TEST_API_KEY": KEY}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        ids = [r["id"] for r in read_records(out)]
+        assert len(ids) == 24 and len(set(ids)) == 24  # 12 prompts × 2, each after 6 faults
+        failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
+        assert [f["prompt_id"] for f in failed] == ["q12"] and "HTTP 500" in failed[0]["error"]
+        assert failed[0]["missing_samples"] == [0, 1]
+        rec = next(read_records(out))
+        assert rec["reasoning"].startswith("reasoning for") and rec["content"] == "answer"
+        assert rec["usage"] == {"prompt_tokens": 7, "completion_tokens": 5} and rec["reasoning_closed"]
+        assert rec["finish_reason"] == "stop"
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["counts"]["failed"] == 1 and m["counts"]["samples"] == 24
+        assert m["counts"]["completion_tokens"] == 120
+        # the key was sent, and appears in no output file and no log
+        assert all(h == f"Bearer {KEY}" for h in server.auth_headers)
+        assert KEY not in proc.stderr + proc.stdout
+        for f in out.rglob("*"):
+            if f.is_file():
+                assert KEY not in f.read_text()
+        # re-run: the failed prompt is retried (and still fails), nothing duplicated
+        proc = run_cli(*args, env={"TEST_API_KEY": KEY}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        ids = [r["id"] for r in read_records(out)]
+        assert len(ids) == 24 and len(set(ids)) == 24
+        assert len((out / "failed.jsonl").read_text().splitlines()) == 1
+        assert KEY not in proc.stderr
+    finally:
+        server.stop()
+
+
+def test_missing_key_env_is_a_clear_error(tmp_path, run_cli):
+    prompts = make_prompts(tmp_path / "p.jsonl", ["x"])
+    proc = run_cli("generate", "--teacher", "org/m", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
+                   "--prompts", prompts, "--output", tmp_path / "o", "--api-key-env", "NO_SUCH_VAR_XYZ")  # fmt: skip
+    assert proc.returncode == 2 and "NO_SUCH_VAR_XYZ" in proc.stderr
+
+
+def test_n_parameter_and_spread_over_servers():
+    a, b = FakeServer(honour_n=True).start(), FakeServer(honour_n=True).start()
+    try:
+        be = make_backend("openai", "m", base_urls=[a.url, b.url], concurrency=4)
+        msgs = [[{"role": "user", "content": f"p{i}"}] for i in range(10)]
+        got = dict(be.generate(msgs, SamplingParams(n=4, max_tokens=8)))
+        assert sorted(got) == list(range(10)) and all(len(c) == 4 for c in got.values())
+        assert a.requests + b.requests == 10 and a.requests > 0 and b.requests > 0  # n honoured: 1 each
+        assert sum(c.completion_tokens for cs in got.values() for c in cs) == 10 * 20  # usage split, exact
+        split = dict(be.generate([[{"role": "user", "content": "SPLIT me"}]], SamplingParams(n=1)))[0][0]
+        assert (split.reasoning, split.content, split.reasoning_closed) == (
+            "reasoning for SPLIT me",
+            "answer",
+            True,
+        )
+        ignoring = FakeServer().start()  # ignores n: one request per sample, distinct seeds
+        be = make_backend("openai", "m", base_urls=[ignoring.url], concurrency=4)
+        got = dict(be.generate(msgs, SamplingParams(n=3, max_tokens=8, seed=0)))
+        assert all(len(c) == 3 for c in got.values()) and ignoring.requests == 30
+        assert {body["seed"] for body in ignoring.bodies} == {0, 1, 2}
+        ignoring.stop()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_openai_against_transformers_serve(tiny_qwen, tmp_path):
+    port = _free_port()
+    exe = Path(sys.executable).parent / "transformers"
+    server = subprocess.Popen(
+        [str(exe), "serve", str(tiny_qwen), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import httpx
+
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 2?" for i in range(4)])
+        out = tmp_path / "traces"
+        m = run(
+            GenerateConfig(
+                teacher=str(tiny_qwen),
+                prompts=str(prompts),
+                output=str(out),
+                backend="openai",
+                base_url=[f"http://127.0.0.1:{port}/v1"],
+                num_samples=2,
+                max_tokens=8,
+                temperature=1.0,
+                concurrency=4,
+                timeout=60,
+                progress=False,
+            )  # fmt: skip
+        )
+        recs = list(read_records(out))
+        assert len(recs) == 8 and len({r["id"] for r in recs}) == 8
+        assert all(r["usage"]["prompt_tokens"] > 0 and 0 < r["usage"]["completion_tokens"] <= 8 for r in recs)
+        assert m["counts"]["failed"] == 0 and m["counts"]["completion_tokens"] > 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.mark.gpu
+def test_vllm_tiny_model(tiny_qwen, tmp_path):
+    pytest.importorskip("vllm")
+    prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 2?" for i in range(4)])
+    out = tmp_path / "traces"
+    m = run(
+        GenerateConfig(
+            teacher=str(tiny_qwen),
+            prompts=str(prompts),
+            output=str(out),
+            backend="vllm",
+            num_samples=2,
+            max_tokens=8,
+            temperature=1.0,
+            gpu_memory_utilization=0.3,
+            max_model_len=512,
+            progress=False,
+        )  # fmt: skip
+    )
+    assert m["counts"]["samples"] == 8 and m["counts"]["completion_tokens"] > 0
+    os.environ.pop("VLLM_TEST", None)
