@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint fmt demo clean
+.PHONY: setup test lint fmt demo demo-quick clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/distill demo --output runs/demo
+
+demo-quick: $(STAMP)
+	$(BIN)/distill demo --quick --output runs/demo-quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
