@@ -57,7 +57,16 @@ PACKING_MODEL_TYPES = {
     "olmo2",
     "granite",
 }
-LOG_COLUMNS = ["step", "epoch", "loss", "learning_rate", "grad_norm", "tokens_per_s", "train_tokens", "time_s"]
+LOG_COLUMNS = [
+    "step",
+    "epoch",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_s",
+    "train_tokens",
+    "time_s",
+]
 # config fields that change nothing in the trained model (ignored when checking a resume)
 RUNTIME_FIELDS = (
     "overwrite",
@@ -186,7 +195,9 @@ def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
     d = dataclasses.asdict(resolved)
     for k in RUNTIME_FIELDS:
         d.pop(k, None)
-    d["data"] = str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
+    d["data"] = (
+        str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
+    )
     return d
 
 
@@ -241,8 +252,8 @@ def launch(resolved: TrainConfig) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg_path)]
     if resolved.num_processes:
         cmd += ["--num_processes", str(resolved.num_processes)]
-    if not torch.cuda.is_available():
-        cmd += ["--cpu"]
+    if not torch.cuda.is_available():  # CPU data-parallel over gloo (tests, laptops)
+        cmd += ["--cpu", "--mixed_precision", "no"]
     cmd += ["-m", "distill.train", str(spec)]
     log.info("launching: %s", " ".join(cmd))
     proc = subprocess.run(cmd)
@@ -274,7 +285,9 @@ class CountingCollator:
         return 1.0 - self.real / self.total if self.total else 0.0
 
 
-def _make_callbacks(out: Path, counter: CountingCollator, world: int, resume_step: int, total_steps_hint: int):
+def _make_callbacks(
+    out: Path, counter: CountingCollator, world: int, resume_step: int, total_steps_hint: int
+):
     from transformers import TrainerCallback
 
     class LogCallback(TrainerCallback):
@@ -296,7 +309,9 @@ def _make_callbacks(out: Path, counter: CountingCollator, world: int, resume_ste
             if self.path.exists() and resume_step > 0:
                 with open(self.path, newline="") as f:
                     kept = [row for row in csv.DictReader(f) if int(float(row["step"])) <= resume_step]
-            buf = [",".join(LOG_COLUMNS)] + [",".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in kept]
+            buf = [",".join(LOG_COLUMNS)] + [
+                ",".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in kept
+            ]
             records.atomic_write_text(self.path, "\n".join(buf) + "\n")
             self.last_t = time.time()
             self.last_tokens = counter.real
@@ -314,7 +329,9 @@ def _make_callbacks(out: Path, counter: CountingCollator, world: int, resume_ste
                 disable=not sys.stderr.isatty(),
             )
             self.progress.start()
-            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+            self.task = self.progress.add_task(
+                "train", total=state.max_steps, completed=state.global_step, info=""
+            )
 
         def on_step_end(self, args, state, control, **kw):
             if self.progress is not None:
@@ -437,15 +454,17 @@ def _prepare_output(out: Path, cfg: dict[str, Any], overwrite: bool) -> dict[str
     if out.exists() and any(out.iterdir()) and manifest is None:
         leftovers = {p.name for p in out.iterdir()} - {".launch-config.json"}
         if leftovers:
-            raise UserError(f"{out}: folder is not empty and holds no distill manifest; choose another --output")
+            raise UserError(
+                f"{out}: folder is not empty and holds no distill manifest; choose another --output"
+            )
     same = records.check_manifest(out, "train", cfg, overwrite=overwrite)
-    if manifest is not None and not same:  # --overwrite of a different (or foreign-stage) run
+    if manifest is not None and (overwrite or not same):  # --overwrite: start afresh
         for p in out.iterdir():
             if p.name == ".launch-config.json":
                 continue
             shutil.rmtree(p) if p.is_dir() else p.unlink()
         return None
-    return manifest if same else None
+    return manifest
 
 
 # ---------------------------------------------------------------------------- entry
@@ -464,7 +483,9 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
     return _train(resolved, card, model_id, callbacks or [])
 
 
-def _train(r: TrainConfig, card: cards.StudentCard | None, model_id: str, callbacks: list[Any]) -> dict[str, Any]:
+def _train(
+    r: TrainConfig, card: cards.StudentCard | None, model_id: str, callbacks: list[Any]
+) -> dict[str, Any]:
     import torch
     from accelerate import PartialState
     from transformers import AutoTokenizer
@@ -510,7 +531,12 @@ def _train(r: TrainConfig, card: cards.StudentCard | None, model_id: str, callba
             progress=main,
         )
     if stats.dropped_overlength and main:
-        log.warning("dropped %d of %d examples longer than %d tokens", stats.dropped_overlength, stats.examples, r.max_length)
+        log.warning(
+            "dropped %d of %d examples longer than %d tokens",
+            stats.dropped_overlength,
+            stats.examples,
+            r.max_length,
+        )
     if main:
         out.mkdir(parents=True, exist_ok=True)
         records.write_manifest(
@@ -521,6 +547,8 @@ def _train(r: TrainConfig, card: cards.StudentCard | None, model_id: str, callba
     model = _load_model(model_id, r.method, bf16, tokenizer)
     n_params = sum(p.numel() for p in model.parameters())
     ckpt = r.gradient_checkpointing if r.gradient_checkpointing is not None else n_params >= 100e6
+    if os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
+        ckpt = False  # FSDP checkpoints activations itself
     attn = getattr(model.config, "_attn_implementation", None) or ""
     packing_ok = model.config.model_type in PACKING_MODEL_TYPES or attn.startswith("flash")
     packing = packing_ok if r.packing is None else r.packing
@@ -595,6 +623,9 @@ def _train(r: TrainConfig, card: cards.StudentCard | None, model_id: str, callba
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our LogCallback prints one line per log to stderr
     counter = CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     resume = last_checkpoint(out / "checkpoints")
@@ -627,6 +658,7 @@ def _train(r: TrainConfig, card: cards.StudentCard | None, model_id: str, callba
             "tokens_per_s": round(counter.real * state.num_processes / max(elapsed, 1e-9), 1),
             "padding_share": round(counter.padding_share, 4),
             "packing": packing,
+            "processes": state.num_processes,
             "gradient_checkpointing": ckpt,
             "examples": stats.examples,
             "kept_examples": stats.kept,
@@ -656,7 +688,9 @@ def _train(r: TrainConfig, card: cards.StudentCard | None, model_id: str, callba
     return summary
 
 
-def _finish_manifest(out: Path, cfg: dict[str, Any], r: TrainConfig, summary: dict[str, Any], stats: Any = None):
+def _finish_manifest(
+    out: Path, cfg: dict[str, Any], r: TrainConfig, summary: dict[str, Any], stats: Any = None
+):
     old = records.read_manifest(out) or {}
     counts = dataclasses.asdict(stats) if stats is not None else old.get("counts", {})
     records.write_manifest(out, "train", cfg, inputs=[r.data], counts=counts, status="done", summary=summary)

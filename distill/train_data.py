@@ -54,7 +54,9 @@ def _messages_from_row(row: dict[str, Any], where: str, with_reasoning: bool) ->
                 raise UserError(f"{where}: messages[{i}] needs 'role' and 'content'")
             out.append({"role": str(m["role"]), "content": str(m["content"] or "")})
         if out[-1]["role"] != "assistant":
-            raise UserError(f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')")
+            raise UserError(
+                f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')"
+            )
         if not with_reasoning:
             out[-1]["content"] = strip_reasoning(out[-1]["content"])
         return out
@@ -77,7 +79,9 @@ def load_messages(data: str, with_reasoning: bool = True, split: str = "train") 
     out: list[list[dict[str, str]]] = []
     if path.is_dir() or path.suffix == ".jsonl":
         if path.is_dir() and not records.shard_paths(path):
-            raise UserError(f"{path}: no shard-*.jsonl files in this folder (expected the kept/ output of filter)")
+            raise UserError(
+                f"{path}: no shard-*.jsonl files in this folder (expected the kept/ output of filter)"
+            )
         for file, lineno, rec in records.iter_lines(path):
             if rec.get("verdict", "kept") != "kept":
                 continue
@@ -140,7 +144,9 @@ def detect_end_of_turn(tokenizer: Any) -> str | None:
     if probe not in text:
         return None
     tail = text.split(probe, 1)[1]
-    specials = sorted(set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab()), key=len, reverse=True)
+    specials = sorted(
+        set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab()), key=len, reverse=True
+    )
     stripped = tail.lstrip()
     for tok in specials:
         if tok and stripped.startswith(tok):
@@ -152,7 +158,9 @@ def apply_chat_settings(tokenizer: Any, chat_template: str, eos_token: str | Non
     """Set the chat template and end-of-turn eos on the tokenizer; return the eos token used."""
     if chat_template == "model":
         if not tokenizer.chat_template:
-            raise UserError("--chat-template model: the student's tokenizer has no chat template; use chatml or llama3")
+            raise UserError(
+                "--chat-template model: the student's tokenizer has no chat template; use chatml or llama3"
+            )
         default_eos = detect_end_of_turn(tokenizer) or tokenizer.eos_token
     elif chat_template in CHAT_TEMPLATES:
         tokenizer.chat_template, default_eos = CHAT_TEMPLATES[chat_template]
@@ -244,7 +252,9 @@ def guard(
         assistant = messages[-1]["content"]
         labelled = [t for t in ex.labels if t != IGNORE]
         text = tokenizer.decode(labelled, skip_special_tokens=False)
-        reasoning = assistant.split("</think>", 1)[0].replace("<think>", "") if "</think>" in assistant else ""
+        reasoning = (
+            assistant.split("</think>", 1)[0].replace("<think>", "") if "</think>" in assistant else ""
+        )
         if reasoning.strip() and _norm(reasoning) not in _norm(text):
             raise UserError(
                 f"template guard: the chat template drops the reasoning from the assistant turn (example {i}): "
@@ -259,7 +269,9 @@ def guard(
         first = next((k for k, t in enumerate(ex.labels) if t != IGNORE), len(ex.labels))
         last = max((k for k, t in enumerate(ex.labels) if t != IGNORE), default=-1)
         if any(t == IGNORE for t in ex.labels[first : last + 1]):
-            raise UserError(f"template guard: the loss mask has holes inside the assistant turn (example {i})")
+            raise UserError(
+                f"template guard: the loss mask has holes inside the assistant turn (example {i})"
+            )
         if ex.input_ids[last] != eos_id or last != len(ex.input_ids) - 1:
             raise UserError(
                 f"template guard: the loss mask does not end with the end-of-turn token {eos!r} (example {i}): "
@@ -269,10 +281,16 @@ def guard(
             "input_ids"
         ]
         if first != len(prompt_ids) or ex.input_ids[:first] != prompt_ids:
-            leaked = tokenizer.decode(ex.input_ids[first : len(prompt_ids)]) if first < len(prompt_ids) else ""
+            leaked = (
+                tokenizer.decode(ex.input_ids[first : len(prompt_ids)]) if first < len(prompt_ids) else ""
+            )
             raise UserError(
                 f"template guard: the loss mask does not cover exactly the assistant turn (example {i}): "
-                + (f"prompt tokens are trained: {leaked[:200]!r}" if leaked else "assistant tokens are masked out")
+                + (
+                    f"prompt tokens are trained: {leaked[:200]!r}"
+                    if leaked
+                    else "assistant tokens are masked out"
+                )
             )
 
 
@@ -322,10 +340,18 @@ def tokenize_dataset(
     """
     import datasets
 
+    datasets.disable_progress_bars()
     if overlong not in ("drop", "truncate"):
         raise UserError(f"overlong: unknown mode '{overlong}' (drop | truncate)")
     key_src = json.dumps(
-        [CACHE_VERSION, data_fingerprint(data), tokenizer_fingerprint(tokenizer), with_reasoning, max_length, overlong]
+        [
+            CACHE_VERSION,
+            data_fingerprint(data),
+            tokenizer_fingerprint(tokenizer),
+            with_reasoning,
+            max_length,
+            overlong,
+        ]
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     root = Path(cache_dir) if cache_dir else default_cache_dir()

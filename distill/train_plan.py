@@ -196,6 +196,10 @@ def format_plan(
     if best is None:
         lines.append(f"nothing fits a {gpu_gb:g} GB GPU at this length: lower --max-length or add GPUs")
     else:
-        where = "a single GPU (or DDP)" if best.strategy == "ddp" else f"DeepSpeed {best.strategy} over {best.gpus} GPUs"
+        where = (
+            "a single GPU (or DDP)"
+            if best.strategy == "ddp"
+            else f"DeepSpeed {best.strategy} over {best.gpus} GPUs"
+        )
         lines.append(f"recommended: --method {best.method} on {where} ({best.total_gb:.1f} GB per GPU)")
     return "\n".join(lines)
