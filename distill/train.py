@@ -253,7 +253,7 @@ def launch(resolved: TrainConfig) -> dict[str, Any]:
     if resolved.num_processes:
         cmd += ["--num_processes", str(resolved.num_processes)]
     if not torch.cuda.is_available():  # CPU data-parallel over gloo (tests, laptops)
-        cmd += ["--cpu", "--mixed_precision", "no"]
+        cmd += ["--mixed_precision", "no"]
     cmd += ["-m", "distill.train", str(spec)]
     log.info("launching: %s", " ".join(cmd))
     proc = subprocess.run(cmd)
