@@ -139,8 +139,8 @@ def train_cmd(
         bool | None,
         typer.Option(
             "--packing/--no-packing",
-            help="Padding-free packing (default: on where attention supports it; "
-            "else length-grouped batches).",
+            help="Padding-free packing, examples kept apart by position ids (default: on with "
+            "FlashAttention; else length-grouped batches, cheaper with dense attention).",
         ),
     ] = None,
     lora_r: Annotated[

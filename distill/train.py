@@ -41,8 +41,11 @@ ACCELERATE_CONFIGS = {
     name: Path(__file__).resolve().parent / "accelerate_configs" / f"{name}.yaml"
     for name in ("ddp", "zero2", "zero3", "fsdp2")
 }
-# model types whose attention builds a block-diagonal mask from position_ids (no cross-contamination
-# when packed padding-free); others fall back to length-grouped padded batches
+# Packing is padding-free: a batch is flattened into one sequence and examples are kept apart by
+# position_ids. With FlashAttention (varlen kernels) each example costs only its own attention, so
+# that is the default there. With sdpa/eager these model types still keep examples apart (a
+# block-diagonal mask built from position_ids) but pay dense attention over the whole flattened
+# batch, so the default there is length-grouped padded batches; --packing forces packing.
 PACKING_MODEL_TYPES = {
     "qwen2",
     "qwen3",
@@ -104,7 +107,7 @@ class TrainConfig:
     save_steps: int = 500
     save_total_limit: int = 2
     logging_steps: int = 10
-    packing: bool | None = None  # None: on where the attention supports padding-free packing
+    packing: bool | None = None  # None: on with FlashAttention, else length-grouped batches
     overlong: str = "drop"  # drop | truncate
     lora_r: int | None = None
     lora_alpha: int | None = None
@@ -380,6 +383,13 @@ def _load_model(model_id: str, method: str, bf16: bool, tokenizer: Any):
 
     dtype = torch.bfloat16 if bf16 else torch.float32
     kwargs: dict[str, Any] = {"dtype": dtype}
+    if torch.cuda.is_available():
+        try:
+            import flash_attn  # noqa: F401
+
+            kwargs["attn_implementation"] = "flash_attention_2"
+        except ImportError:
+            pass
     if method == "qlora":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
@@ -550,8 +560,9 @@ def _train(
     if os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
         ckpt = False  # FSDP checkpoints activations itself
     attn = getattr(model.config, "_attn_implementation", None) or ""
-    packing_ok = model.config.model_type in PACKING_MODEL_TYPES or attn.startswith("flash")
-    packing = packing_ok if r.packing is None else r.packing
+    flash = "flash" in attn
+    packing_ok = model.config.model_type in PACKING_MODEL_TYPES or flash
+    packing = flash if r.packing is None else r.packing
     if packing and not packing_ok:
         raise UserError(
             f"--packing: {model.config.model_type} with {attn} attention cannot keep packed examples apart; "
@@ -607,7 +618,7 @@ def _train(
         seed=r.seed,
         bf16=bf16,
         fp16=False,
-        gradient_checkpointing=ckpt,
+        activation_checkpointing=ckpt,  # transformers 5 name of gradient_checkpointing
         report_to=r.report_to if r.report_to != "none" else "none",
         dataloader_num_workers=0,
         disable_tqdm=True,

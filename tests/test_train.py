@@ -74,13 +74,11 @@ def greedy(model_dir: Path, prompt: str, max_new_tokens: int = 60) -> tuple[list
     return out[0, enc["input_ids"].shape[1] :].tolist(), tok
 
 
-@pytest.mark.slow
 def test_lora_loss_falls_and_merged_model_stops(tmp_path, student, kept):
     out = tmp_path / "lora"
     s = run(cfg(student, kept, out, method="lora", max_steps=80, learning_rate=1e-2, merge=True))
     assert s["steps"] == 80 and s["method"] == "lora"
     assert s["final_loss"] < 0.6 * s["first_loss"]
-    assert s["padding_share"] == 0.0 and s["packing"] is True
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
     rows = read_log(out)
     assert [int(r["step"]) for r in rows] == list(range(5, 81, 5))
@@ -178,10 +176,15 @@ def test_resume_continues_at_checkpoint_step(tmp_path, student, kept):
     assert fresh["steps"] == 3 and fresh["resumed_from_step"] == 0
 
 
-def test_no_packing_uses_padded_length_groups(tmp_path, student, kept):
-    out = tmp_path / "nopack"
-    s = run(cfg(student, kept, out, method="full", max_steps=3, packing=False, learning_rate=1e-3))
+def test_packing_modes(tmp_path, student, kept):
+    # CPU (sdpa attention): length-grouped padded batches by default
+    s = run(cfg(student, kept, tmp_path / "grouped", method="full", max_steps=3, learning_rate=1e-3))
     assert s["packing"] is False and 0.0 < s["padding_share"] < 0.5
+    # forced padding-free packing: no padding at all (examples kept apart by position_ids)
+    s = run(
+        cfg(student, kept, tmp_path / "packed", method="full", max_steps=3, packing=True, learning_rate=1e-3)
+    )
+    assert s["packing"] is True and s["padding_share"] == 0.0
 
 
 def test_foreign_output_folder_is_refused(tmp_path, student, kept):
