@@ -227,3 +227,18 @@ def test_accelerate_two_process_cpu(tmp_path, student, kept):
     assert s["processes"] == 2 and s["steps"] == 4
     assert (out / "model.safetensors").exists()
     assert json.loads((out / "manifest.json").read_text())["status"] == "done"
+
+
+def test_gradient_checkpointing_with_lora(tmp_path, student, kept):
+    s = run(
+        cfg(
+            student,
+            kept,
+            tmp_path / "gc",
+            method="lora",
+            max_steps=10,
+            learning_rate=1e-2,
+            gradient_checkpointing=True,
+        )
+    )
+    assert s["gradient_checkpointing"] is True and s["final_loss"] < s["first_loss"]
