@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -177,6 +178,7 @@ def main() -> None:
         f"ratio: {ratio:.2f}x (target >= 1.5x, our padding <= 5%)"
     )
     print(json.dumps(result))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
