@@ -141,15 +141,12 @@ def _params(model: Path) -> int:
 
 
 def _train(
-    run: Path, name: str, init: Path, data: Path, steps: int, lr: float, seed: int, *extra: str
+    run: Path, name: str, init: Path, data: Path, steps: int, lr: float, seed: int, batch: int, *extra: str
 ) -> None:
     _cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
-          "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(DEMO_BATCH),
+          "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(batch), "--grad-accum", "1",
           "--warmup-ratio", "0.05", "--lr-scheduler", "cosine", "--max-length", "256", "--seed", str(seed),
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
-
-
-DEMO_BATCH = 32
 
 
 def _eval(run: Path, model: Path, mode: str, seed: int) -> float:
@@ -179,7 +176,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
 
     print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
     _train(run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
-           sizes.teacher_steps, sizes.teacher_lr, seed)  # fmt: skip
+           sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
 
     print("\n[3/8] check the teacher: good greedy, imperfect sampled", file=sys.stderr)
     acc: dict[str, dict[str, float]] = {"teacher": {}}
