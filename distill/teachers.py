@@ -662,7 +662,10 @@ class OpenAIBackend:
 
 
 class VLLMBackend:
-    """Offline `vllm.LLM` with `SamplingParams(n=…)`; imported only when chosen (`distill[vllm]`)."""
+    """Offline `vllm.LLM` with `SamplingParams(n=…)`; imported only when chosen (`distill[vllm]`).
+
+    `tensor_parallel_size` × `pipeline_parallel_size` GPUs per engine (vLLM places them itself).
+    """
 
     name = "vllm"
 
@@ -670,6 +673,7 @@ class VLLMBackend:
         self,
         model: str,
         tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.9,
         dtype: str = "auto",
@@ -698,6 +702,8 @@ class VLLMBackend:
             dtype=dtype,
             seed=seed,
         )
+        if pipeline_parallel_size > 1:
+            kw["pipeline_parallel_size"] = pipeline_parallel_size
         if max_model_len:
             kw["max_model_len"] = max_model_len
         self._vllm = vllm
