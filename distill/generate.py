@@ -381,6 +381,8 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
         finally:
             bar.close()
             writer.close()
+            if hasattr(backend, "server_stats"):  # openai fleets: requests/failures/benchings per server
+                run_info["servers"] = backend.server_stats()
             # failed.jsonl holds the prompts that failed in the latest run (retried on the next one)
             atomic_write_text(
                 failed_path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)
