@@ -60,369 +60,6 @@ def main(
     """Distil a reasoning teacher into small students: generate → filter → train → eval → push."""
 
 
-@app.command()
-def push(
-    model: Annotated[str, typer.Option(help="Trained model folder (`distill train --output`).")],
-    repo: Annotated[
-        str, typer.Option(help="Hub repo id `user/name` for the model; traces go to `<repo>-traces`.")
-    ],
-    private: Annotated[bool, typer.Option(help="Create the repos as private.")] = False,
-    data: Annotated[
-        str | None,
-        typer.Option(help="Filter output folder (or its kept/): pushed as Parquet + dataset card."),
-    ] = None,
-    results: Annotated[
-        str | None, typer.Option(help="Eval output folder: metrics go into the model card.")
-    ] = None,
-    adapter_only: Annotated[bool, typer.Option(help="Push a LoRA adapter as is instead of merged.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Upload nothing; write the folders to --to-dir.")] = False,
-    to_dir: Annotated[
-        str | None, typer.Option(help="Write exactly the folders that would be uploaded here.")
-    ] = None,
-    license: Annotated[
-        str | None, typer.Option(help="License for the cards (default: the student card's).")
-    ] = None,
-) -> None:
-    """Push a model (+ traces) with model and dataset cards to the Hugging Face Hub."""
-    from distill.hub import PushConfig
-    from distill.hub import run as run_push
-
-    cfg = PushConfig(
-        model=model,
-        repo=repo,
-        private=private,
-        data=data,
-        results=results,
-        adapter_only=adapter_only,
-        dry_run=dry_run,
-        to_dir=to_dir,
-        license=license,
-    )
-    summary = run_stage(run_push, cfg)
-    where = f"staged in {summary['staged']}" if not summary["uploaded"] else f"uploaded to {summary['repo']}"
-    print(
-        f"distill push: {summary['kind']} model {where}"
-        + (f"; {summary['rows']} traces" if summary["rows"] else "")
-    )
-
-
-@app.command()
-def report(
-    run_dir: Annotated[
-        str, typer.Argument(help="Run folder: every stage output below it is found by its manifest.")
-    ],
-    output: Annotated[
-        str | None, typer.Option(help="Where to write report.md and charts [default: RUN_DIR/report].")
-    ] = None,
-) -> None:
-    """Render a run folder into report.md + PNG charts (funnel, lengths, loss, accuracy, tokens)."""
-    from distill.report import ReportConfig
-    from distill.report import run as run_report
-
-    summary = run_stage(run_report, ReportConfig(run_dir=run_dir, output=output))
-    print(f"distill report: {summary['report']} ({len(summary['charts'])} charts)")
-
-
-@app.command()
-def select(
-    input: Annotated[
-        str, typer.Option("--input", "-i", help="`distill filter` output folder (or its kept/ folder).")
-    ],
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="Folder for kept/, selection.json, manifest.")
-    ],
-    budget: Annotated[int, typer.Option(help="Traces in the subset.")] = 8000,
-    strategy: Annotated[
-        str,
-        typer.Option(
-            help="s1 (drop student-solved prompts; uniform domains; favour long reasoning), "
-            "limo (teacher pass rate inside --band), random (seeded baseline)."
-        ),
-    ] = "s1",
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same subset.")] = 0,
-    per_prompt: Annotated[int, typer.Option(help="Traces taken per chosen prompt.")] = 1,
-    prefer: Annotated[
-        str | None,
-        typer.Option(help="Which traces of a prompt: longest | shortest | random (default: by strategy)."),
-    ] = None,
-    student_results: Annotated[
-        str | None,
-        typer.Option(help="`distill eval` output run on the prompts: the student pass rate per prompt (s1)."),
-    ] = None,
-    solved_at: Annotated[
-        float, typer.Option(help="s1: a student pass rate >= this counts as solved (prompt dropped).")
-    ] = 0.5,
-    band: Annotated[
-        str, typer.Option(help="limo: teacher pass-rate band LO:HI, inclusive (1/32:3/32, 0.05:0.25).")
-    ] = "1/32:3/32",
-    balance: Annotated[
-        str, typer.Option(help="Levels drawn uniformly, in order, comma-separated: domain, source, topic.")
-    ] = "domain,source",
-    topic_model: Annotated[
-        str | None,
-        typer.Option(help="Local sentence-embedding model folder: k-means topic clusters join --balance."),
-    ] = None,
-    topics: Annotated[int, typer.Option(help="Number of topic clusters (with --topic-model).")] = 16,
-    embed_batch_size: Annotated[int, typer.Option(help="Prompts per embedding batch.")] = 32,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace an output folder made with another config.")
-    ] = False,
-) -> None:
-    """Pick a budgeted subset of filtered traces (s1 / LIMO style) that `distill train` takes as is."""
-    from distill.select import SelectConfig
-    from distill.select import run as run_select
-
-    cfg = SelectConfig(
-        input=input,
-        output=output,
-        budget=budget,
-        strategy=strategy,
-        seed=seed,
-        per_prompt=per_prompt,
-        prefer=prefer,
-        student_results=student_results,
-        solved_at=solved_at,
-        band=band,
-        balance=[b.strip() for b in balance.split(",") if b.strip()],
-        topic_model=topic_model,
-        topics=topics,
-        embed_batch_size=embed_batch_size,
-        overwrite=overwrite,
-    )
-    report = run_stage(run_select, cfg)
-    sel = report["selected"]
-    print(
-        f"distill select: {sel['traces']} traces from {sel['prompts']} prompts "
-        f"({report['strategy']}, budget {report['budget']}) -> {output}"
-    )
-
-
-# ---------------------------------------------------------------------------- filter
-
-
-def _split(values: list[str] | None) -> list[str]:
-    """Accept repeated options and comma-separated lists alike."""
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
-@app.command("filter")
-def filter_cmd(
-    input: Annotated[
-        str, typer.Argument(help="Traces to filter: a folder of shard-*.jsonl or one .jsonl file.")
-    ],
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="Output folder (kept/, rejected/, funnel.json).")
-    ],
-    checks: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Checks to run, comma-separated (default: complete,format,length,language,readability,"
-            "contamination,correct,duplicate,per_prompt — each only when configured)."
-        ),
-    ] = None,
-    skip: Annotated[list[str] | None, typer.Option(help="Checks to leave out, comma-separated.")] = None,
-    think_tags: Annotated[
-        str, typer.Option(help="Opening and closing reasoning tags, comma-separated.")
-    ] = "<think>,</think>",
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="Tokenizer (path, HF id or student card) for lengths; default: count words."),
-    ] = None,
-    min_tokens: Annotated[
-        int | None, typer.Option(help="length: drop reasoning+answer shorter than this.")
-    ] = None,
-    max_tokens: Annotated[
-        int | None, typer.Option(help="length: drop reasoning+answer longer than this.")
-    ] = None,
-    max_foreign_share: Annotated[
-        float, typer.Option(help="language: max share of reasoning letters outside the prompt's script.")
-    ] = 0.02,
-    max_paragraph_words: Annotated[
-        int, typer.Option(help="readability: longest reasoning paragraph in words (0: rule off).")
-    ] = 600,
-    allow_code_fences: Annotated[
-        bool, typer.Option(help="readability: allow ``` code blocks in non-code reasoning.")
-    ] = False,
-    keep_unverifiable: Annotated[
-        bool, typer.Option(help="correct: keep samples whose gold or answer cannot be verified.")
-    ] = False,
-    verify_timeout: Annotated[float, typer.Option(help="correct: seconds per math-verify call.")] = 5.0,
-    judge_url: Annotated[
-        str | None, typer.Option(help="correct: OpenAI-compatible judge for unverifiable answers (base URL).")
-    ] = None,
-    judge_model: Annotated[str | None, typer.Option(help="correct: judge model name.")] = None,
-    judge_api_key_env: Annotated[
-        str | None, typer.Option(help="correct: environment variable with the judge's API key.")
-    ] = None,
-    code_cpu_s: Annotated[int, typer.Option(help="correct (code): CPU seconds per test.")] = 2,
-    code_wall_s: Annotated[float, typer.Option(help="correct (code): wall-clock seconds per test.")] = 6.0,
-    code_memory_mb: Annotated[int, typer.Option(help="correct (code): address-space limit in MB.")] = 1024,
-    decontaminate: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="contamination: benchmark names (aime24,aime25,amc23,math500,gpqa), comma-separated."
-        ),
-    ] = None,
-    decontaminate_file: Annotated[
-        list[str] | None, typer.Option(help="contamination: local benchmark file(s) (.jsonl/.json/.parquet).")
-    ] = None,
-    benchmarks_dir: Annotated[
-        str | None, typer.Option(help="contamination: folder with <name>.jsonl for offline benchmark names.")
-    ] = None,
-    ngram: Annotated[int, typer.Option(help="contamination: word n-gram size.")] = 8,
-    near_dup_threshold: Annotated[
-        float, typer.Option(help="duplicate: MinHash Jaccard threshold for near-duplicate prompts (0: off).")
-    ] = 0.0,
-    max_per_prompt: Annotated[
-        int | None, typer.Option(help="per_prompt: keep at most this many passing samples per prompt.")
-    ] = None,
-    prefer: Annotated[
-        str, typer.Option(help="per_prompt: which samples to keep: shortest or random.")
-    ] = "shortest",
-    seed: Annotated[int, typer.Option(help="per_prompt: seed for --prefer random.")] = 0,
-    workers: Annotated[int, typer.Option(help="Worker processes (0: all cores).")] = 0,
-    skip_bad_lines: Annotated[
-        bool, typer.Option(help="Count malformed input lines in the funnel instead of stopping.")
-    ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace output made with a different config.")] = False,
-) -> None:
-    """Verify, clean, decontaminate and dedupe traces; write kept/, rejected/ and funnel.json."""
-    from distill.filter import FilterConfig, run
-
-    cfg = FilterConfig(
-        input=input,
-        output=output,
-        checks=_split(checks) or None,
-        skip=_split(skip),
-        think_tags=_split([think_tags]),
-        tokenizer=tokenizer,
-        min_tokens=min_tokens,
-        max_tokens=max_tokens,
-        max_foreign_share=max_foreign_share,
-        max_paragraph_words=max_paragraph_words,
-        allow_code_fences=allow_code_fences,
-        keep_unverifiable=keep_unverifiable,
-        verify_timeout=verify_timeout,
-        judge_url=judge_url,
-        judge_model=judge_model,
-        judge_api_key_env=judge_api_key_env,
-        code_cpu_s=code_cpu_s,
-        code_wall_s=code_wall_s,
-        code_memory_mb=code_memory_mb,
-        decontaminate=_split(decontaminate),
-        decontaminate_files=_split(decontaminate_file),
-        benchmarks_dir=benchmarks_dir,
-        ngram=ngram,
-        near_dup_threshold=near_dup_threshold,
-        max_per_prompt=max_per_prompt,
-        prefer=prefer,
-        seed=seed,
-        workers=workers,
-        skip_bad_lines=skip_bad_lines,
-        overwrite=overwrite,
-    )
-    run_stage(run, cfg)
-
-
-def _split_csv(values: list[str] | None) -> list[str]:
-    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
-
-
-@app.command("eval")
-def eval_cmd(
-    model: Annotated[
-        str, typer.Option(help="Model to score: local folder, Hub id, or a student/teacher card.")
-    ],
-    output: Annotated[
-        str, typer.Option("--output", "-o", help="Output folder (results.json, per-sample jsonl).")
-    ],
-    benchmark: Annotated[
-        list[str] | None,
-        typer.Option(help="Registry benchmarks, comma-separated: aime24, aime25, amc23, math500, gpqa."),
-    ] = None,
-    benchmark_file: Annotated[
-        list[str] | None, typer.Option(help="Local benchmark .jsonl (id, problem, answer); repeatable.")
-    ] = None,
-    benchmarks_dir: Annotated[
-        str | None, typer.Option(help="Folder with <name>.jsonl to use for registry names offline.")
-    ] = None,
-    num_samples: Annotated[
-        int, typer.Option(help="Samples per problem (pass@1 averages them; cons@n votes).")
-    ] = 4,
-    backend: Annotated[
-        str, typer.Option(help="Sampling backend: transformers, vllm or openai.")
-    ] = "transformers",
-    temperature: Annotated[
-        float, typer.Option(help="Sampling temperature (R1 protocol: 0.6; 0 = greedy).")
-    ] = 0.6,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling top-p (R1 protocol: 0.95).")] = 0.95,
-    max_tokens: Annotated[int, typer.Option(help="Max new tokens per sample (R1 protocol: 32768).")] = 32768,
-    seed: Annotated[int, typer.Option(help="Sampling seed (and the multiple-choice shuffle).")] = 0,
-    batch_size: Annotated[int, typer.Option(help="transformers: sequences per generate call.")] = 64,
-    limit: Annotated[
-        int | None, typer.Option(help="Use only the first N problems of each benchmark.")
-    ] = None,
-    prompt_template: Annotated[
-        str | None,
-        typer.Option(help="Prompt template with {problem} (default: R1 math suffix / MC instruction)."),
-    ] = None,
-    student_card: Annotated[
-        str | None, typer.Option(help="Student card whose published R1-Distill scores are shown beside ours.")
-    ] = None,
-    base_url: Annotated[list[str] | None, typer.Option(help="openai: server base URL (repeatable).")] = None,
-    api_key_env: Annotated[str | None, typer.Option(help="openai: env variable holding the API key.")] = None,
-    concurrency: Annotated[int, typer.Option(help="openai: max requests in flight.")] = 64,
-    timeout: Annotated[float, typer.Option(help="openai: seconds per request before retrying.")] = 600.0,
-    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model.")] = 1,
-    max_model_len: Annotated[int | None, typer.Option(help="vllm: context length to allocate.")] = None,
-    gpu_memory_utilization: Annotated[float, typer.Option(help="vllm: fraction of GPU memory to use.")] = 0.9,
-    overwrite: Annotated[bool, typer.Option(help="Replace output made with a different config.")] = False,
-) -> None:
-    """Score a model on AIME / MATH-500 / GPQA … with the R1 protocol: pass@1, cons@n, tokens."""
-    from distill.evaluate import EvalConfig
-    from distill.evaluate import run as run_eval
-
-    cfg = EvalConfig(
-        model=model,
-        output=output,
-        benchmarks=_split_csv(benchmark),
-        benchmark_files=list(benchmark_file or []),
-        benchmarks_dir=benchmarks_dir,
-        num_samples=num_samples,
-        backend=backend,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=max_tokens,
-        seed=seed,
-        batch_size=batch_size,
-        limit=limit,
-        prompt_template=prompt_template,
-        student_card=student_card,
-        base_urls=list(base_url or []),
-        api_key_env=api_key_env,
-        concurrency=concurrency,
-        timeout=timeout,
-        tensor_parallel_size=tensor_parallel_size,
-        max_model_len=max_model_len,
-        gpu_memory_utilization=gpu_memory_utilization,
-        overwrite=overwrite,
-    )
-    run_stage(run_eval, cfg)
-
-
-@app.command()
-def demo(
-    output: Annotated[str, typer.Option("--output", "-o", help="Run folder.")] = "runs/demo",
-    seed: Annotated[int, typer.Option(help="Seed for data, models, sampling and training.")] = 0,
-    quick: Annotated[bool, typer.Option(help="Smaller sizes (< 90 s), same steps.")] = False,
-) -> None:
-    """Run a miniature R1 distillation end to end on CPU: teacher → traces → filter → students → eval → report."""
-    from distill.demo import DemoConfig
-    from distill.demo import run as run_demo
-
-    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick))
-
-
 # ---------------------------------------------------------------------------- generate
 
 
@@ -578,3 +215,574 @@ def generate(
         progress=progress,
     )
     run_stage(run, cfg)
+
+
+# ---------------------------------------------------------------------------- filter
+
+
+def _split(values: list[str] | None) -> list[str]:
+    """Accept repeated options and comma-separated lists alike."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+@app.command("filter")
+def filter_cmd(
+    input: Annotated[
+        str, typer.Argument(help="Traces to filter: a folder of shard-*.jsonl or one .jsonl file.")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output folder (kept/, rejected/, funnel.json).")
+    ],
+    checks: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Checks to run, comma-separated (default: complete,format,length,language,readability,"
+            "contamination,correct,duplicate,per_prompt — each only when configured)."
+        ),
+    ] = None,
+    skip: Annotated[list[str] | None, typer.Option(help="Checks to leave out, comma-separated.")] = None,
+    think_tags: Annotated[
+        str, typer.Option(help="Opening and closing reasoning tags, comma-separated.")
+    ] = "<think>,</think>",
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Tokenizer (path, HF id or student card) for lengths; default: count words."),
+    ] = None,
+    min_tokens: Annotated[
+        int | None, typer.Option(help="length: drop reasoning+answer shorter than this.")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="length: drop reasoning+answer longer than this.")
+    ] = None,
+    max_foreign_share: Annotated[
+        float, typer.Option(help="language: max share of reasoning letters outside the prompt's script.")
+    ] = 0.02,
+    max_paragraph_words: Annotated[
+        int, typer.Option(help="readability: longest reasoning paragraph in words (0: rule off).")
+    ] = 600,
+    allow_code_fences: Annotated[
+        bool, typer.Option(help="readability: allow ``` code blocks in non-code reasoning.")
+    ] = False,
+    keep_unverifiable: Annotated[
+        bool, typer.Option(help="correct: keep samples whose gold or answer cannot be verified.")
+    ] = False,
+    verify_timeout: Annotated[float, typer.Option(help="correct: seconds per math-verify call.")] = 5.0,
+    judge_url: Annotated[
+        str | None, typer.Option(help="correct: OpenAI-compatible judge for unverifiable answers (base URL).")
+    ] = None,
+    judge_model: Annotated[str | None, typer.Option(help="correct: judge model name.")] = None,
+    judge_api_key_env: Annotated[
+        str | None, typer.Option(help="correct: environment variable with the judge's API key.")
+    ] = None,
+    code_cpu_s: Annotated[int, typer.Option(help="correct (code): CPU seconds per test.")] = 2,
+    code_wall_s: Annotated[float, typer.Option(help="correct (code): wall-clock seconds per test.")] = 6.0,
+    code_memory_mb: Annotated[int, typer.Option(help="correct (code): address-space limit in MB.")] = 1024,
+    decontaminate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="contamination: benchmark names (aime24,aime25,amc23,math500,gpqa), comma-separated."
+        ),
+    ] = None,
+    decontaminate_file: Annotated[
+        list[str] | None, typer.Option(help="contamination: local benchmark file(s) (.jsonl/.json/.parquet).")
+    ] = None,
+    benchmarks_dir: Annotated[
+        str | None, typer.Option(help="contamination: folder with <name>.jsonl for offline benchmark names.")
+    ] = None,
+    ngram: Annotated[int, typer.Option(help="contamination: word n-gram size.")] = 8,
+    near_dup_threshold: Annotated[
+        float, typer.Option(help="duplicate: MinHash Jaccard threshold for near-duplicate prompts (0: off).")
+    ] = 0.0,
+    max_per_prompt: Annotated[
+        int | None, typer.Option(help="per_prompt: keep at most this many passing samples per prompt.")
+    ] = None,
+    prefer: Annotated[
+        str, typer.Option(help="per_prompt: which samples to keep: shortest or random.")
+    ] = "shortest",
+    seed: Annotated[int, typer.Option(help="per_prompt: seed for --prefer random.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes (0: all cores).")] = 0,
+    skip_bad_lines: Annotated[
+        bool, typer.Option(help="Count malformed input lines in the funnel instead of stopping.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace output made with a different config.")] = False,
+) -> None:
+    """Verify, clean, decontaminate and dedupe traces; write kept/, rejected/ and funnel.json."""
+    from distill.filter import FilterConfig, run
+
+    cfg = FilterConfig(
+        input=input,
+        output=output,
+        checks=_split(checks) or None,
+        skip=_split(skip),
+        think_tags=_split([think_tags]),
+        tokenizer=tokenizer,
+        min_tokens=min_tokens,
+        max_tokens=max_tokens,
+        max_foreign_share=max_foreign_share,
+        max_paragraph_words=max_paragraph_words,
+        allow_code_fences=allow_code_fences,
+        keep_unverifiable=keep_unverifiable,
+        verify_timeout=verify_timeout,
+        judge_url=judge_url,
+        judge_model=judge_model,
+        judge_api_key_env=judge_api_key_env,
+        code_cpu_s=code_cpu_s,
+        code_wall_s=code_wall_s,
+        code_memory_mb=code_memory_mb,
+        decontaminate=_split(decontaminate),
+        decontaminate_files=_split(decontaminate_file),
+        benchmarks_dir=benchmarks_dir,
+        ngram=ngram,
+        near_dup_threshold=near_dup_threshold,
+        max_per_prompt=max_per_prompt,
+        prefer=prefer,
+        seed=seed,
+        workers=workers,
+        skip_bad_lines=skip_bad_lines,
+        overwrite=overwrite,
+    )
+    run_stage(run, cfg)
+
+
+# ---------------------------------------------------------------------------- train
+
+
+@app.command("train")
+def train_cmd(
+    student: Annotated[
+        str,
+        typer.Option(
+            "--student", help="Student card (name or .yaml), a local model folder or a Hub model id."
+        ),
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Training data: a kept/ folder of trace shards, a .jsonl, a .parquet with "
+            "a 'messages' column, or a Hugging Face dataset id.",
+        ),
+    ] = None,
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Output folder (model/adapter, checkpoints/, train_log.csv)."),
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help="lora | qlora | full (default: the card's, else lora).")
+    ] = None,
+    no_reasoning: Annotated[
+        bool,
+        typer.Option(
+            "--no-reasoning", help="Train on answers only: the assistant turn without the think block."
+        ),
+    ] = False,
+    max_steps: Annotated[
+        int | None,
+        typer.Option("--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option("--epochs", help="Training epochs (default: the card's).")
+    ] = None,
+    learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--learning-rate", "--lr", help="Peak learning rate (default: card; else 1e-4 LoRA, 1e-5 full)."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Per-device batch size (packed rows when packing).")
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option("--grad-accum", help="Gradient accumulation steps.")
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", help="Longest example in tokens (and packed row length).")
+    ] = None,
+    overlong: Annotated[
+        str,
+        typer.Option("--overlong", help="Examples over --max-length: drop (default, counted) or truncate."),
+    ] = "drop",
+    warmup_ratio: Annotated[
+        float | None, typer.Option("--warmup-ratio", help="Share of steps for linear warm-up.")
+    ] = None,
+    lr_scheduler: Annotated[
+        str | None, typer.Option("--lr-scheduler", help="cosine, linear, constant, ... (transformers names).")
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="AdamW weight decay.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (data order, LoRA init).")] = 42,
+    save_steps: Annotated[
+        int, typer.Option("--save-steps", help="Save a resumable checkpoint every N steps.")
+    ] = 500,
+    save_total_limit: Annotated[
+        int, typer.Option("--save-total-limit", help="Keep at most this many checkpoints.")
+    ] = 2,
+    logging_steps: Annotated[
+        int, typer.Option("--logging-steps", help="Log loss, lr and tokens/s every N steps.")
+    ] = 10,
+    packing: Annotated[
+        bool | None,
+        typer.Option(
+            "--packing/--no-packing",
+            help="Padding-free packing, examples kept apart by position ids (default: on with "
+            "FlashAttention; else length-grouped batches, cheaper with dense attention).",
+        ),
+    ] = None,
+    lora_r: Annotated[
+        int | None, typer.Option("--lora-r", help="LoRA rank (default: the card's, 64).")
+    ] = None,
+    lora_alpha: Annotated[
+        int | None, typer.Option("--lora-alpha", help="LoRA alpha (default: the card's, 128).")
+    ] = None,
+    lora_dropout: Annotated[float | None, typer.Option("--lora-dropout", help="LoRA dropout.")] = None,
+    lora_targets: Annotated[
+        list[str] | None,
+        typer.Option("--lora-target", help="Module to adapt (repeatable; default: all linear layers)."),
+    ] = None,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge", help="After LoRA/QLoRA, also write a standalone merged model to <output>/merged."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Clear an existing output folder and train afresh.")
+    ] = False,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print the estimated GPU memory per method / ZeRO stage and exit.")
+    ] = False,
+    gpu_memory: Annotated[float, typer.Option("--gpu-memory", help="GPU size in GB for --plan.")] = 80.0,
+    launcher: Annotated[
+        str, typer.Option("--launcher", help="none (this process) or accelerate (multi-GPU / multi-node).")
+    ] = "none",
+    accelerate_config: Annotated[
+        str | None,
+        typer.Option(
+            "--accelerate-config", help="ddp | zero2 | zero3 | fsdp2 or a path to an accelerate YAML."
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        typer.Option("--num-processes", help="Processes (GPUs) for --launcher accelerate; GPUs for --plan."),
+    ] = None,
+    report_to: Annotated[
+        str, typer.Option("--report-to", help="none, wandb, tensorboard, ... (passed to transformers).")
+    ] = "none",
+    chat_template: Annotated[
+        str | None, typer.Option("--chat-template", help="chatml | llama3 | model (default: the card's).")
+    ] = None,
+    eos_token: Annotated[
+        str | None, typer.Option("--eos-token", help="End-of-turn token the model learns to stop on.")
+    ] = None,
+    gradient_checkpointing: Annotated[
+        bool | None,
+        typer.Option(
+            "--gradient-checkpointing/--no-gradient-checkpointing",
+            help="Recompute activations (default: on, off for models under 100M params).",
+        ),
+    ] = None,
+    bf16: Annotated[
+        bool | None,
+        typer.Option("--bf16/--fp32", help="Precision (default: bf16 on a GPU that supports it)."),
+    ] = None,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option("--cache-dir", help="Tokenization cache (default: $DISTILL_CACHE or ~/.cache/distill)."),
+    ] = None,
+) -> None:
+    """Supervised fine-tuning of a student on kept traces (TRL): LoRA, QLoRA or full."""
+    import logging
+
+    from distill.train import TrainConfig, run
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    config = TrainConfig(
+        student=student,
+        data=data,
+        output=output,
+        method=method,
+        no_reasoning=no_reasoning,
+        max_steps=max_steps,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        overlong=overlong,
+        warmup_ratio=warmup_ratio,
+        lr_scheduler=lr_scheduler,
+        weight_decay=weight_decay,
+        seed=seed,
+        save_steps=save_steps,
+        save_total_limit=save_total_limit,
+        logging_steps=logging_steps,
+        packing=packing,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_targets=lora_targets or None,
+        merge=merge,
+        overwrite=overwrite,
+        plan=plan,
+        gpu_memory=gpu_memory,
+        launcher=launcher,
+        accelerate_config=accelerate_config,
+        num_processes=num_processes,
+        report_to=report_to,
+        chat_template=chat_template,
+        eos_token=eos_token,
+        gradient_checkpointing=gradient_checkpointing,
+        bf16=bf16,
+        cache_dir=cache_dir,
+    )
+    summary = run_stage(run, config)
+    if not plan and summary:
+        import json
+
+        print(json.dumps(summary, indent=2))
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[
+        str, typer.Option(help="Model to score: local folder, Hub id, or a student/teacher card.")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output folder (results.json, per-sample jsonl).")
+    ],
+    benchmark: Annotated[
+        list[str] | None,
+        typer.Option(help="Registry benchmarks, comma-separated: aime24, aime25, amc23, math500, gpqa."),
+    ] = None,
+    benchmark_file: Annotated[
+        list[str] | None, typer.Option(help="Local benchmark .jsonl (id, problem, answer); repeatable.")
+    ] = None,
+    benchmarks_dir: Annotated[
+        str | None, typer.Option(help="Folder with <name>.jsonl to use for registry names offline.")
+    ] = None,
+    num_samples: Annotated[
+        int, typer.Option(help="Samples per problem (pass@1 averages them; cons@n votes).")
+    ] = 4,
+    backend: Annotated[
+        str, typer.Option(help="Sampling backend: transformers, vllm or openai.")
+    ] = "transformers",
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature (R1 protocol: 0.6; 0 = greedy).")
+    ] = 0.6,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling top-p (R1 protocol: 0.95).")] = 0.95,
+    max_tokens: Annotated[int, typer.Option(help="Max new tokens per sample (R1 protocol: 32768).")] = 32768,
+    seed: Annotated[int, typer.Option(help="Sampling seed (and the multiple-choice shuffle).")] = 0,
+    batch_size: Annotated[int, typer.Option(help="transformers: sequences per generate call.")] = 64,
+    limit: Annotated[
+        int | None, typer.Option(help="Use only the first N problems of each benchmark.")
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        typer.Option(help="Prompt template with {problem} (default: R1 math suffix / MC instruction)."),
+    ] = None,
+    student_card: Annotated[
+        str | None, typer.Option(help="Student card whose published R1-Distill scores are shown beside ours.")
+    ] = None,
+    base_url: Annotated[list[str] | None, typer.Option(help="openai: server base URL (repeatable).")] = None,
+    api_key_env: Annotated[str | None, typer.Option(help="openai: env variable holding the API key.")] = None,
+    concurrency: Annotated[int, typer.Option(help="openai: max requests in flight.")] = 64,
+    timeout: Annotated[float, typer.Option(help="openai: seconds per request before retrying.")] = 600.0,
+    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model.")] = 1,
+    max_model_len: Annotated[int | None, typer.Option(help="vllm: context length to allocate.")] = None,
+    gpu_memory_utilization: Annotated[float, typer.Option(help="vllm: fraction of GPU memory to use.")] = 0.9,
+    overwrite: Annotated[bool, typer.Option(help="Replace output made with a different config.")] = False,
+) -> None:
+    """Score a model on AIME / MATH-500 / GPQA … with the R1 protocol: pass@1, cons@n, tokens."""
+    from distill.evaluate import EvalConfig
+    from distill.evaluate import run as run_eval
+
+    cfg = EvalConfig(
+        model=model,
+        output=output,
+        benchmarks=_split(benchmark),
+        benchmark_files=list(benchmark_file or []),
+        benchmarks_dir=benchmarks_dir,
+        num_samples=num_samples,
+        backend=backend,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=seed,
+        batch_size=batch_size,
+        limit=limit,
+        prompt_template=prompt_template,
+        student_card=student_card,
+        base_urls=list(base_url or []),
+        api_key_env=api_key_env,
+        concurrency=concurrency,
+        timeout=timeout,
+        tensor_parallel_size=tensor_parallel_size,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        overwrite=overwrite,
+    )
+    run_stage(run_eval, cfg)
+
+
+# ---------------------------------------------------------------------------- push
+
+
+@app.command()
+def push(
+    model: Annotated[str, typer.Option(help="Trained model folder (`distill train --output`).")],
+    repo: Annotated[
+        str, typer.Option(help="Hub repo id `user/name` for the model; traces go to `<repo>-traces`.")
+    ],
+    private: Annotated[bool, typer.Option(help="Create the repos as private.")] = False,
+    data: Annotated[
+        str | None,
+        typer.Option(help="Filter output folder (or its kept/): pushed as Parquet + dataset card."),
+    ] = None,
+    results: Annotated[
+        str | None, typer.Option(help="Eval output folder: metrics go into the model card.")
+    ] = None,
+    adapter_only: Annotated[bool, typer.Option(help="Push a LoRA adapter as is instead of merged.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Upload nothing; write the folders to --to-dir.")] = False,
+    to_dir: Annotated[
+        str | None, typer.Option(help="Write exactly the folders that would be uploaded here.")
+    ] = None,
+    license: Annotated[
+        str | None, typer.Option(help="License for the cards (default: the student card's).")
+    ] = None,
+) -> None:
+    """Push a model (+ traces) with model and dataset cards to the Hugging Face Hub."""
+    from distill.hub import PushConfig
+    from distill.hub import run as run_push
+
+    cfg = PushConfig(
+        model=model,
+        repo=repo,
+        private=private,
+        data=data,
+        results=results,
+        adapter_only=adapter_only,
+        dry_run=dry_run,
+        to_dir=to_dir,
+        license=license,
+    )
+    summary = run_stage(run_push, cfg)
+    where = f"staged in {summary['staged']}" if not summary["uploaded"] else f"uploaded to {summary['repo']}"
+    print(
+        f"distill push: {summary['kind']} model {where}"
+        + (f"; {summary['rows']} traces" if summary["rows"] else "")
+    )
+
+
+# ---------------------------------------------------------------------------- select
+
+
+@app.command()
+def select(
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="`distill filter` output folder (or its kept/ folder).")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Folder for kept/, selection.json, manifest.")
+    ],
+    budget: Annotated[int, typer.Option(help="Traces in the subset.")] = 8000,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            help="s1 (drop student-solved prompts; uniform domains; favour long reasoning), "
+            "limo (teacher pass rate inside --band), random (seeded baseline)."
+        ),
+    ] = "s1",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same subset.")] = 0,
+    per_prompt: Annotated[int, typer.Option(help="Traces taken per chosen prompt.")] = 1,
+    prefer: Annotated[
+        str | None,
+        typer.Option(help="Which traces of a prompt: longest | shortest | random (default: by strategy)."),
+    ] = None,
+    student_results: Annotated[
+        str | None,
+        typer.Option(help="`distill eval` output run on the prompts: the student pass rate per prompt (s1)."),
+    ] = None,
+    solved_at: Annotated[
+        float, typer.Option(help="s1: a student pass rate >= this counts as solved (prompt dropped).")
+    ] = 0.5,
+    band: Annotated[
+        str, typer.Option(help="limo: teacher pass-rate band LO:HI, inclusive (1/32:3/32, 0.05:0.25).")
+    ] = "1/32:3/32",
+    balance: Annotated[
+        str, typer.Option(help="Levels drawn uniformly, in order, comma-separated: domain, source, topic.")
+    ] = "domain,source",
+    topic_model: Annotated[
+        str | None,
+        typer.Option(help="Local sentence-embedding model folder: k-means topic clusters join --balance."),
+    ] = None,
+    topics: Annotated[int, typer.Option(help="Number of topic clusters (with --topic-model).")] = 16,
+    embed_batch_size: Annotated[int, typer.Option(help="Prompts per embedding batch.")] = 32,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an output folder made with another config.")
+    ] = False,
+) -> None:
+    """Pick a budgeted subset of filtered traces (s1 / LIMO style) that `distill train` takes as is."""
+    from distill.select import SelectConfig
+    from distill.select import run as run_select
+
+    cfg = SelectConfig(
+        input=input,
+        output=output,
+        budget=budget,
+        strategy=strategy,
+        seed=seed,
+        per_prompt=per_prompt,
+        prefer=prefer,
+        student_results=student_results,
+        solved_at=solved_at,
+        band=band,
+        balance=[b.strip() for b in balance.split(",") if b.strip()],
+        topic_model=topic_model,
+        topics=topics,
+        embed_batch_size=embed_batch_size,
+        overwrite=overwrite,
+    )
+    report = run_stage(run_select, cfg)
+    sel = report["selected"]
+    print(
+        f"distill select: {sel['traces']} traces from {sel['prompts']} prompts "
+        f"({report['strategy']}, budget {report['budget']}) -> {output}"
+    )
+
+
+# ---------------------------------------------------------------------------- report
+
+
+@app.command()
+def report(
+    run_dir: Annotated[
+        str, typer.Argument(help="Run folder: every stage output below it is found by its manifest.")
+    ],
+    output: Annotated[
+        str | None, typer.Option(help="Where to write report.md and charts [default: RUN_DIR/report].")
+    ] = None,
+) -> None:
+    """Render a run folder into report.md + PNG charts (funnel, lengths, loss, accuracy, tokens)."""
+    from distill.report import ReportConfig
+    from distill.report import run as run_report
+
+    summary = run_stage(run_report, ReportConfig(run_dir=run_dir, output=output))
+    print(f"distill report: {summary['report']} ({len(summary['charts'])} charts)")
+
+
+# ---------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    output: Annotated[str, typer.Option("--output", "-o", help="Run folder.")] = "runs/demo",
+    seed: Annotated[int, typer.Option(help="Seed for data, models, sampling and training.")] = 0,
+    quick: Annotated[bool, typer.Option(help="Smaller sizes (< 90 s), same steps.")] = False,
+) -> None:
+    """Run a miniature R1 distillation end to end on CPU: teacher → traces → filter → students → eval → report."""
+    from distill.demo import DemoConfig
+    from distill.demo import run as run_demo
+
+    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick))

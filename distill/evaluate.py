@@ -239,7 +239,6 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         max_tokens=cfg.max_tokens,
         n=cfg.num_samples,
         seed=cfg.seed,
-        stop=None,
     )
     backend = None
     results: dict[str, Any] = {}

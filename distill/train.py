@@ -1,0 +1,734 @@
+"""The SFT stage: train a Qwen/Llama student on kept traces with LoRA, QLoRA or full fine-tuning (TRL).
+
+    distill train --student qwen2.5-math-1.5b --data runs/kept --method lora --output runs/student
+    distill train --student ./my-model --data kept.parquet --method full --output out --max-steps 400
+    distill train --student qwen2.5-math-7b --plan --gpu-memory 80          # memory plan, no weights
+    distill train ... --launcher accelerate --accelerate-config zero3 --num-processes 8
+
+From Python: `run(TrainConfig(student=..., data=..., output=...)) -> dict` (the summary).
+
+Output folder: the final model (or LoRA adapter) at the root with its tokenizer and
+generation_config (eos = the card's end-of-turn token), `checkpoints/` (resume points),
+`merged/` (with --merge), `train_log.csv` (step, epoch, loss, learning_rate, tokens_per_s, ...)
+and `manifest.json`. A re-run in the same output resumes from the last checkpoint; a finished
+output is left as is (returns its summary); a different config is refused unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill import config as cards
+from distill import records
+from distill.errors import UserError
+
+log = logging.getLogger("distill.train")
+
+METHODS = ("lora", "qlora", "full")
+LAUNCHERS = ("none", "accelerate")
+ACCELERATE_CONFIGS = {
+    name: Path(__file__).resolve().parent / "accelerate_configs" / f"{name}.yaml"
+    for name in ("ddp", "zero2", "zero3", "fsdp2")
+}
+# Packing is padding-free: a batch is flattened into one sequence and examples are kept apart by
+# position_ids. With FlashAttention (varlen kernels) each example costs only its own attention, so
+# that is the default there. With sdpa/eager these model types still keep examples apart (a
+# block-diagonal mask built from position_ids) but pay dense attention over the whole flattened
+# batch, so the default there is length-grouped padded batches; --packing forces packing.
+PACKING_MODEL_TYPES = {
+    "qwen2",
+    "qwen3",
+    "qwen2_moe",
+    "qwen3_moe",
+    "llama",
+    "mistral",
+    "mixtral",
+    "gemma",
+    "gemma2",
+    "phi3",
+    "olmo2",
+    "granite",
+}
+LOG_COLUMNS = [
+    "step",
+    "epoch",
+    "loss",
+    "learning_rate",
+    "grad_norm",
+    "tokens_per_s",
+    "train_tokens",
+    "time_s",
+]
+# config fields that change nothing in the trained model (ignored when checking a resume)
+RUNTIME_FIELDS = (
+    "overwrite",
+    "plan",
+    "gpu_memory",
+    "launcher",
+    "accelerate_config",
+    "num_processes",
+    "report_to",
+    "cache_dir",
+    "merge",
+    "logging_steps",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Options of `distill train`; None means "the student card's value" (or a built-in default)."""
+
+    student: str
+    data: str | None = None
+    output: str | None = None
+    method: str | None = None  # lora | qlora | full
+    no_reasoning: bool = False
+    max_steps: int | None = None
+    epochs: float | None = None
+    learning_rate: float | None = None
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    max_length: int | None = None
+    warmup_ratio: float | None = None
+    lr_scheduler: str | None = None
+    weight_decay: float | None = None
+    seed: int = 42
+    save_steps: int = 500
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    packing: bool | None = None  # None: on with FlashAttention, else length-grouped batches
+    overlong: str = "drop"  # drop | truncate
+    lora_r: int | None = None
+    lora_alpha: int | None = None
+    lora_dropout: float | None = None
+    lora_targets: list[str] | None = None  # default all linear layers
+    merge: bool = False
+    overwrite: bool = False
+    plan: bool = False
+    gpu_memory: float = 80.0
+    launcher: str = "none"
+    accelerate_config: str | None = None
+    num_processes: int | None = None
+    report_to: str = "none"
+    chat_template: str | None = None  # chatml | llama3 | model
+    eos_token: str | None = None
+    gradient_checkpointing: bool | None = None  # None: on, except for tiny (<100M) models
+    bf16: bool | None = None  # None: on when a CUDA GPU supports it
+    cache_dir: str | None = None
+
+
+# ---------------------------------------------------------------------------- resolving
+
+
+def resolve_student(student: str) -> tuple[cards.StudentCard | None, str]:
+    """(card or None, model path/id) for a card name/path, a local model folder or a Hub id."""
+    p = Path(student)
+    if p.suffix in (".yaml", ".yml") or (not p.is_dir() and cards.is_card(student, "students")):
+        card = cards.load_student(student)
+        return card, card.model
+    return None, student
+
+
+def resolve(config: TrainConfig) -> tuple[TrainConfig, cards.StudentCard | None, str]:
+    """Fill every None from the student card (or defaults) and validate; returns (resolved, card, model)."""
+    card, model = resolve_student(config.student)
+    base = card or cards.StudentCard(
+        name=Path(model).name,
+        model=model,
+        architecture=cards.Architecture(0, 0, 0, 0, 0, 0, 0),
+        chat_template="model",
+        eos_token="",
+    )
+    method = config.method or (base.method if card else "lora")
+    if method not in METHODS:
+        raise UserError(f"--method: unknown '{method}' (expected {', '.join(METHODS)})")
+    if card:
+        lr = base.learning_rate
+    else:
+        lr = 1e-5 if method == "full" else 1e-4
+    targets = base.lora.target_modules
+    r = dataclasses.replace(
+        config,
+        method=method,
+        epochs=config.epochs if config.epochs is not None else base.epochs,
+        learning_rate=config.learning_rate if config.learning_rate is not None else lr,
+        batch_size=config.batch_size or base.per_device_batch_size,
+        grad_accum=config.grad_accum or base.gradient_accumulation_steps,
+        max_length=config.max_length or base.max_length,
+        warmup_ratio=config.warmup_ratio if config.warmup_ratio is not None else base.warmup_ratio,
+        lr_scheduler=config.lr_scheduler or base.lr_scheduler,
+        weight_decay=config.weight_decay if config.weight_decay is not None else base.weight_decay,
+        lora_r=config.lora_r or base.lora.r,
+        lora_alpha=config.lora_alpha or base.lora.alpha,
+        lora_dropout=config.lora_dropout if config.lora_dropout is not None else base.lora.dropout,
+        lora_targets=config.lora_targets or ([targets] if isinstance(targets, str) else list(targets)),
+        chat_template=config.chat_template or base.chat_template,
+        eos_token=config.eos_token or (base.eos_token if card else None),
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        accelerate_config=config.accelerate_config or (base.accelerate_config if card else "ddp"),
+    )
+    if r.overlong not in ("drop", "truncate"):
+        raise UserError(f"--overlong: unknown '{r.overlong}' (drop | truncate)")
+    if r.launcher not in LAUNCHERS:
+        raise UserError(f"--launcher: unknown '{r.launcher}' (expected {', '.join(LAUNCHERS)})")
+    if r.chat_template not in ("chatml", "llama3", "model"):
+        raise UserError(f"--chat-template: unknown '{r.chat_template}' (chatml | llama3 | model)")
+    if not r.plan:
+        if not r.data:
+            raise UserError("--data is required (a kept/ folder, .jsonl, .parquet or dataset id)")
+        if not r.output:
+            raise UserError("--output is required")
+        if r.max_steps <= 0 and (r.epochs or 0) <= 0:
+            raise UserError("--epochs must be > 0 (or give --max-steps)")
+    return r, card, model
+
+
+def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
+    d = dataclasses.asdict(resolved)
+    for k in RUNTIME_FIELDS:
+        d.pop(k, None)
+    d["data"] = (
+        str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
+    )
+    return d
+
+
+# ---------------------------------------------------------------------------- plan
+
+
+def run_plan(config: TrainConfig) -> dict[str, Any]:
+    """Print the memory plan (no weights loaded) and return it."""
+    from distill import train_plan
+
+    r, card, model = resolve(config)
+    if card is not None and card.architecture.params_b > 0:
+        arch, name = card.architecture, card.name
+    else:
+        arch, name = train_plan.architecture_from_model(model), model
+    gpus = r.num_processes or 8
+    ckpt = r.gradient_checkpointing is not False
+    estimates = train_plan.plan(arch, r.max_length, r.batch_size, r.lora_r, gpus, ckpt)
+    print(train_plan.format_plan(name, arch, estimates, r.gpu_memory, r.max_length, r.method))
+    best = train_plan.recommend(estimates, r.gpu_memory)
+    return {
+        "student": name,
+        "max_length": r.max_length,
+        "gpu_memory": r.gpu_memory,
+        "estimates": [dataclasses.asdict(e) for e in estimates],
+        "recommended": dataclasses.asdict(best) if best else None,
+    }
+
+
+# ---------------------------------------------------------------------------- launcher
+
+
+def _launched() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
+
+
+def launch(resolved: TrainConfig) -> dict[str, Any]:
+    """Run this stage under `accelerate launch` with a packaged (or given) config; return its summary."""
+    name = resolved.accelerate_config or "ddp"
+    cfg_path = ACCELERATE_CONFIGS.get(name, Path(name))
+    if not cfg_path.exists():
+        raise UserError(
+            f"--accelerate-config: '{name}' is neither {', '.join(ACCELERATE_CONFIGS)} nor an existing file"
+        )
+    out = Path(resolved.output or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    child = dataclasses.replace(resolved, launcher="none")
+    spec = out / ".launch-config.json"
+    records.atomic_write_json(spec, dataclasses.asdict(child))
+    import torch
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg_path)]
+    if resolved.num_processes:
+        cmd += ["--num_processes", str(resolved.num_processes)]
+    if not torch.cuda.is_available():  # CPU data-parallel over gloo (tests, laptops)
+        cmd += ["--mixed_precision", "no"]
+    cmd += ["-m", "distill.train", str(spec)]
+    log.info("launching: %s", " ".join(cmd))
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        raise UserError(f"accelerate launch failed (exit {proc.returncode}); see the log above")
+    manifest = records.read_manifest(out) or {}
+    return manifest.get("summary", {})
+
+
+# ---------------------------------------------------------------------------- callbacks
+
+
+class CountingCollator:
+    """Wraps the trainer's collator to count real and total (padded) tokens per process."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.real = 0
+        self.total = 0
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.inner(examples)
+        self.real += sum(len(e["input_ids"]) for e in examples)
+        self.total += int(batch["input_ids"].numel())
+        return batch
+
+    @property
+    def padding_share(self) -> float:
+        return 1.0 - self.real / self.total if self.total else 0.0
+
+
+def _make_callbacks(
+    out: Path, counter: CountingCollator, world: int, resume_step: int, total_steps_hint: int
+):
+    from transformers import TrainerCallback
+
+    class LogCallback(TrainerCallback):
+        """Loss, learning rate and tokens/s to the console (stderr) and `train_log.csv`."""
+
+        def __init__(self) -> None:
+            self.path = out / "train_log.csv"
+            self.last_t = time.time()
+            self.last_tokens = 0
+            self.t0 = time.time()
+            self.rows = 0
+            self.progress = None
+            self.task = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            if not state.is_world_process_zero:
+                return
+            kept = []
+            if self.path.exists() and resume_step > 0:
+                with open(self.path, newline="") as f:
+                    kept = [row for row in csv.DictReader(f) if int(float(row["step"])) <= resume_step]
+            buf = [",".join(LOG_COLUMNS)] + [
+                ",".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in kept
+            ]
+            records.atomic_write_text(self.path, "\n".join(buf) + "\n")
+            self.last_t = time.time()
+            self.last_tokens = counter.real
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
+                transient=True,
+                disable=not sys.stderr.isatty(),
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(
+                "train", total=state.max_steps, completed=state.global_step, info=""
+            )
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs or "loss" not in logs:
+                return
+            now = time.time()
+            tokens = counter.real
+            tps = (tokens - self.last_tokens) * world / max(now - self.last_t, 1e-9)
+            self.last_t, self.last_tokens = now, tokens
+            row = {
+                "step": state.global_step,
+                "epoch": round(state.epoch or 0.0, 4),
+                "loss": logs.get("loss"),
+                "learning_rate": logs.get("learning_rate"),
+                "grad_norm": logs.get("grad_norm", ""),
+                "tokens_per_s": round(tps, 1),
+                "train_tokens": tokens * world,
+                "time_s": round(now - self.t0, 2),
+            }
+            with open(self.path, "a", newline="") as f:
+                f.write(",".join(str(row[c]) for c in LOG_COLUMNS) + "\n")
+            msg = (
+                f"step {state.global_step}/{state.max_steps} loss {float(row['loss']):.4f} "
+                f"lr {float(row['learning_rate'] or 0):.2e} tok/s {tps:,.0f}"
+            )
+            if self.progress is not None and not self.progress.disable:
+                self.progress.update(self.task, info=msg)
+            log.info(msg)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self.progress is not None:
+                self.progress.stop()
+
+    return [LogCallback()]
+
+
+# ---------------------------------------------------------------------------- model
+
+
+def _load_model(model_id: str, method: str, bf16: bool, tokenizer: Any):
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if torch.cuda.is_available():
+        try:
+            import flash_attn  # noqa: F401
+
+            kwargs["attn_implementation"] = "flash_attention_2"
+        except ImportError:
+            pass
+    if method == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype,
+        )
+        if torch.cuda.is_available():
+            kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_id, **kwargs)
+    except OSError as e:
+        raise UserError(f"--student {model_id}: cannot load the model ({e})") from None
+    emb = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > emb:
+        model.resize_token_embeddings(len(tokenizer))
+    return model
+
+
+def _generation_config(model_id: str, eos_id: int, pad_id: int | None):
+    from transformers import GenerationConfig
+
+    try:
+        gen = GenerationConfig.from_pretrained(model_id)
+    except Exception:  # noqa: BLE001 - a model without generation_config.json
+        gen = GenerationConfig()
+    gen.eos_token_id = eos_id
+    gen.pad_token_id = pad_id
+    return gen
+
+
+def merge_adapter(out: Path, model_id: str, tokenizer: Any, gen: Any, bf16: bool) -> Path:
+    """Write `<out>/merged/`: the base (unquantised) with the adapter merged in, standalone."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:
+        base.resize_token_embeddings(len(tokenizer))
+    merged = PeftModel.from_pretrained(base, str(out)).merge_and_unload()
+    merged.config.eos_token_id = gen.eos_token_id
+    merged.generation_config = gen
+    target = out / "merged"
+    tmp = out / ".merged.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    """The highest-numbered complete checkpoint (trainer_state.json is written last)."""
+    if not folder.is_dir():
+        return None
+    cands = []
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.startswith("checkpoint-") and (p / "trainer_state.json").exists():
+            try:
+                cands.append((int(p.name.split("-")[1]), p))
+            except ValueError:
+                continue
+    return max(cands)[1] if cands else None
+
+
+def _prepare_output(out: Path, cfg: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """Refuse foreign folders and changed configs; clear with --overwrite. Returns the old manifest."""
+    manifest = records.read_manifest(out)
+    if out.exists() and any(out.iterdir()) and manifest is None:
+        leftovers = {p.name for p in out.iterdir()} - {".launch-config.json"}
+        if leftovers:
+            raise UserError(
+                f"{out}: folder is not empty and holds no distill manifest; choose another --output"
+            )
+    same = records.check_manifest(out, "train", cfg, overwrite=overwrite)
+    if manifest is not None and (overwrite or not same):  # --overwrite: start afresh
+        for p in out.iterdir():
+            if p.name == ".launch-config.json":
+                continue
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        return None
+    return manifest
+
+
+# ---------------------------------------------------------------------------- entry
+
+
+def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train (or resume, or plan); returns the summary dict also stored in manifest.json."""
+    if config.plan:
+        return run_plan(config)
+    resolved, card, model_id = resolve(config)
+    if resolved.launcher == "accelerate" and not _launched():
+        out = Path(resolved.output)
+        if out.exists():
+            _prepare_output(out, manifest_config(resolved), resolved.overwrite)
+        return launch(dataclasses.replace(resolved, overwrite=False))
+    return _train(resolved, card, model_id, callbacks or [])
+
+
+def _train(
+    r: TrainConfig, card: cards.StudentCard | None, model_id: str, callbacks: list[Any]
+) -> dict[str, Any]:
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoTokenizer
+
+    from distill import train_data
+
+    state = PartialState()
+    out = Path(r.output)
+    cfg = manifest_config(r)
+    main = state.is_main_process
+    old = None
+    with state.main_process_first():
+        if main:
+            old = _prepare_output(out, cfg, r.overwrite)
+    state.wait_for_everyone()
+    if not main:
+        old = records.read_manifest(out)
+    if old and old.get("status") == "done":
+        summary = dict(old.get("summary", {}))
+        if r.merge and r.method != "full" and not (out / "merged").exists() and main:
+            tok = AutoTokenizer.from_pretrained(out)
+            gen = _generation_config(str(out), tok.convert_tokens_to_ids(tok.eos_token), tok.pad_token_id)
+            summary["merged"] = str(merge_adapter(out, model_id, tok, gen, _use_bf16(r)))
+            _finish_manifest(out, cfg, r, summary)
+        log.info("%s: training already finished; nothing to do", out)
+        return summary
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+    except OSError as e:
+        raise UserError(f"--student {model_id}: cannot load the tokenizer ({e})") from None
+    eos = train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
+    eos_id = tokenizer.convert_tokens_to_ids(eos)
+
+    with state.main_process_first():
+        dataset, stats = train_data.tokenize_dataset(
+            r.data,
+            tokenizer,
+            with_reasoning=not r.no_reasoning,
+            max_length=r.max_length,
+            overlong=r.overlong,
+            cache_dir=r.cache_dir,
+            progress=main,
+        )
+    if stats.dropped_overlength and main:
+        log.warning(
+            "dropped %d of %d examples longer than %d tokens",
+            stats.dropped_overlength,
+            stats.examples,
+            r.max_length,
+        )
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        records.write_manifest(
+            out, "train", cfg, inputs=[r.data], counts=dataclasses.asdict(stats), status="running"
+        )
+
+    bf16 = _use_bf16(r)
+    model = _load_model(model_id, r.method, bf16, tokenizer)
+    n_params = sum(p.numel() for p in model.parameters())
+    ckpt = r.gradient_checkpointing if r.gradient_checkpointing is not None else n_params >= 100e6
+    if os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
+        ckpt = False  # FSDP checkpoints activations itself
+    attn = getattr(model.config, "_attn_implementation", None) or ""
+    flash = "flash" in attn
+    packing_ok = model.config.model_type in PACKING_MODEL_TYPES or flash
+    packing = flash if r.packing is None else r.packing
+    if packing and not packing_ok:
+        raise UserError(
+            f"--packing: {model.config.model_type} with {attn} attention cannot keep packed examples apart; "
+            "use --no-packing (length-grouped batches)"
+        )
+
+    peft_config = None
+    if r.method in ("lora", "qlora"):
+        from peft import LoraConfig
+
+        targets: Any = r.lora_targets
+        if targets in (["all-linear"], "all-linear"):
+            targets = "all-linear"
+        peft_config = LoraConfig(
+            r=r.lora_r,
+            lora_alpha=r.lora_alpha,
+            lora_dropout=r.lora_dropout,
+            target_modules=targets,
+            task_type="CAUSAL_LM",
+        )
+        if r.method == "qlora":
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ckpt)
+
+    from trl import SFTConfig, SFTTrainer
+
+    use_liger = False
+    if torch.cuda.is_available():
+        try:
+            import liger_kernel  # noqa: F401
+
+            use_liger = True
+        except ImportError:
+            pass
+    args = SFTConfig(
+        output_dir=str(out / "checkpoints"),
+        max_length=r.max_length,
+        packing=packing,
+        packing_strategy="bfd",
+        train_sampling_strategy="random" if packing else "group_by_length",
+        per_device_train_batch_size=r.batch_size,
+        gradient_accumulation_steps=r.grad_accum,
+        learning_rate=r.learning_rate,
+        num_train_epochs=r.epochs or 1.0,
+        max_steps=r.max_steps,
+        warmup_steps=r.warmup_ratio if (r.warmup_ratio or 0) < 1 else int(r.warmup_ratio),
+        lr_scheduler_type=r.lr_scheduler,
+        weight_decay=r.weight_decay,
+        logging_steps=r.logging_steps,
+        save_steps=r.save_steps,
+        save_total_limit=r.save_total_limit,
+        seed=r.seed,
+        bf16=bf16,
+        fp16=False,
+        activation_checkpointing=ckpt,  # transformers 5 name of gradient_checkpointing
+        report_to=r.report_to if r.report_to != "none" else "none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        eos_token=eos,
+        use_cpu=not torch.cuda.is_available(),
+        use_liger_kernel=use_liger,
+        remove_unused_columns=True,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our LogCallback prints one line per log to stderr
+    counter = CountingCollator(trainer.data_collator)
+    trainer.data_collator = counter
+    resume = last_checkpoint(out / "checkpoints")
+    resume_step = int(resume.name.split("-")[1]) if resume else 0
+    if resume:
+        log.info("resuming from %s", resume)
+    for cb in _make_callbacks(out, counter, state.num_processes, resume_step, 0) + callbacks:
+        trainer.add_callback(cb)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    elapsed = time.time() - t0
+
+    gen = _generation_config(model_id, eos_id, tokenizer.pad_token_id)
+    summary: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        trainer.model.generation_config = gen
+        trainer.model.config.eos_token_id = eos_id
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+        gen.save_pretrained(out)
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        summary = {
+            "steps": trainer.state.global_step,
+            "resumed_from_step": resume_step,
+            "final_loss": losses[-1] if losses else result.training_loss,
+            "first_loss": losses[0] if losses else None,
+            "train_loss": result.training_loss,
+            "train_tokens": counter.real * state.num_processes,
+            "tokens_per_s": round(counter.real * state.num_processes / max(elapsed, 1e-9), 1),
+            "padding_share": round(counter.padding_share, 4),
+            "packing": packing,
+            "processes": state.num_processes,
+            "gradient_checkpointing": ckpt,
+            "examples": stats.examples,
+            "kept_examples": stats.kept,
+            "dropped_overlength": stats.dropped_overlength,
+            "truncated": stats.truncated,
+            "tokenization_cached": stats.cached,
+            "method": r.method,
+            "eos_token": eos,
+            "model": str(out),
+            "checkpoints": str(out / "checkpoints"),
+            "log": str(out / "train_log.csv"),
+            "manifest": str(out / records.MANIFEST),
+        }
+        if r.merge and r.method != "full":
+            summary["merged"] = str(merge_adapter(out, model_id, tokenizer, gen, bf16))
+        _finish_manifest(out, cfg, r, summary, stats)
+        log.info(
+            "trained %d steps: loss %.4f, %d tokens, padding %.1f%%, %d over-length dropped -> %s",
+            summary["steps"],
+            summary["final_loss"],
+            summary["train_tokens"],
+            100 * summary["padding_share"],
+            summary["dropped_overlength"],
+            out,
+        )
+    state.wait_for_everyone()
+    return summary
+
+
+def _finish_manifest(
+    out: Path, cfg: dict[str, Any], r: TrainConfig, summary: dict[str, Any], stats: Any = None
+):
+    old = records.read_manifest(out) or {}
+    counts = dataclasses.asdict(stats) if stats is not None else old.get("counts", {})
+    records.write_manifest(out, "train", cfg, inputs=[r.data], counts=counts, status="done", summary=summary)
+
+
+def _use_bf16(r: TrainConfig) -> bool:
+    import torch
+
+    if r.bf16 is not None:
+        return r.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m distill.train spec.json`: the worker `accelerate launch` starts on each process."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m distill.train <config.json>", file=sys.stderr)
+        raise SystemExit(2)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    spec = json.loads(Path(argv[0]).read_text())
+    try:
+        run(TrainConfig(**spec))
+    except UserError as e:
+        print(f"distill: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
