@@ -628,10 +628,10 @@ class OpenAIBackend:
         last = "no attempt"
         tried: set[int] = set()  # servers this request failed on since its last backoff sleep
         for attempt in range(self.max_retries + 1):
-            server = self._pick(tried)
+            client = await slots.get()  # at most `concurrency` requests in flight
+            server = self._pick(tried)  # picked once a slot is free: health is current
             url = server.url + "/chat/completions"
             try:
-                client = await slots.get()  # at most `concurrency` requests in flight
                 try:
                     self.requests += 1
                     server.requests += 1

@@ -192,7 +192,7 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
-        if self._loop and self._server:
+        if self._loop and self._server and not self._loop.is_closed():  # a dead server's loop is gone
             self._loop.call_soon_threadsafe(self._server.close)
 
 
