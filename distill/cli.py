@@ -133,6 +133,9 @@ def generate(
         typer.Option(help="openai: environment variable holding the API key (default: the card's)."),
     ] = None,
     tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model (tensor parallel).")] = 1,
+    pipeline_parallel_size: Annotated[
+        int, typer.Option(help="vllm: pipeline stages per model (GPUs per engine = tensor × pipeline).")
+    ] = 1,
     max_model_len: Annotated[int | None, typer.Option(help="vllm: context length to allocate.")] = None,
     gpu_memory_utilization: Annotated[float, typer.Option(help="vllm: fraction of GPU memory to use.")] = 0.9,
     dtype: Annotated[
@@ -143,6 +146,23 @@ def generate(
     ] = None,
     num_shards: Annotated[int, typer.Option(help="Split the prompts into N parts (job arrays).")] = 1,
     shard_index: Annotated[int, typer.Option(help="Which part this job samples (0..N-1).")] = 0,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (this process) or ray (one Ray actor per shard; pip install 'distill[ray]')."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="ray: cluster to join ('auto' = the one `ray start` runs here; default: local)."),
+    ] = None,
+    replicas: Annotated[
+        int, typer.Option(help="ray: backend replicas; replica k samples shard k of N (like --shard-index).")
+    ] = 1,
+    gpus_per_replica: Annotated[
+        float | None,
+        typer.Option(help="ray: GPUs per replica (default: tensor × pipeline parallel for vllm, else 0)."),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Sample reasoning traces from a teacher: prompts × n samples → trace shards (resumable)."""
@@ -181,12 +201,17 @@ def generate(
         retry_backoff=retry_backoff,
         api_key_env=api_key_env,
         tensor_parallel_size=tensor_parallel_size,
+        pipeline_parallel_size=pipeline_parallel_size,
         max_model_len=max_model_len,
         gpu_memory_utilization=gpu_memory_utilization,
         dtype=dtype,
         threads=threads,
         num_shards=num_shards,
         shard_index=shard_index,
+        executor=executor,
+        ray_address=ray_address,
+        replicas=replicas,
+        gpus_per_replica=gpus_per_replica,
         progress=progress,
     )
     run_stage(run, cfg)

@@ -11,6 +11,9 @@ still fail after the backend's retries go to `failed.jsonl` (retried on the next
 `--num-shards N --shard-index K` a job takes the prompts whose id hashes to K and writes
 `shard-KKKKK-of-NNNNN-*.jsonl` (its manifest and failures under `jobs/KKKKK-of-NNNNN/`).
 `manifest.json` totals prompts, samples, tokens, failures and the estimated cost.
+
+With `--executor ray --replicas N` (the `distill[ray]` extra) the N shards run at once on Ray
+actors, replica k doing exactly what `--num-shards N --shard-index k` does (distill/ray_executor.py).
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ class GenerateConfig:
     retry_backoff: float = 1.0
     api_key_env: str | None = None
     tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
     dtype: str = "auto"
@@ -87,7 +91,15 @@ class GenerateConfig:
     # job arrays
     num_shards: int = 1
     shard_index: int = 0
+    # executors: local (this process) or ray (one actor per shard)
+    executor: str = "local"
+    ray_address: str | None = None
+    replicas: int = 1
+    gpus_per_replica: float | None = None
     progress: bool = True
+
+
+EXECUTORS = ("local", "ray")
 
 
 def resolve_teacher(spec: str) -> TeacherCard:
@@ -233,18 +245,9 @@ def _counts(out: Path, prefix: str, job: Path, card: TeacherCard) -> dict[str, A
     }
 
 
-def run(cfg: GenerateConfig) -> dict[str, Any]:
-    """Sample `num_samples` traces per prompt into `cfg.output`; resume; return the manifest."""
-    import json
-
-    if cfg.num_samples < 1:
-        raise UserError(f"--num-samples must be >= 1, got {cfg.num_samples}")
-    if cfg.num_shards < 1 or not 0 <= cfg.shard_index < cfg.num_shards:
-        raise UserError(f"--shard-index must be in 0..{cfg.num_shards - 1}, got {cfg.shard_index}")
-    card = resolve_teacher(cfg.teacher)
-    backend_name = cfg.backend or card.backend
-    params = sampling_params(cfg, card)
-    prompts = load_prompts(
+def load_all_prompts(cfg: GenerateConfig) -> list[Prompt]:
+    """Every prompt of the source (all shards), as configured."""
+    return load_prompts(
         cfg.prompts,
         split=cfg.split,
         config=cfg.data_config,
@@ -256,6 +259,34 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
         limit=cfg.limit,
         **({"answer_column": cfg.answer_column} if cfg.answer_column is not None else {}),
     )
+
+
+def check_config(cfg: GenerateConfig) -> None:
+    if cfg.num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {cfg.num_samples}")
+    if cfg.num_shards < 1 or not 0 <= cfg.shard_index < cfg.num_shards:
+        raise UserError(f"--shard-index must be in 0..{cfg.num_shards - 1}, got {cfg.shard_index}")
+    if cfg.executor not in EXECUTORS:
+        raise UserError(f"--executor {cfg.executor}: unknown executor (choose from: {', '.join(EXECUTORS)})")
+    if cfg.replicas < 1:
+        raise UserError(f"--replicas must be >= 1, got {cfg.replicas}")
+    if cfg.executor == "local" and (cfg.replicas != 1 or cfg.ray_address):
+        raise UserError("--replicas and --ray-address need --executor ray")
+
+
+def run(cfg: GenerateConfig) -> dict[str, Any]:
+    """Sample `num_samples` traces per prompt into `cfg.output`; resume; return the manifest."""
+    import json
+
+    check_config(cfg)
+    if cfg.executor == "ray":
+        from distill.ray_executor import run_ray
+
+        return run_ray(cfg)
+    card = resolve_teacher(cfg.teacher)
+    backend_name = cfg.backend or card.backend
+    params = sampling_params(cfg, card)
+    prompts = load_all_prompts(cfg)
     prompts = [p for p in prompts if in_shard(p.prompt_id, cfg.num_shards, cfg.shard_index)]
     out, job, prefix = _paths(cfg)
     mconfig = _manifest_config(cfg, card, params)
@@ -315,6 +346,7 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             system_prompt=card.system_prompt,
             chat_template_kwargs=card.chat_template_kwargs,
             tensor_parallel_size=cfg.tensor_parallel_size,
+            pipeline_parallel_size=cfg.pipeline_parallel_size,
             max_model_len=cfg.max_model_len or card.context_length,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             dtype=cfg.dtype,
@@ -349,6 +381,8 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
         finally:
             bar.close()
             writer.close()
+            if hasattr(backend, "server_stats"):  # openai fleets: requests/failures/benchings per server
+                run_info["servers"] = backend.server_stats()
             # failed.jsonl holds the prompts that failed in the latest run (retried on the next one)
             atomic_write_text(
                 failed_path, "".join(json.dumps(f, ensure_ascii=False) + "\n" for f in failures)

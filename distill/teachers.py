@@ -410,13 +410,51 @@ class _Slot:
             await self.client.aclose()
 
 
+@dataclass
+class _Server:
+    """One server of a fleet and its health."""
+
+    index: int
+    url: str
+    requests: int = 0
+    failures: int = 0
+    streak: int = 0  # failures in a row
+    benchings: int = 0
+    benched_until: float = 0.0
+    penalty: float = 0.0  # the next bench's length once benched (doubles, reset by a success)
+
+    def ok(self) -> None:
+        self.streak = 0
+        self.penalty = 0.0
+        self.benched_until = 0.0
+
+    def failed(self, bench_after: int, bench_seconds: float) -> bool:
+        """Count a failure; True when this one benches the server."""
+        self.failures += 1
+        self.streak += 1
+        now = time.monotonic()
+        if self.benched_until > now or self.streak < bench_after:
+            return False
+        # benched again right after a bench (a failed probe) -> twice as long
+        self.penalty = bench_seconds if self.penalty == 0.0 else min(600.0, self.penalty * 2)
+        self.benched_until = now + self.penalty
+        self.benchings += 1
+        return True
+
+
 class OpenAIBackend:
     """Any OpenAI-compatible chat server (DeepSeek API, vLLM/SGLang serve, `transformers serve`).
 
     Async with at most `concurrency` requests in flight over all `base_urls` (round robin);
     a total per-request `timeout`; up to `max_retries` retries with exponential backoff and jitter
     (`retry_backoff` × 2^attempt, capped at 60 s) on 429/5xx, timeouts, connection errors and
-    malformed responses, honouring `Retry-After`. `n` samples use the `n` parameter; when a server
+    malformed responses, honouring `Retry-After`.
+
+    Several servers form a fleet with per-server failure isolation: a request that fails on one
+    server is retried at once on another living one (backoff only once every server failed it),
+    and a server failing `bench_after` times in a row is benched (skipped) for `bench_seconds`,
+    doubling each time it fails again after its bench (up to 10 min); one success clears it. When
+    every server is benched, the one whose bench ends first is probed. `n` samples use the `n` parameter; when a server
     answers with fewer choices, the rest come from repeated single requests (seed + sample). The
     API key is read from the environment variable `api_key_env` and never logged or stored.
     """
@@ -436,6 +474,8 @@ class OpenAIBackend:
         reasoning: str = "auto",
         system_prompt: str | None = None,
         chat_template_kwargs: dict[str, Any] | None = None,
+        bench_after: int = 3,
+        bench_seconds: float = 30.0,
         **_: Any,
     ) -> None:
         self.model = model
@@ -460,7 +500,10 @@ class OpenAIBackend:
                 )
             self._key = key
         self._n_supported: bool | None = None
-        self._next_url = 0
+        self.bench_after = max(1, int(bench_after))
+        self.bench_seconds = float(bench_seconds)
+        self.servers = [_Server(k, u) for k, u in enumerate(urls)]
+        self._next_url = -1
         self.requests = 0
         self.retries = 0
 
@@ -583,17 +626,21 @@ class OpenAIBackend:
             body["chat_template_kwargs"] = self.chat_template_kwargs
         payload = json.dumps(body).encode("utf-8")
         last = "no attempt"
+        tried: set[int] = set()  # servers this request failed on since its last backoff sleep
         for attempt in range(self.max_retries + 1):
-            url = self.base_urls[self._next_url % len(self.base_urls)] + "/chat/completions"
-            self._next_url += 1
+            client = await slots.get()  # at most `concurrency` requests in flight
+            server = self._pick(tried)  # picked once a slot is free: health is current
+            url = server.url + "/chat/completions"
             try:
-                client = await slots.get()  # at most `concurrency` requests in flight
                 try:
                     self.requests += 1
+                    server.requests += 1
                     data = await asyncio.wait_for(self._post(client, url, payload), self.timeout)
                 finally:
                     slots.put_nowait(client)
-                return self._parse(data)
+                completions = self._parse(data)
+                server.ok()
+                return completions
             except _Retryable as e:
                 last, wait = str(e), e.retry_after
             except asyncio.TimeoutError:
@@ -604,15 +651,47 @@ class OpenAIBackend:
                 if not isinstance(e, httpx.HTTPError | OSError | asyncio.LimitOverrunError | ValueError):
                     raise
                 last, wait = f"{url}: {type(e).__name__}: {self._redact(str(e))[:200]}", None
+            if server.failed(self.bench_after, self.bench_seconds):
+                log.warning(
+                    "benched %s for %.0f s after %d failures in a row (last: %s)",
+                    server.url,
+                    server.benched_until - time.monotonic(),
+                    server.streak,
+                    last,
+                )
+            tried.add(server.index)
             if attempt == self.max_retries:
                 break
             self.retries += 1
+            if wait is None and self._healthy(tried):
+                continue  # fail over to another living server at once
+            tried.clear()
             delay = min(60.0, self.retry_backoff * 2**attempt) * (0.5 + random.random() / 2)
             if wait is not None:
                 delay = max(delay, min(wait, 300.0))
             log.debug("retrying after %.2f s: %s", delay, last)
             await asyncio.sleep(delay)
         raise _Fatal(f"failed after {self.max_retries + 1} attempts: {last}")
+
+    def _healthy(self, exclude: set[int]) -> list[_Server]:
+        now = time.monotonic()
+        return [s for s in self.servers if s.index not in exclude and s.benched_until <= now]
+
+    def _pick(self, exclude: set[int]) -> _Server:
+        """Round robin over the servers that are not benched and not in `exclude`; when none is
+        left, the unbenched ones, else the one whose bench ends first (a probe)."""
+        candidates = self._healthy(exclude) or self._healthy(set())
+        if not candidates:
+            return min(self.servers, key=lambda s: s.benched_until)
+        self._next_url += 1
+        return candidates[self._next_url % len(candidates)]
+
+    def server_stats(self) -> dict[str, dict[str, int]]:
+        """Per server: requests sent, failed attempts, times benched."""
+        return {
+            s.url: {"requests": s.requests, "failures": s.failures, "benched": s.benchings}
+            for s in self.servers
+        }
 
     async def _post(self, slot: _Slot, url: str, payload: bytes) -> dict[str, Any]:
         status, headers, body = await slot.post(url, payload)
@@ -662,7 +741,10 @@ class OpenAIBackend:
 
 
 class VLLMBackend:
-    """Offline `vllm.LLM` with `SamplingParams(n=…)`; imported only when chosen (`distill[vllm]`)."""
+    """Offline `vllm.LLM` with `SamplingParams(n=…)`; imported only when chosen (`distill[vllm]`).
+
+    `tensor_parallel_size` × `pipeline_parallel_size` GPUs per engine (vLLM places them itself).
+    """
 
     name = "vllm"
 
@@ -670,6 +752,7 @@ class VLLMBackend:
         self,
         model: str,
         tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.9,
         dtype: str = "auto",
@@ -698,6 +781,8 @@ class VLLMBackend:
             dtype=dtype,
             seed=seed,
         )
+        if pipeline_parallel_size > 1:
+            kw["pipeline_parallel_size"] = pipeline_parallel_size
         if max_model_len:
             kw["max_model_len"] = max_model_len
         self._vllm = vllm

@@ -11,6 +11,9 @@ ended by closing the connection: they count as successes), `never` (always 500 f
 containing "NEVER"). Completions are `<think>reasoning for …</think>answer` (prompts containing
 "SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
 unless `honour_n`. Every request's Authorization header is recorded in `auth_headers`.
+`die_after=K` makes the server die when request K+1 arrives: it stops listening and aborts every
+open connection (in-flight requests included), as a crashed vLLM server would; `answered` counts
+the requests it did answer.
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ class FakeServer:
         honour_n: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
+        die_after: int | None = None,
     ) -> None:
         self.faults = list(faults or [])
+        self.die_after = die_after
+        self.dead = False
+        self.answered = 0
+        self._handlers: dict[asyncio.Task, asyncio.StreamWriter] = {}
         self.latency = latency
         self.honour_n = honour_n
         self.host = host
@@ -84,9 +92,26 @@ class FakeServer:
             return 200, {}, b"<html>bad gateway</html>", fault
         return 200, {}, data, fault
 
+    def _die(self) -> None:
+        """Stop listening and abort every connection, in-flight requests included."""
+        self.dead = True
+        if self._server is not None:
+            self._server.close()
+        me = asyncio.current_task()
+        for task, w in list(self._handlers.items()):
+            w.transport.abort()
+            if task is not me:
+                task.cancel()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers[task] = writer
         try:
             while True:
+                if self.dead:
+                    writer.transport.abort()
+                    return
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 headers = {}
@@ -96,6 +121,9 @@ class FakeServer:
                         headers[k.strip().lower()] = v.strip()
                 body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
                 self.requests += 1
+                if self.die_after is not None and self.requests > self.die_after:
+                    self._die()
+                    return
                 self.auth_headers.append(headers.get("authorization", ""))
                 self.bodies.append(body)
                 status, extra, data, fault = self._answer(body)
@@ -127,9 +155,11 @@ class FakeServer:
                     + data
                 )
                 await writer.drain()
+                self.answered += 1
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self._handlers.pop(task, None)
             writer.close()
 
     async def _main(self) -> None:
@@ -162,7 +192,7 @@ class FakeServer:
         return self
 
     def stop(self) -> None:
-        if self._loop and self._server:
+        if self._loop and self._server and not self._loop.is_closed():  # a dead server's loop is gone
             self._loop.call_soon_threadsafe(self._server.close)
 
 
