@@ -49,7 +49,9 @@ class EvalConfig:
     max_model_len: int | None = None
     gpu_memory_utilization: float = 0.9
     benchmarks_dir: str | None = None  # folder with <name>.jsonl for offline registry names
-    prompt_template: str | None = None  # "{problem}" is replaced; default: the benchmark's (R1 suffix for math)
+    prompt_template: str | None = (
+        None  # "{problem}" is replaced; default: the benchmark's (R1 suffix for math)
+    )
     student_card: str | None = None  # for the published R1-Distill scores
     overwrite: bool = False
 
@@ -173,7 +175,9 @@ def _items(rows: list[dict[str, Any]], seed: int, limit: int | None) -> list[Ite
             options = "\n".join(f"{letters[k]}) {choices[i]}" for k, i in enumerate(order))
             problem = f"{problem}\n\n{options}"
             answer = letters[order.index(0)]
-        items.append(Item(prompt_id=str(r["id"]), problem=problem, answer=answer, domain=r.get("domain") or "math"))
+        items.append(
+            Item(prompt_id=str(r["id"]), problem=problem, answer=answer, domain=r.get("domain") or "math")
+        )
     return items
 
 

@@ -114,8 +114,14 @@ def get_token() -> str:
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         return None
+
+
+def _stage_folder(inp: str) -> Path:
+    """A manifest's input as the folder holding that stage's manifest (inputs may be shard files)."""
+    p = Path(inp)
+    return p.parent if p.suffix == ".jsonl" else p
 
 
 def _data_root(data: str | None) -> Path | None:
@@ -137,13 +143,13 @@ def gather(cfg: PushConfig) -> dict[str, Any]:
     info["funnel"] = _read_json(root / "funnel.json") if root else None
     gen = None
     for inp in (filt or {}).get("inputs", []):
-        gen = _read_json(Path(inp) / "manifest.json") or gen
+        gen = _read_json(_stage_folder(inp) / "manifest.json") or gen
     if gen is None and info["train"]:
         for inp in info["train"].get("inputs", []):
             cand = Path(inp)
             filt2 = _read_json((cand.parent if cand.name == "kept" else cand) / "manifest.json")
             for i2 in (filt2 or {}).get("inputs", []):
-                gen = _read_json(Path(i2) / "manifest.json") or gen
+                gen = _read_json(_stage_folder(i2) / "manifest.json") or gen
     info["generate"] = gen
     if cfg.results:
         from distill.evaluate import load_results

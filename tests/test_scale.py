@@ -430,12 +430,6 @@ def test_make_pipeline_generate_to_push(tiny_qwen, tmp_path):
         p = subprocess.run(
             ["make", "-C", str(ROOT), "pipeline", *variables, *push], env=env, capture_output=True, text=True
         )
-        if (
-            p.returncode != 0
-            and "NotADirectoryError" in p.stderr
-            and "shard-00000.jsonl/manifest.json" in p.stderr
-        ):
-            pytest.xfail("distill push: hub._read_json does not catch NotADirectoryError for file inputs")
         assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
         assert p.stdout.count(" push --model ") == 1 and " generate --teacher " not in p.stdout
         assert any((tmp_path / "hub").iterdir())
