@@ -575,6 +575,9 @@ def eval_cmd(
     max_tokens: Annotated[int, typer.Option(help="Max new tokens per sample (R1 protocol: 32768).")] = 32768,
     seed: Annotated[int, typer.Option(help="Sampling seed (and the multiple-choice shuffle).")] = 0,
     batch_size: Annotated[int, typer.Option(help="transformers: sequences per generate call.")] = 64,
+    threads: Annotated[
+        int | None, typer.Option(help="transformers on CPU: torch threads (1 is fastest for tiny models).")
+    ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Use only the first N problems of each benchmark.")
     ] = None,
@@ -611,6 +614,7 @@ def eval_cmd(
         max_tokens=max_tokens,
         seed=seed,
         batch_size=batch_size,
+        threads=threads,
         limit=limit,
         prompt_template=prompt_template,
         student_card=student_card,

@@ -40,6 +40,7 @@ class EvalConfig:
     max_tokens: int = 32768
     seed: int = 0
     batch_size: int = 64
+    threads: int | None = None  # transformers on CPU: torch threads (1 is fastest for tiny models)
     limit: int | None = None
     base_urls: list[str] = field(default_factory=list)
     api_key_env: str | None = None
@@ -225,7 +226,16 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     model, card = _resolve_model(cfg)
     benches = _benchmarks(cfg)
     greedy = cfg.temperature == 0
-    resolved = {k: v for k, v in asdict(cfg).items() if k not in ("overwrite", "api_key_env", "student_card")}
+    runtime_only = (
+        "overwrite",
+        "api_key_env",
+        "student_card",
+        "threads",
+        "batch_size",
+        "concurrency",
+        "timeout",
+    )
+    resolved = {k: v for k, v in asdict(cfg).items() if k not in runtime_only}
     resolved["model"] = model
     if check_manifest(out, "eval", resolved, cfg.overwrite) is False and cfg.overwrite and out.exists():
         import shutil
@@ -261,6 +271,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
                     cfg.backend,
                     model,
                     batch_size=cfg.batch_size,
+                    threads=cfg.threads,
                     base_urls=cfg.base_urls,
                     api_key_env=cfg.api_key_env,
                     concurrency=cfg.concurrency,
