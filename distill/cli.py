@@ -427,6 +427,14 @@ def train_cmd(
             "FlashAttention; else length-grouped batches, cheaper with dense attention).",
         ),
     ] = None,
+    group_by_length: Annotated[
+        bool | None,
+        typer.Option(
+            "--group-by-length/--random-batches",
+            help="Batch examples of similar length (default: only when random batches would be over 25% "
+            "padding; grouping data whose length tracks its content slows learning).",
+        ),
+    ] = None,
     lora_r: Annotated[
         int | None, typer.Option("--lora-r", help="LoRA rank (default: the card's, 64).")
     ] = None,
@@ -516,6 +524,7 @@ def train_cmd(
         save_total_limit=save_total_limit,
         logging_steps=logging_steps,
         packing=packing,
+        group_by_length=group_by_length,
         lora_r=lora_r,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,

@@ -35,16 +35,18 @@ class Problem:
 
 
 def reasoning(p: Problem) -> str:
-    """Column-by-column addition, least significant digit first, with carries."""
+    """Column-by-column addition, least significant digit first, with carries.
+
+    Every column line has the same shape (`7 + 9 + 0 = 16, write 6, carry 1.`), so each digit sits at
+    a fixed distance from the digit it is copied from: a tiny model learns the task in a few hundred steps.
+    """
     da, db = str(p.a)[::-1], str(p.b)[::-1]
     carry = 0
     lines = []
     for x, y in zip(da, db, strict=True):
         s = int(x) + int(y) + carry
-        terms = f"{x} + {y}" + (f" + {carry}" if carry else "")
-        new_carry = s // 10
-        lines.append(f"{terms} = {s}, write {s % 10}" + (f", carry {new_carry}." if new_carry else "."))
-        carry = new_carry
+        lines.append(f"{x} + {y} + {carry} = {s:02d}, write {s % 10}, carry {s // 10}.")
+        carry = s // 10
     if carry:
         lines.append(f"Bring down the carry {carry}.")
     lines.append(f"So {p.a} + {p.b} = {p.a + p.b}.")

@@ -108,6 +108,7 @@ class TrainConfig:
     save_total_limit: int = 2
     logging_steps: int = 10
     packing: bool | None = None  # None: on with FlashAttention, else length-grouped batches
+    group_by_length: bool | None = None  # None: only when random batches would waste > 25% on padding
     overlong: str = "drop"  # drop | truncate
     lora_r: int | None = None
     lora_alpha: int | None = None
@@ -377,6 +378,27 @@ def _make_callbacks(
 # ---------------------------------------------------------------------------- model
 
 
+GROUP_BY_LENGTH_ABOVE = 0.25
+
+
+def random_padding_share(input_ids: Any, batch_size: int, seed: int = 0) -> float:
+    """Share of padding when examples are batched at random (measured on one seeded shuffle).
+
+    Length-grouped batches only pay off when this is large: on data whose length tracks its content
+    (a synthetic task, one source), grouping makes every batch alike and slows learning a lot.
+    """
+    import random
+
+    lengths = [len(x) for x in input_ids]
+    random.Random(seed).shuffle(lengths)
+    real = total = 0
+    for i in range(0, len(lengths), max(batch_size, 1)):
+        chunk = lengths[i : i + batch_size]
+        real += sum(chunk)
+        total += max(chunk) * len(chunk)
+    return 1.0 - real / total if total else 0.0
+
+
 def _load_model(model_id: str, method: str, bf16: bool, tokenizer: Any):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -496,6 +518,8 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
 def _train(
     r: TrainConfig, card: cards.StudentCard | None, model_id: str, callbacks: list[Any]
 ) -> dict[str, Any]:
+    # bitsandbytes' CPU backend warns on import that it cannot fetch an optional kernel from the Hub
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     import torch
     from accelerate import PartialState
     from transformers import AutoTokenizer
@@ -598,12 +622,19 @@ def _train(
             use_liger = True
         except ImportError:
             pass
+    group = r.group_by_length
+    if group is None:
+        group = random_padding_share(dataset["input_ids"], r.batch_size, r.seed) > GROUP_BY_LENGTH_ABOVE
+    if packing:
+        sampling = "random"
+    else:
+        sampling = "group_by_length" if group else "random"
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),
         max_length=r.max_length,
         packing=packing,
         packing_strategy="bfd",
-        train_sampling_strategy="random" if packing else "group_by_length",
+        train_sampling_strategy=sampling,
         per_device_train_batch_size=r.batch_size,
         gradient_accumulation_steps=r.grad_accum,
         learning_rate=r.learning_rate,
@@ -669,6 +700,7 @@ def _train(
             "tokens_per_s": round(counter.real * state.num_processes / max(elapsed, 1e-9), 1),
             "padding_share": round(counter.padding_share, 4),
             "packing": packing,
+            "sampling": sampling,
             "processes": state.num_processes,
             "gradient_checkpointing": ckpt,
             "examples": stats.examples,
