@@ -1,7 +1,7 @@
 """The demo: a miniature R1 distillation, end to end on a laptop CPU, through the real stages.
 
-    distill demo                     # full size (~5-10 min on 2 cores), run folder runs/demo
-    distill demo --quick             # smaller sizes (< 90 s), same steps
+    distill demo                     # full size (~8 min on 2 cores), run folder runs/demo
+    distill demo --quick             # fewer prompts, students and eval problems (~4 min), same steps
     make demo
 
 Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
@@ -43,24 +43,24 @@ class DemoSizes:
     leaked: int  # eval problems planted in the prompt pool (decontamination must catch them)
     batch_size: int = 32
     teacher_lr: float = 3e-3
-    student_lr: float = 6e-3
+    student_lr: float = 3e-3
 
 
 FULL = DemoSizes(
     teacher_sft=4000,
-    teacher_steps=550,
+    teacher_steps=600,
     prompts=1000,
     samples=4,
-    student_steps=600,
+    student_steps=800,
     eval_problems=500,
     leaked=20,
 )
 QUICK = DemoSizes(
-    teacher_sft=2000,
-    teacher_steps=260,
-    prompts=240,
+    teacher_sft=4000,
+    teacher_steps=600,
+    prompts=250,
     samples=4,
-    student_steps=200,
+    student_steps=400,
     eval_problems=100,
     leaked=5,
 )
@@ -223,7 +223,15 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     }
     for name, (data, extra) in students.items():
         _train(
-            run_dir, name, run_dir / "student-init", data, sizes.student_steps, sizes.student_lr, seed, *extra
+            run_dir,
+            name,
+            run_dir / "student-init",
+            data,
+            sizes.student_steps,
+            sizes.student_lr,
+            seed,
+            sizes.batch_size,
+            *extra,
         )
 
     print("\n[7/8] evaluate every model on the held-out problems", file=sys.stderr)

@@ -3,8 +3,9 @@
     problems = make_problems(n=1000, seed=0, exclude=set())
     rec = gold_trace(problem)        # a trace record with the gold reasoning and `\\boxed{sum}`
 
-Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text is long
-enough (≥ 8 words) for the filter's 8-gram decontamination to see it.
+Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,
+so its single word 8-gram holds both numbers: the filter's 8-gram decontamination sees exactly the
+same problem, never a different one with the same wording.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ class Problem:
 
     @property
     def text(self) -> str:
-        return f"Add {self.a} and {self.b}. What is the sum of these two numbers?"
+        # exactly 8 words: its one word 8-gram holds both numbers, so decontamination matches only
+        # the same problem, never another one with the same wording
+        return f"Add {self.a} and {self.b}. What is the sum?"
 
     @property
     def answer(self) -> str:
