@@ -792,7 +792,12 @@ def report(
 def demo(
     output: Annotated[str, typer.Option("--output", "-o", help="Run folder.")] = "runs/demo",
     seed: Annotated[int, typer.Option(help="Seed for data, models, sampling and training.")] = 0,
-    quick: Annotated[bool, typer.Option(help="Fewer prompts, student steps and eval problems (about half the time), same steps.")] = False,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            help="Fewer prompts, student steps and eval problems (about half the time), same steps."
+        ),
+    ] = False,
 ) -> None:
     """Run a miniature R1 distillation end to end on CPU: teacher → traces → filter → students → eval → report."""
     from distill.demo import DemoConfig

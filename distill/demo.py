@@ -276,7 +276,7 @@ def demo_table(acc: dict[str, dict[str, float]], sizes: DemoSizes, funnel: dict[
         "What it shows: the student that learns from the teacher's reasoning, after rejection sampling keeps "
         "only verified traces, gets closest to the teacher; training on unfiltered traces also imitates the "
         "teacher's mistakes; without the reasoning a model this small cannot learn the task at all. "
-        f"Whole run: {seconds / 60:.1f} min.",
+        f"This invocation ran {seconds / 60:.1f} min (a re-run skips the steps already done).",
         "",
     ]
     return "\n".join(lines)

@@ -36,6 +36,7 @@ from distill.records import (
     check_manifest,
     read_manifest,
     read_records,
+    sft_parquet_schema,
     shard_paths,
     to_messages,
     write_manifest,
@@ -376,21 +377,6 @@ def _near_dup(lsh: Any, pid: str, problem: str) -> str | None:
 _PARQUET_BATCH = 1000
 
 
-def _parquet_schema():  # type: ignore[no-untyped-def]
-    import pyarrow as pa
-
-    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("prompt_id", pa.string()),
-            ("domain", pa.string()),
-            ("source", pa.string()),
-            ("messages", pa.list_(msg)),
-        ]
-    )
-
-
 def _pass3(
     cfg: FilterConfig, files: list[Path], work: Path, out: Path, checks: list[str], fails: dict, unit: str
 ) -> dict[str, Any]:
@@ -401,7 +387,7 @@ def _pass3(
         for p in shard_paths(out / sub):
             p.unlink()
     kept_w, rej_w = ShardWriter(out / "kept"), ShardWriter(out / "rejected")
-    schema = _parquet_schema()
+    schema = sft_parquet_schema()
     tmp_parquet = out / "kept" / ".data.parquet.tmp"
     pw = pq.ParquetWriter(tmp_parquet, schema)
     rows: list[dict[str, Any]] = []

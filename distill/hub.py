@@ -352,7 +352,7 @@ def stage_data(cfg: PushConfig, dest: Path) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from distill.records import read_records, to_messages
+        from distill.records import read_records, sft_parquet_schema, to_messages
 
         rows = [
             {
@@ -366,7 +366,9 @@ def stage_data(cfg: PushConfig, dest: Path) -> int:
         ]
         if not rows:
             raise UserError(f"--data {kept}: no kept traces")
-        pq.write_table(pa.Table.from_pylist(rows), dest / "data" / "train.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=sft_parquet_schema()), dest / "data" / "train.parquet"
+        )
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(dest / "data" / "train.parquet").metadata.num_rows

@@ -383,3 +383,19 @@ def to_messages(record: dict[str, Any], with_reasoning: bool = True) -> list[dic
         {"role": "user", "content": record["problem"]},
         {"role": "assistant", "content": assistant_text(record, with_reasoning)},
     ]
+
+
+def sft_parquet_schema():  # type: ignore[no-untyped-def]
+    """Arrow schema of the SFT Parquet files (`kept/data.parquet`, pushed datasets)."""
+    import pyarrow as pa
+
+    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("prompt_id", pa.string()),
+            ("domain", pa.string()),
+            ("source", pa.string()),
+            ("messages", pa.list_(msg)),
+        ]
+    )

@@ -47,6 +47,7 @@ from distill.records import (
     check_manifest,
     iter_lines,
     read_manifest,
+    sft_parquet_schema,
     shard_paths,
     to_messages,
     write_manifest,
@@ -621,21 +622,6 @@ def print_report(report: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- writing
 
 
-def _parquet_schema():  # type: ignore[no-untyped-def]
-    import pyarrow as pa
-
-    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("prompt_id", pa.string()),
-            ("domain", pa.string()),
-            ("source", pa.string()),
-            ("messages", pa.list_(msg)),
-        ]
-    )
-
-
 def _chosen_lines(kept: Path, chosen: dict[str, tuple[int, Prompt]]) -> Iterator[dict[str, Any]]:
     """The chosen records in input order, parsing only their lines (located by `load_prompts`)."""
     wanted: dict[int, dict[int, str]] = {}
@@ -667,7 +653,7 @@ def write_subset(kept: Path, out_kept: Path, chosen: dict[str, tuple[int, Prompt
     out_kept.mkdir(parents=True, exist_ok=True)
     for p in shard_paths(out_kept):
         p.unlink()
-    schema = _parquet_schema()
+    schema = sft_parquet_schema()
     tmp = out_kept / ".data.parquet.tmp"
     pw = pq.ParquetWriter(tmp, schema)
     rows: list[dict[str, Any]] = []
