@@ -11,7 +11,7 @@ varied LaTeX forms, ~30% wrong, a few truncated) and measures, in one run:
 - ours: `distill filter` (checks complete, format, correct, duplicate) with `--workers` processes,
   pool start-up and all writing included.
 Then runs the stage alone on `--rss` sizes in fresh processes and prints their peak RSS
-(main process and workers). Not a test: numbers go in docs/filter.md.
+(main process and workers). Not a test: numbers go in the README.
 """
 
 from __future__ import annotations

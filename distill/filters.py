@@ -8,7 +8,7 @@ Per-record checks (run in worker processes, cheap ones first, in `RECORD_CHECKS`
 Global checks run afterwards over the records that passed all of those, in input order:
 `duplicate` (exact (prompt, response) duplicates after normalisation; optional MinHash
 near-duplicate prompts) and `per_prompt` (at most k samples per prompt, shortest or seeded random).
-`distill/filter.py` runs them; `docs/filter.md` describes each.
+`distill/filter.py` runs them; the README describes each.
 """
 
 from __future__ import annotations
