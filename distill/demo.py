@@ -133,11 +133,13 @@ def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
 
 
 def _params(model: Path) -> int:
-    cfg = json.loads((model / "config.json").read_text())
-    h, L, inter, v = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"], cfg["vocab_size"]
-    kv = cfg["num_key_value_heads"] * (h // cfg["num_attention_heads"])
-    per_layer = 2 * h * h + 2 * h * kv + 2 * kv + h + 3 * h * inter + 2 * h
-    return L * per_layer + v * h + h
+    """Parameters stored in a saved model (tied embeddings counted once)."""
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(model / "model.safetensors"), framework="pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
 def _train(

@@ -237,12 +237,12 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     )
     resolved = {k: v for k, v in asdict(cfg).items() if k not in runtime_only}
     resolved["model"] = model
-    if check_manifest(out, "eval", resolved, cfg.overwrite) is False and cfg.overwrite and out.exists():
+    if not check_manifest(out, "eval", resolved, cfg.overwrite):  # fresh, or --overwrite of another config
         import shutil
 
-        for child in out.iterdir():
-            if child.is_dir() and (child / "samples-00000.jsonl").exists() or child.name == "results.json":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        for name, _, _ in benches:
+            shutil.rmtree(out / name, ignore_errors=True)
+        (out / "results.json").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "eval", resolved, inputs=[b[0] for b in benches], counts={})
 

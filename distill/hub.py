@@ -93,14 +93,9 @@ def check_model_dir(path: Path) -> str:
 
 
 def get_token() -> str:
-    token = os.environ.get("HF_TOKEN")
-    if not token:
-        try:
-            from huggingface_hub import get_token as hub_token
+    from huggingface_hub import get_token as hub_token
 
-            token = hub_token()
-        except Exception:  # pragma: no cover - very old hub
-            token = None
+    token = os.environ.get("HF_TOKEN") or hub_token()
     if not token:
         raise UserError(
             "no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run --to-dir)"
@@ -124,40 +119,43 @@ def _stage_folder(inp: str) -> Path:
     return p.parent if p.suffix == ".jsonl" else p
 
 
+def _data_root_of(p: Path) -> Path:
+    """A filter output folder, given it or its kept/ folder."""
+    return p.parent if p.name == "kept" else p
+
+
 def _data_root(data: str | None) -> Path | None:
     if not data:
         return None
     p = Path(data)
     if not p.exists():
         raise UserError(f"--data {p}: no such folder")
-    return p.parent if p.name == "kept" else p
+    return _data_root_of(p)
+
+
+def _generate_manifest(filter_root: Path | None) -> dict[str, Any] | None:
+    """The manifest of the generate run a filter output was made from (its inputs are shard files)."""
+    filt = _read_json(filter_root / "manifest.json") if filter_root else None
+    found = None
+    for inp in (filt or {}).get("inputs", []):
+        found = _read_json(_stage_folder(inp) / "manifest.json") or found
+    return found
 
 
 def gather(cfg: PushConfig) -> dict[str, Any]:
     """Collect what the card tells from the run's manifests: train, filter, generate, eval."""
-    model_dir = Path(cfg.model)
-    info: dict[str, Any] = {"train": _read_json(model_dir / "manifest.json")}
-    root = _data_root(cfg.data)
-    filt = _read_json(root / "manifest.json") if root else None
-    info["filter"] = filt
-    info["funnel"] = _read_json(root / "funnel.json") if root else None
-    gen = None
-    for inp in (filt or {}).get("inputs", []):
-        gen = _read_json(_stage_folder(inp) / "manifest.json") or gen
-    if gen is None and info["train"]:
-        for inp in info["train"].get("inputs", []):
-            cand = Path(inp)
-            filt2 = _read_json((cand.parent if cand.name == "kept" else cand) / "manifest.json")
-            for i2 in (filt2 or {}).get("inputs", []):
-                gen = _read_json(_stage_folder(i2) / "manifest.json") or gen
-    info["generate"] = gen
-    if cfg.results:
-        from distill.evaluate import load_results
+    from distill.evaluate import load_results
 
-        info["eval"] = load_results(cfg.results)
-    else:
-        info["eval"] = None
-    return info
+    train = _read_json(Path(cfg.model) / "manifest.json")
+    root = _data_root(cfg.data)
+    if root is None and train:  # no --data: follow the data the model was trained on
+        root = next((_data_root_of(Path(i)) for i in train.get("inputs", []) if Path(i).exists()), None)
+    return {
+        "train": train,
+        "funnel": _read_json(root / "funnel.json") if root else None,
+        "generate": _generate_manifest(root),
+        "eval": load_results(cfg.results) if cfg.results else None,
+    }
 
 
 # ---------------------------------------------------------------------------- cards

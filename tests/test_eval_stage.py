@@ -50,6 +50,10 @@ def test_eval_writes_results_and_samples_and_resumes(tmp_path, tiny_qwen, benchm
     assert len(list(read_records(out / "aime24", prefix="samples-"))) == 8
     with pytest.raises(UserError, match="different config"):
         run(_cfg(tmp_path, tiny_qwen, benchmarks_dir / "aime24.jsonl", temperature=1.0))
+    # --overwrite with another config starts afresh: no sample of the old run survives
+    run(_cfg(tmp_path, tiny_qwen, benchmarks_dir / "aime24.jsonl", temperature=1.0, limit=2, overwrite=True))
+    fresh = list(read_records(out / "aime24", prefix="samples-"))
+    assert sorted(s["id"] for s in fresh) == sorted(f"aime24-{i:03d}:{s}" for i in range(2) for s in range(2))
 
 
 def test_greedy_eval_is_deterministic(tmp_path, tiny_qwen):
