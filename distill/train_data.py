@@ -252,9 +252,10 @@ def guard(
         assistant = messages[-1]["content"]
         labelled = [t for t in ex.labels if t != IGNORE]
         text = tokenizer.decode(labelled, skip_special_tokens=False)
-        reasoning = (
-            assistant.split("</think>", 1)[0].replace("<think>", "") if "</think>" in assistant else ""
-        )
+        # the reasoning is what the first `</think>` closes, less the opening tag; a stray `<think>`
+        # the teacher wrote inside it (unfiltered traces have them) is part of the text to train
+        head = assistant.split("</think>", 1)[0].lstrip() if "</think>" in assistant else ""
+        reasoning = head.removeprefix("<think>")
         if reasoning.strip() and _norm(reasoning) not in _norm(text):
             raise UserError(
                 f"template guard: the chat template drops the reasoning from the assistant turn (example {i}): "

@@ -102,6 +102,15 @@ def test_guard_catches_template_that_drops_reasoning(tmp_path, tiny_tokenizer):
         td.tokenize_dataset(data, t, with_reasoning=True, max_length=512, cache_dir=tmp_path / "c")
 
 
+def test_guard_accepts_stray_think_tag_inside_reasoning(tmp_path, tok):
+    # a sampled teacher sometimes writes `<think>` again mid-reasoning; unfiltered data keeps it
+    data = write_kept(tmp_path / "kept", [trace(0, reasoning="3 + 1 =<think>\n4"), trace(1)])
+    ds, stats = td.tokenize_dataset(data, tok, with_reasoning=True, max_length=512, cache_dir=tmp_path / "c")
+    assert len(ds) == 2
+    text = tok.decode([t for t in ds[0]["labels"] if t != td.IGNORE])
+    assert "3 + 1 =<think>\n4\n</think>" in text
+
+
 def test_guard_catches_mask_over_prompt(tok):
     msgs = [
         {"role": "user", "content": "What is 3 + 1?"},
