@@ -3,6 +3,16 @@
     problems = make_problems(n=1000, seed=0, exclude=set())
     rec = gold_trace(problem)        # a trace record with the gold reasoning and `\\boxed{sum}`
 
+The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit + carry in = column sum):
+
+    <think>
+    3+9+0=12
+    8+6+1=15
+    9+9+1=19
+    </think>
+
+    The answer is \\boxed{1952}.
+
 Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,
 so its single word 8-gram holds both numbers: the filter's 8-gram decontamination sees exactly the
 same problem, never a different one with the same wording.
@@ -38,21 +48,20 @@ class Problem:
 
 
 def reasoning(p: Problem) -> str:
-    """Column-by-column addition, least significant digit first, with carries.
+    """Column-by-column addition, least significant digit first: one line per column.
 
-    Every column line has the same shape (`7 + 9 + 0 = 16, write 6, carry 1.`), so each digit sits at
-    a fixed distance from the digit it is copied from: a tiny model learns the task in a few hundred steps.
+    `7+9+1=17` reads "digit of a + digit of b + carry in = two-digit column sum"; the sum's tens
+    digit is the next column's carry, and the answer is the last carry (if any) followed by the
+    units digits from the last line to the first. Every line has the same shape, so each digit sits
+    at a fixed distance from the one it is copied from: a tiny model learns it in a few hundred steps.
     """
     da, db = str(p.a)[::-1], str(p.b)[::-1]
     carry = 0
     lines = []
     for x, y in zip(da, db, strict=True):
         s = int(x) + int(y) + carry
-        lines.append(f"{x} + {y} + {carry} = {s:02d}, write {s % 10}, carry {s // 10}.")
+        lines.append(f"{x}+{y}+{carry}={s:02d}")
         carry = s // 10
-    if carry:
-        lines.append(f"Bring down the carry {carry}.")
-    lines.append(f"So {p.a} + {p.b} = {p.a + p.b}.")
     return "\n".join(lines)
 
 
@@ -94,5 +103,7 @@ def gold_trace(p: Problem, source: str = "demo-gold") -> dict:
 
 
 def corpus(problems: list[Problem]) -> list[str]:
-    """Texts to train the demo tokenizer on."""
-    return [f"{p.text}\n<think>\n{reasoning(p)}\n</think>\n\n{answer_text(p)}" for p in problems]
+    """Texts to train the demo tokenizer on (the chat roles too, so each is one token)."""
+    return [
+        f"user\n{p.text}\nassistant\n<think>\n{reasoning(p)}\n</think>\n\n{answer_text(p)}" for p in problems
+    ]

@@ -110,8 +110,13 @@ def build_model(
     max_position_embeddings: int = 2048,
     seed: int = 0,
     tie_word_embeddings: bool = True,
+    initializer_range: float = 0.02,
 ) -> Path:
-    """Save a random-init Qwen2 or Llama causal LM sized to the tokenizer, with its tokenizer."""
+    """Save a random-init Qwen2 or Llama causal LM sized to the tokenizer, with its tokenizer.
+
+    `initializer_range` is the std of the normal init; tiny models learn position-dependent copying
+    (as in the demo's task) several times faster from ~0.06 than from the usual 0.02.
+    """
     import torch
     from transformers import (
         AutoTokenizer,
@@ -134,6 +139,7 @@ def build_model(
         num_key_value_heads=num_kv_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_word_embeddings,
+        initializer_range=initializer_range,
         eos_token_id=eos_id,
         pad_token_id=pad_id,
         bos_token_id=None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -13,17 +14,21 @@ from distill.verify import verify
 
 def test_gold_chain_of_thought_adds_correctly_and_verifies():
     for p in make_problems(300, seed=5):
-        text = reasoning(p)
-        digits = [int(m) for m in re.findall(r"write (\d)", text)]
-        carry = re.search(r"Bring down the carry (\d)", text)
-        value = sum(d * 10**i for i, d in enumerate(digits)) + (int(carry.group(1)) * 1000 if carry else 0)
-        assert value == p.a + p.b
+        lines = reasoning(p).splitlines()
+        assert len(lines) == 3
+        carry, units = 0, []
+        for line, x, y in zip(lines, str(p.a)[::-1], str(p.b)[::-1], strict=True):
+            m = re.fullmatch(r"(\d)\+(\d)\+([01])=(\d\d)", line)
+            assert m, line
+            assert (m[1], m[2], int(m[3])) == (x, y, carry)  # the column's digits and the carry in
+            assert int(m[4]) == int(x) + int(y) + carry
+            carry, units = int(m[4]) // 10, [m[4][1], *units]
+        # the answer is readable off the lines: the last carry, then the units digits from the last line
+        assert int(("1" if carry else "") + "".join(units)) == p.a + p.b
         rec = gold_trace(p)
         assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
-    assert reasoning(Problem(999, 999)).splitlines()[-2:] == [
-        "Bring down the carry 1.",
-        "So 999 + 999 = 1998.",
-    ]
+    assert reasoning(Problem(983, 969)) == "3+9+0=12\n8+6+1=15\n9+9+1=19"
+    assert gold_trace(Problem(983, 969))["content"] == "The answer is \\boxed{1952}."
 
 
 def test_problems_are_deterministic_distinct_and_exclusive():
@@ -36,8 +41,11 @@ def test_problems_are_deterministic_distinct_and_exclusive():
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, run_cli):
     out = tmp_path / "demo"
+    start = time.monotonic()
     proc = run_cli("demo", "--quick", "--output", out, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # quick mode takes ~75 s on 2 idle cores; twice that catches a regression without flaking on slow CI
+    assert time.monotonic() - start < 180
     funnel = json.loads((out / "filtered" / "funnel.json").read_text())
     assert funnel["kept"] + funnel["rejected"] == funnel["input"]
     remaining = funnel["input"]
