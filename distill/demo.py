@@ -6,7 +6,7 @@
 
 Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
   1. task data and tokenizer: 3-digit addition with a column-by-column chain of thought; a byte-level
-     BPE tokenizer trained locally; random-init Qwen2 teacher (~1M params) and student (~0.1M)
+     BPE tokenizer trained locally; random-init Qwen2 teacher (0.63M params) and student (0.13M)
   2. `distill train --method full` the teacher on gold chain-of-thought traces
   3. `distill eval` the teacher (greedy, T=0.7); stop with a clear message if it is not the good but
      imperfect sampler the demo needs
@@ -66,7 +66,7 @@ QUICK = DemoSizes(
 )
 
 # init std 0.06 instead of the usual 0.02: from 0.02 these models learn the task's position-dependent
-# copying far more slowly (measured: the teacher is 0.4% vs 99% correct greedy after 250 steps)
+# copying more slowly (measured: the teacher is 47.8% vs 95.4% correct greedy after 250 steps)
 TEACHER = dict(arch="qwen2", hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=256,
                initializer_range=0.06)  # fmt: skip
 STUDENT = dict(arch="qwen2", hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=128,
