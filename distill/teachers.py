@@ -372,6 +372,27 @@ class _RawConnection:
         return status, headers, body
 
 
+def _retrieve(tasks: list[asyncio.Task]) -> None:
+    """Mark finished tasks' exceptions as seen (they are being dropped for an earlier error)."""
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()
+
+
+def _certificate_error(e: BaseException) -> str | None:
+    """The reason, when `e` (or what caused it) is a failed TLS certificate verification."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return cur.verify_message or str(cur)
+        if "CERTIFICATE_VERIFY_FAILED" in str(cur):
+            return str(cur).split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip()
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
 class _Slot:
     """One in-flight request's worth of connections: raw keep-alive for http, httpx for https."""
 
@@ -557,8 +578,12 @@ class OpenAIBackend:
             while tasks or not results.empty():
                 done = loop.run_until_complete(next_batch())
                 launch()
-                for t in done:
-                    i, comps, err = t.result()
+                for k, t in enumerate(done):
+                    try:
+                        i, comps, err = t.result()
+                    except BaseException:
+                        _retrieve(done[k + 1 :])  # raise this one; the others are not "never retrieved"
+                        raise
                     if err is not None:
                         _fail(on_error, i, err)
                     yield i, comps
@@ -568,6 +593,7 @@ class OpenAIBackend:
                 t.cancel()
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            _retrieve([results.get_nowait() for _ in range(results.qsize())])
             for c in clients:
                 loop.run_until_complete(c.aclose())
             loop.close()
@@ -650,6 +676,12 @@ class OpenAIBackend:
 
                 if not isinstance(e, httpx.HTTPError | OSError | asyncio.LimitOverrunError | ValueError):
                     raise
+                cert = _certificate_error(e)
+                if cert is not None:  # configuration, not a passing fault: retrying cannot help
+                    raise UserError(
+                        f"{server.url}: TLS certificate verification failed ({cert}); if the server's "
+                        "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
+                    ) from None
                 last, wait = f"{url}: {type(e).__name__}: {self._redact(str(e))[:200]}", None
             if server.failed(self.bench_after, self.bench_seconds):
                 log.warning(

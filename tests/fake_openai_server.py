@@ -11,6 +11,7 @@ ended by closing the connection: they count as successes), `never` (always 500 f
 containing "NEVER"). Completions are `<think>reasoning for …</think>answer` (prompts containing
 "SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
 unless `honour_n`. Every request's Authorization header is recorded in `auth_headers`.
+`tls=(cert, key)` serves https (see `self_signed_cert`).
 `die_after=K` makes the server die when request K+1 arrives: it stops listening and aborts every
 open connection (in-flight requests included), as a crashed vLLM server would; `answered` counts
 the requests it did answer.
@@ -23,7 +24,47 @@ import asyncio
 import json
 import threading
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
+
+
+def self_signed_cert(folder: Path) -> tuple[str, str]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key: (cert file, key file)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    san = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(san, critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(cert_file), str(key_file)
 
 
 class FakeServer:
@@ -35,8 +76,10 @@ class FakeServer:
         host: str = "127.0.0.1",
         port: int = 0,
         die_after: int | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.faults = list(faults or [])
+        self.tls = tls  # (certificate file, key file): serve https
         self.die_after = die_after
         self.dead = False
         self.answered = 0
@@ -55,7 +98,7 @@ class FakeServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/v1"
 
     def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, str]:
         text = body["messages"][-1]["content"]
@@ -163,7 +206,13 @@ class FakeServer:
             writer.close()
 
     async def _main(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096)
+        ctx = None
+        if self.tls:
+            import ssl
+
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(*self.tls)
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, backlog=4096, ssl=ctx)
         self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         async with self._server:

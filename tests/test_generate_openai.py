@@ -16,7 +16,7 @@ import pytest
 from distill.generate import GenerateConfig, run
 from distill.records import read_records
 from distill.teachers import SamplingParams, make_backend
-from tests.fake_openai_server import FakeServer
+from tests.fake_openai_server import FakeServer, self_signed_cert
 
 KEY = "sk-test-SECRET-4f9a2c"
 
@@ -81,6 +81,33 @@ def test_missing_key_env_is_a_clear_error(tmp_path, run_cli):
     proc = run_cli("generate", "--teacher", "org/m", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
                    "--prompts", prompts, "--output", tmp_path / "o", "--api-key-env", "NO_SUCH_VAR_XYZ")  # fmt: skip
     assert proc.returncode == 2 and "NO_SUCH_VAR_XYZ" in proc.stderr
+
+
+def test_https_server_with_a_private_certificate(tmp_path, run_cli):
+    server = FakeServer(tls=self_signed_cert(tmp_path / "tls")).start()
+    try:
+        assert server.url.startswith("https://")
+        prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 1?" for i in range(6)])
+        out = tmp_path / "traces"
+        args = ["generate", "--teacher", "org/m", "--backend", "openai", "--base-url", server.url,
+                "--prompts", prompts, "--num-samples", "2", "--output", out, "--api-key-env", "TEST_API_KEY",
+                "--concurrency", "3", "--no-progress"]  # fmt: skip
+        env = {"TEST_API_KEY": KEY, "SSL_CERT_FILE": ""}
+        # not trusted: one clear line at once (a certificate is not retried), nothing written as done
+        start = time.monotonic()
+        proc = run_cli(*args, env=env, timeout=120)
+        assert proc.returncode == 2 and time.monotonic() - start < 30
+        assert "TLS certificate verification failed (self-signed certificate)" in proc.stderr
+        assert "SSL_CERT_FILE" in proc.stderr and "Traceback" not in proc.stderr
+        assert not out.exists() or not list(read_records(out))
+        # trusted through SSL_CERT_FILE, as for a server behind a private CA: every prompt, over TLS
+        proc = run_cli(*args, env={**env, "SSL_CERT_FILE": str(tmp_path / "tls" / "cert.pem")}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        ids = [r["id"] for r in read_records(out)]
+        assert len(ids) == 12 and len(set(ids)) == 12
+        assert server.auth_headers and all(h == f"Bearer {KEY}" for h in server.auth_headers)
+    finally:
+        server.stop()
 
 
 def test_n_parameter_and_spread_over_servers():
