@@ -1,0 +1,67 @@
+"""Teacher backends: sample chat completions from a model through one small Protocol.
+
+    backend = make_backend("transformers", "path/to/model")            # local generate (CPU/GPU)
+    backend = make_backend("openai", "deepseek-reasoner", base_urls=["https://api.deepseek.com/v1"],
+                           api_key_env="DEEPSEEK_API_KEY", concurrency=64)
+    backend = make_backend("vllm", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", tensor_parallel_size=1)
+    params = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32768, n=4, seed=0)
+    for index, completions in backend.generate([[{"role": "user", "content": "1+1?"}]], params):
+        ...  # index of the prompt, its n Completions, as each prompt finishes
+
+`generate` yields in completion order, so callers write as they go. A prompt that still fails after
+the backend's retries is reported through `on_error(index, message)` (it is then yielded with the
+samples that did succeed, possibly none); without `on_error`, the first failure raises
+`GenerationError`. Used by `distill generate` (teachers) and `distill eval` (students).
+
+Layout: `protocol.py` (SamplingParams, Completion, the Backend Protocol, split_reasoning), one
+module per backend (`transformers_backend.py`, `openai_backend.py` with its connections in
+`http_client.py`, `vllm_backend.py`), and the registry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from distill.errors import UserError
+from distill.teachers.openai_backend import OpenAIBackend
+from distill.teachers.protocol import (
+    Backend,
+    Completion,
+    ErrorHook,
+    GenerationError,
+    Messages,
+    SamplingParams,
+    split_reasoning,
+)
+from distill.teachers.transformers_backend import TransformersBackend
+from distill.teachers.vllm_backend import VLLMBackend
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Completion",
+    "ErrorHook",
+    "GenerationError",
+    "Messages",
+    "OpenAIBackend",
+    "SamplingParams",
+    "TransformersBackend",
+    "VLLMBackend",
+    "make_backend",
+    "split_reasoning",
+]
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "transformers": TransformersBackend,
+    "openai": OpenAIBackend,
+    "vllm": VLLMBackend,
+}
+
+
+def make_backend(name: str, model: str, **options: Any) -> Backend:
+    """Build backend `name` for `model`; options unknown to a backend are ignored."""
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend '{name}' (choose from: {', '.join(BACKENDS)})")
+    return BACKENDS[name](model, **options)

@@ -1,0 +1,399 @@
+"""The `openai` backend: any OpenAI-compatible chat server or fleet, async, bounded concurrency, retries.
+
+    backend = OpenAIBackend("deepseek-reasoner", base_urls=["https://api.deepseek.com/v1"],
+                            api_key_env="DEEPSEEK_API_KEY", concurrency=64)
+
+Several base URLs form a fleet: requests go round robin over the healthy servers; a server that
+keeps failing is benched for a while and its requests fail over to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import random
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from distill.errors import UserError
+from distill.teachers.http_client import Slot, certificate_error
+from distill.teachers.protocol import Completion, ErrorHook, Messages, SamplingParams, fail, split_reasoning
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Fatal(Exception):
+    pass
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _retrieve(tasks: list[asyncio.Task]) -> None:
+    """Mark finished tasks' exceptions as seen (they are being dropped for an earlier error)."""
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()
+
+
+@dataclass
+class _Server:
+    """One server of a fleet and its health."""
+
+    index: int
+    url: str
+    requests: int = 0
+    failures: int = 0
+    streak: int = 0  # failures in a row
+    benchings: int = 0
+    benched_until: float = 0.0
+    penalty: float = 0.0  # the next bench's length once benched (doubles, reset by a success)
+
+    def ok(self) -> None:
+        self.streak = 0
+        self.penalty = 0.0
+        self.benched_until = 0.0
+
+    def failed(self, bench_after: int, bench_seconds: float) -> bool:
+        """Count a failure; True when this one benches the server."""
+        self.failures += 1
+        self.streak += 1
+        now = time.monotonic()
+        if self.benched_until > now or self.streak < bench_after:
+            return False
+        # benched again right after a bench (a failed probe) -> twice as long
+        self.penalty = bench_seconds if self.penalty == 0.0 else min(600.0, self.penalty * 2)
+        self.benched_until = now + self.penalty
+        self.benchings += 1
+        return True
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat server (DeepSeek API, vLLM/SGLang serve, `transformers serve`).
+
+    Async with at most `concurrency` requests in flight over all `base_urls` (round robin);
+    a total per-request `timeout`; up to `max_retries` retries with exponential backoff and jitter
+    (`retry_backoff` × 2^attempt, capped at 60 s) on 429/5xx, timeouts, connection errors and
+    malformed responses, honouring `Retry-After`.
+
+    Several servers form a fleet with per-server failure isolation: a request that fails on one
+    server is retried at once on another living one (backoff only once every server failed it),
+    and a server failing `bench_after` times in a row is benched (skipped) for `bench_seconds`,
+    doubling each time it fails again after its bench (up to 10 min); one success clears it. When
+    every server is benched, the one whose bench ends first is probed. `n` samples use the `n` parameter; when a server
+    answers with fewer choices, the rest come from repeated single requests (seed + sample). The
+    API key is read from the environment variable `api_key_env` and never logged or stored.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_urls: list[str] | None = None,
+        api_key_env: str | None = None,
+        concurrency: int = 64,
+        timeout: float = 600.0,
+        max_retries: int = 6,
+        retry_backoff: float = 1.0,
+        think_tags: tuple[str, str] | list[str] = ("<think>", "</think>"),
+        reasoning: str = "auto",
+        system_prompt: str | None = None,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        bench_after: int = 3,
+        bench_seconds: float = 30.0,
+        **_: Any,
+    ) -> None:
+        self.model = model
+        urls = [u.rstrip("/") for u in (base_urls or []) if u]
+        if not urls:
+            raise UserError("openai backend: no server URL (give --base-url or base_url in the teacher card)")
+        self.base_urls = urls
+        self.concurrency = max(1, int(concurrency))
+        self.timeout = float(timeout)
+        self.max_retries = max(0, int(max_retries))
+        self.retry_backoff = float(retry_backoff)
+        self.think_tags = tuple(think_tags)
+        self.reasoning = reasoning
+        self.system_prompt = system_prompt
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self._key: str | None = None
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise UserError(
+                    f"openai backend: environment variable {api_key_env} (the API key) is not set"
+                )
+            self._key = key
+        self._n_supported: bool | None = None
+        self.bench_after = max(1, int(bench_after))
+        self.bench_seconds = float(bench_seconds)
+        self.servers = [_Server(k, u) for k, u in enumerate(urls)]
+        self._next_url = -1
+        self.requests = 0
+        self.retries = 0
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIBackend(model={self.model!r}, base_urls={self.base_urls!r})"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key else text
+
+    def generate(
+        self, prompts: list[Messages], params: SamplingParams, on_error: ErrorHook | None = None
+    ) -> Iterator[tuple[int, list[Completion]]]:
+        loop = asyncio.new_event_loop()
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        # One slot per request in flight, each with its own keep-alive connection(s): a shared
+        # httpx pool scans every connection on each request (O(concurrency) CPU per request).
+        ctx = ssl.create_default_context()
+        try:
+            import certifi
+
+            ctx.load_verify_locations(certifi.where())
+        except ImportError:
+            pass
+        clients = [Slot(headers, ctx) for _ in range(self.concurrency)]
+        slots: asyncio.Queue = asyncio.Queue()
+        for c in clients:
+            slots.put_nowait(c)
+        window = max(2 * self.concurrency, 32)
+        items = iter(enumerate(prompts))
+        results: asyncio.Queue = asyncio.Queue()
+        tasks: set[asyncio.Task] = set()
+
+        def launch() -> None:
+            for i, msgs in items:
+                t = loop.create_task(self._prompt(slots, i, msgs, params))
+                tasks.add(t)
+                t.add_done_callback(lambda t: (tasks.discard(t), results.put_nowait(t)))
+                if len(tasks) >= window:
+                    return
+
+        async def next_batch() -> list[asyncio.Task]:
+            batch = [await results.get()]
+            while not results.empty():
+                batch.append(results.get_nowait())
+            return batch
+
+        try:
+            launch()
+            while tasks or not results.empty():
+                done = loop.run_until_complete(next_batch())
+                launch()
+                for k, t in enumerate(done):
+                    try:
+                        i, comps, err = t.result()
+                    except BaseException:
+                        _retrieve(done[k + 1 :])  # raise this one; the others are not "never retrieved"
+                        raise
+                    if err is not None:
+                        fail(on_error, i, err)
+                    yield i, comps
+        finally:
+            pending = list(tasks)
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            _retrieve([results.get_nowait() for _ in range(results.qsize())])
+            for c in clients:
+                loop.run_until_complete(c.aclose())
+            loop.close()
+
+    async def _prompt(
+        self, slots: asyncio.Queue, index: int, msgs: Messages, params: SamplingParams
+    ) -> tuple[int, list[Completion], str | None]:
+        if self.system_prompt and not any(m["role"] == "system" for m in msgs):
+            msgs = [{"role": "system", "content": self.system_prompt}, *msgs]
+        n = max(1, params.n)
+        comps: list[Completion] = []
+        errors: list[str] = []
+        if self._n_supported is not False:
+            try:
+                comps.extend(await self._request(slots, msgs, params, n, 0))
+            except _Fatal as e:
+                return index, comps, str(e)
+            if n > 1 and self._n_supported is None:
+                self._n_supported = len(comps) >= n
+                if not self._n_supported:
+                    log.info("server ignores n; sending one request per sample")
+        missing = n - len(comps)
+        if missing > 0:
+            results = await asyncio.gather(
+                *(self._request(slots, msgs, params, 1, len(comps) + j) for j in range(missing)),
+                return_exceptions=True,
+            )
+            for r in results:
+                if isinstance(r, BaseException):
+                    if not isinstance(r, _Fatal):
+                        raise r
+                    errors.append(str(r))
+                else:
+                    comps.extend(r[:1])
+        return index, comps[:n], (errors[0] if errors else None)
+
+    async def _request(
+        self, slots: asyncio.Queue, msgs: Messages, params: SamplingParams, n: int, offset: int
+    ) -> list[Completion]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": msgs,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+        }
+        if n > 1:
+            body["n"] = n
+        if params.top_k:
+            body["top_k"] = params.top_k
+        if params.seed is not None:
+            body["seed"] = int(params.seed) + offset
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if self.chat_template_kwargs:
+            body["chat_template_kwargs"] = self.chat_template_kwargs
+        payload = json.dumps(body).encode("utf-8")
+        last = "no attempt"
+        tried: set[int] = set()  # servers this request failed on since its last backoff sleep
+        for attempt in range(self.max_retries + 1):
+            client = await slots.get()  # at most `concurrency` requests in flight
+            server = self._pick(tried)  # picked once a slot is free: health is current
+            url = server.url + "/chat/completions"
+            try:
+                try:
+                    self.requests += 1
+                    server.requests += 1
+                    data = await asyncio.wait_for(self._post(client, url, payload), self.timeout)
+                finally:
+                    slots.put_nowait(client)
+                completions = self._parse(data)
+                server.ok()
+                return completions
+            except _Retryable as e:
+                last, wait = str(e), e.retry_after
+            except asyncio.TimeoutError:
+                last, wait = f"{url}: timed out after {self.timeout:g} s", None
+            except Exception as e:  # connection reset, refused, protocol errors
+                import httpx
+
+                if not isinstance(e, httpx.HTTPError | OSError | asyncio.LimitOverrunError | ValueError):
+                    raise
+                cert = certificate_error(e)
+                if cert is not None:  # configuration, not a passing fault: retrying cannot help
+                    raise UserError(
+                        f"{server.url}: TLS certificate verification failed ({cert}); if the server's "
+                        "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
+                    ) from None
+                last, wait = f"{url}: {type(e).__name__}: {self._redact(str(e))[:200]}", None
+            if server.failed(self.bench_after, self.bench_seconds):
+                log.warning(
+                    "benched %s for %.0f s after %d failures in a row (last: %s)",
+                    server.url,
+                    server.benched_until - time.monotonic(),
+                    server.streak,
+                    last,
+                )
+            tried.add(server.index)
+            if attempt == self.max_retries:
+                break
+            self.retries += 1
+            if wait is None and self._healthy(tried):
+                continue  # fail over to another living server at once
+            tried.clear()
+            delay = min(60.0, self.retry_backoff * 2**attempt) * (0.5 + random.random() / 2)
+            if wait is not None:
+                delay = max(delay, min(wait, 300.0))
+            log.debug("retrying after %.2f s: %s", delay, last)
+            await asyncio.sleep(delay)
+        raise _Fatal(f"failed after {self.max_retries + 1} attempts: {last}")
+
+    def _healthy(self, exclude: set[int]) -> list[_Server]:
+        now = time.monotonic()
+        return [s for s in self.servers if s.index not in exclude and s.benched_until <= now]
+
+    def _pick(self, exclude: set[int]) -> _Server:
+        """Round robin over the servers that are not benched and not in `exclude`; when none is
+        left, the unbenched ones, else the one whose bench ends first (a probe)."""
+        candidates = self._healthy(exclude) or self._healthy(set())
+        if not candidates:
+            return min(self.servers, key=lambda s: s.benched_until)
+        self._next_url += 1
+        return candidates[self._next_url % len(candidates)]
+
+    def server_stats(self) -> dict[str, dict[str, int]]:
+        """Per server: requests sent, failed attempts, times benched."""
+        return {
+            s.url: {"requests": s.requests, "failures": s.failures, "benched": s.benchings}
+            for s in self.servers
+        }
+
+    async def _post(self, slot: Slot, url: str, payload: bytes) -> dict[str, Any]:
+        status, headers, body = await slot.post(url, payload)
+        text = body.decode("utf-8", errors="replace")
+        if status != 200:
+            msg = f"{url}: HTTP {status}: {self._redact(text)[:200]}"
+            if status in RETRY_STATUS or status >= 500:
+                raise _Retryable(msg, _retry_after(headers.get("retry-after")))
+            raise _Fatal(msg)
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise _Retryable(f"{url}: malformed JSON response ({len(text)} bytes)") from None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
+            raise _Retryable(f"{url}: response has no choices")
+        return data
+
+    def _parse(self, data: dict[str, Any]) -> list[Completion]:
+        usage = data.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        total_out = int(usage.get("completion_tokens") or 0)
+        parsed = []
+        for ch in data["choices"]:
+            msg = ch.get("message") or {}
+            if not isinstance(msg, dict):
+                raise _Retryable("malformed choice in response")
+            content = msg.get("content") or ""
+            rc = msg.get("reasoning_content") or msg.get("reasoning")
+            finish = ch.get("finish_reason")
+            if rc and self.reasoning != "think_tags":
+                reasoning, content = str(rc).strip(), str(content).strip()
+                closed = bool(content) or finish == "stop"
+            else:
+                reasoning, content, closed = split_reasoning(str(content), self.think_tags)
+            parsed.append((reasoning, content, finish, closed))
+        # One usage per response: split completion tokens over the choices by text length (sums stay exact).
+        sizes = [max(1, len(r) + len(c)) for r, c, _, _ in parsed]
+        shares = [total_out * s // sum(sizes) for s in sizes]
+        shares[0] += total_out - sum(shares)
+        return [
+            Completion(r, c, f, prompt_tokens, shares[k], closed)
+            for k, (r, c, f, closed) in enumerate(parsed)
+        ]

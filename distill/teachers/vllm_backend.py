@@ -1,0 +1,104 @@
+"""The `vllm` backend: vLLM's offline engine on local GPUs (tensor/pipeline parallel, also in Ray actors).
+
+    backend = VLLMBackend("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", tensor_parallel_size=1)
+
+Registered as "vllm" in `distill.teachers.BACKENDS`; needs `pip install 'distill[vllm]'` and a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from distill.errors import UserError
+from distill.teachers.protocol import Completion, ErrorHook, Messages, SamplingParams, split_reasoning
+
+
+class VLLMBackend:
+    """Offline `vllm.LLM` with `SamplingParams(n=…)`; imported only when chosen (`distill[vllm]`).
+
+    `tensor_parallel_size` × `pipeline_parallel_size` GPUs per engine (vLLM places them itself).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str,
+        tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
+        max_model_len: int | None = None,
+        gpu_memory_utilization: float = 0.9,
+        dtype: str = "auto",
+        seed: int = 0,
+        chunk_size: int = 1024,
+        chat_template_kwargs: dict[str, Any] | None = None,
+        think_tags: tuple[str, str] | list[str] = ("<think>", "</think>"),
+        system_prompt: str | None = None,
+        **_: Any,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError:
+            raise UserError(
+                "the vllm backend needs vLLM: pip install 'distill[vllm]' (on a CUDA machine)"
+            ) from None
+        self.model = model
+        self.chunk_size = max(1, int(chunk_size))
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.think_tags = tuple(think_tags)
+        self.system_prompt = system_prompt
+        kw: dict[str, Any] = dict(
+            model=model,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            dtype=dtype,
+            seed=seed,
+        )
+        if pipeline_parallel_size > 1:
+            kw["pipeline_parallel_size"] = pipeline_parallel_size
+        if max_model_len:
+            kw["max_model_len"] = max_model_len
+        self._vllm = vllm
+        self.llm = vllm.LLM(**kw)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(
+        self, prompts: list[Messages], params: SamplingParams, on_error: ErrorHook | None = None
+    ) -> Iterator[tuple[int, list[Completion]]]:
+        sp = self._vllm.SamplingParams(
+            n=max(1, params.n),
+            temperature=params.temperature,
+            top_p=params.top_p if params.temperature else 1.0,
+            top_k=params.top_k or -1,
+            max_tokens=params.max_tokens,
+            seed=params.seed,
+            stop=list(params.stop) or None,
+        )
+        convs = []
+        for m in prompts:
+            if self.system_prompt and not any(x["role"] == "system" for x in m):
+                m = [{"role": "system", "content": self.system_prompt}, *m]
+            convs.append(m)
+        for start in range(0, len(convs), self.chunk_size):
+            chunk = convs[start : start + self.chunk_size]
+            texts = [
+                self.tokenizer.apply_chat_template(
+                    c, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs
+                )
+                for c in chunk
+            ]
+            # token ids, not text: the rendered template already holds any BOS token
+            token_prompts = [
+                {"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts
+            ]
+            outs = self.llm.generate(token_prompts, sp, use_tqdm=False)
+            for k, out in enumerate(outs):
+                opened = texts[k].rstrip().endswith(self.think_tags[0])
+                comps = []
+                for o in out.outputs:
+                    r, c, closed = split_reasoning(o.text, self.think_tags, opened=opened)
+                    comps.append(
+                        Completion(r, c, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), closed)
+                    )
+                yield start + k, comps
