@@ -12,6 +12,7 @@ token; the prompt (and anything the template writes after the end-of-turn token)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -100,21 +101,27 @@ def load_messages(data: str, with_reasoning: bool = True, split: str = "train") 
     elif path.exists():
         raise UserError(f"{path}: unsupported data file (expected a kept/ folder, .jsonl or .parquet)")
     else:
-        import datasets
-
-        try:
-            ds = datasets.load_dataset(data, split=split)
-        except Exception as e:  # noqa: BLE001 - any failure to find the dataset is the user's to fix
-            raise UserError(f"{data}: not a local file/folder and not a loadable dataset id ({e})") from None
-        for i, row in enumerate(ds):
+        for i, row in enumerate(_hub_dataset(data, split)):
             out.append(_messages_from_row(dict(row), f"{data}: row {i}", with_reasoning))
     if not out:
         raise UserError(f"{data}: no training examples found")
     return out
 
 
-def data_fingerprint(data: str) -> str:
-    """A hash of the data's bytes (local) or of its id and dataset fingerprint (Hub)."""
+@functools.lru_cache(maxsize=4)
+def _hub_dataset(data: str, split: str) -> Any:
+    """A Hub dataset by id (loaded once per process: the fingerprint and the rows both need it)."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(data, split=split)
+    except Exception as e:  # noqa: BLE001 - any failure to find the dataset is the user's to fix
+        raise UserError(f"{data}: not a local file/folder and not a loadable dataset id ({e})") from None
+
+
+def data_fingerprint(data: str, split: str = "train") -> str:
+    """A hash of the data's bytes (local), or of a Hub dataset's id and `datasets` fingerprint of the
+    files it loaded, which changes with the dataset's revision (a cached tokenization never goes stale)."""
     h = hashlib.sha256()
     path = Path(data)
     files = records.shard_paths(path) if path.is_dir() else [path] if path.exists() else []
@@ -126,6 +133,7 @@ def data_fingerprint(data: str) -> str:
                     h.update(block)
     else:
         h.update(data.encode())
+        h.update(_hub_dataset(data, split)._fingerprint.encode())
     return h.hexdigest()
 
 

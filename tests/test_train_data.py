@@ -194,6 +194,39 @@ def test_loads_parquet_messages_and_rejects_bad_rows(tmp_path):
         td.load_messages(str(tmp_path / "empty"))
 
 
+def test_hub_dataset_cache_follows_the_revision(tmp_path, tok, monkeypatch):
+    """A Hub dataset id is cached by the files it loaded: a new revision is tokenized afresh."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def revision(name: str, answer: str) -> str:
+        msgs = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}]]
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({"messages": msgs}), path)
+        return str(path)
+
+    files = {"org/ds": revision("rev1", "first answer")}
+    real = datasets.load_dataset
+    # the Hub cannot be reached here: the id resolves to the local parquet file of its current revision
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda d, split: real("parquet", data_files=files[d], split=split)
+    )
+
+    def tokenize():
+        td._hub_dataset.cache_clear()  # a new process
+        return td.tokenize_dataset(
+            "org/ds", tok, with_reasoning=True, max_length=512, cache_dir=tmp_path / "c"
+        )
+
+    ds, stats = tokenize()
+    assert not stats.cached and "first answer" in tok.decode(ds[0]["input_ids"])
+    assert tokenize()[1].cached  # the same revision: from the cache
+    files["org/ds"] = revision("rev2", "second answer")  # the dataset was updated on the Hub
+    ds, stats = tokenize()
+    assert not stats.cached and "second answer" in tok.decode(ds[0]["input_ids"])
+
+
 def test_rejected_traces_are_skipped(tmp_path):
     traces = [trace(0), {**trace(1), "verdict": "wrong_answer"}]
     data = write_kept(tmp_path / "kept", traces)
