@@ -376,6 +376,14 @@ def train_cmd(
             "--no-reasoning", help="Train on answers only: the assistant turn without the think block."
         ),
     ] = False,
+    all_turns: Annotated[
+        bool,
+        typer.Option(
+            "--all-turns",
+            help="Multi-turn data: train every assistant turn, not only the last (the chat template must "
+            "render history unchanged).",
+        ),
+    ] = False,
     max_steps: Annotated[
         int | None,
         typer.Option("--max-steps", help="Stop after this many optimizer steps (overrides --epochs)."),
@@ -509,6 +517,7 @@ def train_cmd(
         output=output,
         method=method,
         no_reasoning=no_reasoning,
+        all_turns=all_turns,
         max_steps=max_steps,
         epochs=epochs,
         learning_rate=learning_rate,

@@ -94,6 +94,7 @@ class TrainConfig:
     output: str | None = None
     method: str | None = None  # lora | qlora | full
     no_reasoning: bool = False
+    all_turns: bool = False  # multi-turn data: train every assistant turn, not only the last
     max_steps: int | None = None
     epochs: float | None = None
     learning_rate: float | None = None
@@ -199,6 +200,8 @@ def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
     d = dataclasses.asdict(resolved)
     for k in RUNTIME_FIELDS:
         d.pop(k, None)
+    if not d.get("all_turns"):  # absent when off: runs from before the option still resume
+        d.pop("all_turns", None)
     d["data"] = (
         str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
     )
@@ -559,6 +562,7 @@ def _train(
             r.data,
             tokenizer,
             with_reasoning=not r.no_reasoning,
+            all_turns=r.all_turns,
             max_length=r.max_length,
             overlong=r.overlong,
             cache_dir=r.cache_dir,

@@ -2,12 +2,13 @@
 
     examples = load_messages("runs/kept", with_reasoning=True)      # kept/ shards, .jsonl, .parquet, HF id
     apply_chat_settings(tokenizer, "chatml", "<|im_end|>")
-    ex = tokenize_example(messages, tokenizer, eos_id)             # input_ids + labels (-100 off-target)
-    guard(sample, tokenizer, eos_id)                               # fails loudly with an example
-    ds, stats = tokenize_dataset(examples, tokenizer, ...)          # cached on disk, reused on re-runs
+    ex = tokenize_example(messages, tokenizer)                     # input_ids + labels (-100 off-target)
+    guard([(messages, ex), ...], tokenizer)                        # fails loudly with an example
+    ds, stats = tokenize_dataset("runs/kept", tokenizer, ...)       # cached on disk, reused on re-runs
 
 The loss mask covers exactly the last assistant turn, from its first token through its end-of-turn
 token; the prompt (and anything the template writes after the end-of-turn token) is never trained.
+With `all_turns`, every assistant turn of a multi-turn conversation is trained the same way.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def _messages_from_row(row: dict[str, Any], where: str, with_reasoning: bool) ->
                 f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')"
             )
         if not with_reasoning:
-            out[-1]["content"] = strip_reasoning(out[-1]["content"])
+            for m in out:
+                if m["role"] == "assistant":
+                    m["content"] = strip_reasoning(m["content"])
         return out
     for key in ("problem", "content"):
         if key not in row:
@@ -225,12 +228,54 @@ def render(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, str]:
     return prompt, completion[: cut + len(eos)]
 
 
-def tokenize_example(messages: list[dict[str, str]], tokenizer: Any) -> Tokenized:
-    """input_ids = prompt + assistant turn through eos; labels = -100 on the prompt, ids on the turn."""
+def history_turns(tokenizer: Any, messages: list[dict[str, str]], prompt: str) -> list[tuple[int, int]]:
+    """Character spans in `prompt` of the earlier assistant turns, each through its end-of-turn token.
+
+    Each turn must render at the same place in the whole conversation as it does when it is the last
+    turn; templates that rewrite history (R1's drop earlier reasoning) cannot train every turn.
+    """
+    eos = tokenizer.eos_token
+    spans = []
+    for i, m in enumerate(messages[:-1]):
+        if m["role"] != "assistant":
+            continue
+        start, turn = render(tokenizer, messages[: i + 1])
+        if not prompt.startswith(start + turn):
+            raise UserError(
+                f"--all-turns: the chat template renders assistant turn {i} differently inside the "
+                f"conversation than as its last turn (it rewrites history, e.g. drops earlier reasoning): "
+                f"turn starts {turn[:60]!r}; train the last turn only (without --all-turns)"
+            )
+        spans.append((len(start), len(start) + len(turn)))
+        assert turn.endswith(eos)
+    return spans
+
+
+def tokenize_example(messages: list[dict[str, str]], tokenizer: Any, all_turns: bool = False) -> Tokenized:
+    """input_ids = prompt + assistant turn through eos; labels = -100 on the prompt, ids on the turn.
+
+    With `all_turns`, the earlier assistant turns of a multi-turn conversation are trained too
+    (their spans are kept in `extra["history"]`, token offsets, for the guard).
+    """
     prompt, completion = render(tokenizer, messages)
-    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    spans = history_turns(tokenizer, messages, prompt) if all_turns else []
+    ids: list[int] = []
+    labels: list[int] = []
+    history: list[list[int]] = []
+    at = 0
+    for a, b in [*spans, (len(prompt), len(prompt))]:
+        piece = tokenizer(prompt[at:a], add_special_tokens=False)["input_ids"] if a > at else []
+        ids += piece
+        labels += [IGNORE] * len(piece)
+        if b > a:
+            turn = tokenizer(prompt[a:b], add_special_tokens=False)["input_ids"]
+            history.append([len(ids), len(ids) + len(turn)])
+            ids += turn
+            labels += turn
+        at = b
     c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-    return Tokenized(p_ids + c_ids, [IGNORE] * len(p_ids) + list(c_ids), prompt, completion)
+    extra = {"history": history, "prompt_len": len(ids)} if history else {}
+    return Tokenized(ids + c_ids, labels + list(c_ids), prompt, completion, extra)
 
 
 def _norm(text: str) -> str:
@@ -275,9 +320,25 @@ def guard(
             raise UserError(
                 f"template guard: the answer is missing from the trained tokens (example {i}): {text[:200]!r}"
             )
-        first = next((k for k, t in enumerate(ex.labels) if t != IGNORE), len(ex.labels))
-        last = max((k for k, t in enumerate(ex.labels) if t != IGNORE), default=-1)
-        if any(t == IGNORE for t in ex.labels[first : last + 1]):
+        labels = list(ex.labels)
+        if ex.extra.get("history"):  # earlier assistant turns (--all-turns): trained whole, nothing else
+            for a, b in ex.extra["history"]:
+                if ex.input_ids[b - 1] != eos_id or any(t == IGNORE for t in labels[a:b]):
+                    raise UserError(
+                        f"template guard: an earlier assistant turn is not trained whole through {eos!r} "
+                        f"(example {i})"
+                    )
+                labels[a:b] = [IGNORE] * (b - a)  # the checks below are about the last turn
+            n = ex.extra["prompt_len"]
+            stray = [ex.input_ids[k] for k in range(n) if labels[k] != IGNORE]
+            if stray:
+                raise UserError(
+                    f"template guard: the loss mask does not cover exactly the assistant turns (example {i}): "
+                    f"prompt tokens are trained: {tokenizer.decode(stray)[:200]!r}"
+                )
+        first = next((k for k, t in enumerate(labels) if t != IGNORE), len(labels))
+        last = max((k for k, t in enumerate(labels) if t != IGNORE), default=-1)
+        if any(t == IGNORE for t in labels[first : last + 1]):
             raise UserError(
                 f"template guard: the loss mask has holes inside the assistant turn (example {i})"
             )
@@ -286,9 +347,18 @@ def guard(
                 f"template guard: the loss mask does not end with the end-of-turn token {eos!r} (example {i}): "
                 f"trained text ends {text[-80:]!r}; the model would never learn to stop"
             )
-        prompt_ids = tokenizer(ex.prompt_text or _prompt_of(tokenizer, messages), add_special_tokens=False)[
-            "input_ids"
-        ]
+        prompt_text = ex.prompt_text or _prompt_of(tokenizer, messages)
+        if ex.extra.get("history"):  # tokenized in pieces around the trained turns: compare the text
+            same = _norm(tokenizer.decode(ex.input_ids[:first], skip_special_tokens=False)) == _norm(
+                prompt_text
+            )
+            prompt_ids = (
+                ex.input_ids[:first]
+                if same
+                else tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+            )
+        else:
+            prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         if first != len(prompt_ids) or ex.input_ids[:first] != prompt_ids:
             leaked = (
                 tokenizer.decode(ex.input_ids[first : len(prompt_ids)]) if first < len(prompt_ids) else ""
@@ -342,6 +412,7 @@ def tokenize_dataset(
     cache_dir: str | os.PathLike | None = None,
     guard_sample: int = 64,
     progress: bool = True,
+    all_turns: bool = False,
 ):
     """Load, template, tokenize, guard and length-filter `data`; cached by (data, tokenizer, settings).
 
@@ -361,6 +432,7 @@ def tokenize_dataset(
             max_length,
             overlong,
         ]
+        + (["all_turns"] if all_turns else [])  # (keeps the keys of existing caches)
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     root = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -378,7 +450,7 @@ def tokenize_dataset(
     stats = DataStats(examples=len(conversations))
     pairs: list[tuple[list[dict[str, str]], Tokenized]] = []
     for msgs in _progress(conversations, "tokenizing", progress):
-        pairs.append((msgs, tokenize_example(msgs, tokenizer)))
+        pairs.append((msgs, tokenize_example(msgs, tokenizer, all_turns)))
     guard(pairs, tokenizer, guard_sample)
 
     input_ids: list[list[int]] = []

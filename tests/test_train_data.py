@@ -111,6 +111,68 @@ def test_guard_accepts_stray_think_tag_inside_reasoning(tmp_path, tok):
     assert "3 + 1 =<think>\n4\n</think>" in text
 
 
+MULTI = [
+    {"role": "user", "content": "What is 2 + 2?"},
+    {"role": "assistant", "content": "<think>\n2 + 2 = 4\n</think>\n\nIt is 4."},
+    {"role": "user", "content": "And times 3?"},
+    {"role": "assistant", "content": "<think>\n4 * 3 = 12\n</think>\n\nIt is 12."},
+]
+
+
+def test_all_turns_trains_every_assistant_turn(tok):
+    def trained(ex):  # the trained token runs, decoded
+        runs, cur = [], []
+        for t, lab in zip(ex.input_ids, ex.labels, strict=True):
+            if lab != td.IGNORE:
+                cur.append(t)
+            elif cur:
+                runs, cur = [*runs, cur], []
+        return [tok.decode(r) for r in [*runs, cur] if r]
+
+    last = td.tokenize_example(MULTI, tok)
+    assert trained(last) == ["<think>\n4 * 3 = 12\n</think>\n\nIt is 12.<|im_end|>"]
+    both = td.tokenize_example(MULTI, tok, all_turns=True)
+    assert trained(both) == [
+        "<think>\n2 + 2 = 4\n</think>\n\nIt is 4.<|im_end|>",
+        "<think>\n4 * 3 = 12\n</think>\n\nIt is 12.<|im_end|>",
+    ]
+    assert tok.decode(both.input_ids) == tok.decode(last.input_ids)  # the same text, more of it trained
+    td.guard([(MULTI, both), (MULTI, last)], tok)  # both pass the template guard
+    # a single-turn example is the same either way
+    one = MULTI[:2]
+    assert td.tokenize_example(one, tok, all_turns=True) == td.tokenize_example(one, tok)
+    # the guard still catches a mask that trains the user's words
+    bad = td.Tokenized(
+        both.input_ids, list(both.input_ids), both.prompt_text, both.completion_text, both.extra
+    )
+    with pytest.raises(UserError, match="prompt tokens are trained"):
+        td.guard([(MULTI, bad)], tok)
+
+
+def test_all_turns_refuses_a_template_that_rewrites_history(tiny_tokenizer):
+    t = AutoTokenizer.from_pretrained(tiny_tokenizer)
+    t.chat_template = R1_DISTILL_LIKE.replace(  # R1-style: earlier turns lose their reasoning
+        "{% if message['role'] == 'assistant' and '</think>' in content %}",
+        "{% if message['role'] == 'assistant' and '</think>' in content and not loop.last %}",
+    )
+    td.apply_chat_settings(t, "model", None)
+    td.tokenize_example(MULTI, t)  # the last turn alone is fine
+    with pytest.raises(UserError, match="renders assistant turn 1 differently"):
+        td.tokenize_example(MULTI, t, all_turns=True)
+
+
+def test_all_turns_through_the_train_cli(tmp_path, tiny_qwen, run_cli):
+    data = tmp_path / "multi.jsonl"
+    data.write_text(json.dumps({"messages": MULTI}) + "\n")
+    out = tmp_path / "m"
+    args = ["train", "--student", tiny_qwen, "--data", data, "--method", "full", "--max-steps", "1",
+            "--output", out, "--chat-template", "chatml", "--all-turns"]  # fmt: skip
+    proc = run_cli(*args, env={"DISTILL_CACHE": str(tmp_path / "cache")}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "manifest.json").read_text())
+    assert summary["config"]["all_turns"] is True
+
+
 def test_guard_catches_mask_over_prompt(tok):
     msgs = [
         {"role": "user", "content": "What is 3 + 1?"},
