@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
-from distill.records import ShardWriter, atomic_write_json, check_manifest, read_records, write_manifest
+from distill.records import ShardWriter, atomic_write_json, finished_output, read_records, write_manifest
 
 
 @dataclass
@@ -237,12 +237,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     )
     resolved = {k: v for k, v in asdict(cfg).items() if k not in runtime_only}
     resolved["model"] = model
-    if not check_manifest(out, "eval", resolved, cfg.overwrite):  # fresh, or --overwrite of another config
-        import shutil
-
-        for name, _, _ in benches:
-            shutil.rmtree(out / name, ignore_errors=True)
-        (out / "results.json").unlink(missing_ok=True)
+    # resumes sample by sample (no finished short-cut); a fresh or overwritten folder is cleared
+    finished_output(out, "eval", resolved, cfg.overwrite, clear=[*(b[0] for b in benches), "results.json"])
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "eval", resolved, inputs=[b[0] for b in benches], counts={})
 

@@ -33,8 +33,7 @@ from distill.errors import UserError
 from distill.records import (
     ShardWriter,
     atomic_write_json,
-    check_manifest,
-    read_manifest,
+    finished_output,
     read_records,
     sft_parquet_schema,
     shard_paths,
@@ -539,18 +538,13 @@ def run(config: FilterConfig) -> dict[str, Any]:
     resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
     resolved["active_checks"] = checks
     resolved["input_files"] = [[str(p), p.stat().st_size] for p in files]
-    same = check_manifest(out, "filter", resolved, overwrite=cfg.overwrite)
-    old = read_manifest(out)
-    if same and old and old.get("complete") and (out / "funnel.json").exists():
+    done = finished_output(out, "filter", resolved, cfg.overwrite, result="funnel.json",
+                           clear=("kept", "rejected", ".work", "funnel.json"))  # fmt: skip
+    if done is not None:
         log.info("%s: already filtered with this config; nothing to do", out)
-        funnel = json.loads((out / "funnel.json").read_text(encoding="utf-8"))
-        print_funnel(funnel)
-        return funnel
+        print_funnel(done)
+        return done
     work = out / ".work"
-    if not same:  # fresh, or --overwrite over another config: start clean
-        for sub in ("kept", "rejected", ".work"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        (out / "funnel.json").unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "filter", resolved, inputs=[str(p) for p in files], complete=False)
     ctx, unit = build_context(cfg, checks)

@@ -347,6 +347,38 @@ def check_manifest(
     return True
 
 
+def finished_output(
+    folder: str | os.PathLike,
+    stage: str,
+    config: dict[str, Any],
+    overwrite: bool,
+    result: str | None = None,
+    clear: Iterable[str] = (),
+) -> dict[str, Any] | None:
+    """The resume preamble of a stage that writes one folder.
+
+    Refuses a folder made with another config (unless `overwrite`); returns the parsed `result`
+    file when this config already finished there (the stage has nothing to do); clears the `clear`
+    entries (files or folders under `folder`) when the folder is fresh or being overwritten.
+    """
+    import shutil
+
+    same = check_manifest(folder, stage, config, overwrite=overwrite)
+    if same and result:
+        old = read_manifest(folder)
+        path = Path(folder) / result
+        if old and old.get("complete") and path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+    if not same:
+        for name in clear:
+            p = Path(folder) / name
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+    return None
+
+
 def write_manifest(
     folder: str | os.PathLike,
     stage: str,

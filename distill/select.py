@@ -44,9 +44,8 @@ from distill.errors import UserError
 from distill.records import (
     ShardWriter,
     atomic_write_json,
-    check_manifest,
+    finished_output,
     iter_lines,
-    read_manifest,
     sft_parquet_schema,
     shard_paths,
     to_messages,
@@ -735,13 +734,11 @@ def run(config: SelectConfig) -> dict[str, Any]:
         files += _student_files(Path(cfg.student_results))
     resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
     resolved["input_files"] = [[str(p), p.stat().st_size] for p in files]
-    same = check_manifest(out, "select", resolved, overwrite=cfg.overwrite)
-    old = read_manifest(out)
-    if same and old and old.get("complete") and (out / "selection.json").exists():
+    done = finished_output(out, "select", resolved, cfg.overwrite, result="selection.json")
+    if done is not None:
         log.info("%s: already selected with this config; nothing to do", out)
-        report = json.loads((out / "selection.json").read_text(encoding="utf-8"))
-        print_report(report)
-        return report
+        print_report(done)
+        return done
 
     prompts, known = load_prompts(kept, rejected, keep_problem=cfg.topic_model is not None)
     extra: dict[str, Any] = {"teacher_pass_rate_known": known}

@@ -155,3 +155,30 @@ def test_to_messages_renders_think_block():
     assert msgs[0] == {"role": "user", "content": "problem p"}
     assert msgs[1] == {"role": "assistant", "content": "<think>\nstep one\n</think>\n\n\\boxed{1}"}
     assert records.to_messages(rec, with_reasoning=False)[1]["content"] == "\\boxed{1}"
+
+
+def test_finished_output_returns_result_refuses_changes_and_clears(tmp_path):
+    out = tmp_path / "out"
+    cfg = {"k": 1}
+    assert records.finished_output(out, "filter", cfg, False, result="funnel.json") is None  # fresh
+    out.mkdir()
+    (out / "kept").mkdir()
+    (out / "kept" / "shard-00000.jsonl").write_text("{}\n")
+    (out / "funnel.json").write_text(json.dumps({"kept": 3}))
+    write_manifest(out, "filter", cfg, complete=False)
+    # same config, not complete: a resume; nothing is cleared
+    assert records.finished_output(out, "filter", cfg, False, result="funnel.json", clear=["kept"]) is None
+    assert (out / "kept" / "shard-00000.jsonl").exists()
+    write_manifest(out, "filter", cfg, complete=True)
+    assert records.finished_output(out, "filter", cfg, False, result="funnel.json") == {"kept": 3}
+    with pytest.raises(UserError, match="different config"):
+        records.finished_output(out, "filter", {"k": 2}, False, result="funnel.json")
+    with pytest.raises(UserError, match="stage 'filter', not 'select'"):
+        records.finished_output(out, "select", cfg, False)
+    # --overwrite with another config: the listed outputs go, the rest stays
+    (out / "keep-me.txt").write_text("x")
+    got = records.finished_output(
+        out, "filter", {"k": 2}, True, result="funnel.json", clear=["kept", "funnel.json"]
+    )
+    assert got is None and not (out / "kept").exists() and not (out / "funnel.json").exists()
+    assert (out / "keep-me.txt").exists()
