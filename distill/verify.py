@@ -359,7 +359,10 @@ def extract_program(content: str) -> str | None:
 
 def parse_tests(tests: Any) -> list[dict[str, str]]:
     """Normalise test cases to [{"input", "output"}]: a list of pairs, or a dict holding them under
-    `test_cases` / `inputs`+`outputs` (TACO/APPS `input_output`), possibly as a JSON string."""
+    `test_cases` / `inputs`+`outputs` (TACO/APPS `input_output`), possibly as a JSON string.
+
+    Call-based problems (a `fn_name`) give {"input": JSON list of arguments, "output": JSON return
+    value, "fn_name"}: the program's function (or `Solution().fn_name`) is called with them."""
     if tests is None:
         return []
     if isinstance(tests, str):
@@ -372,12 +375,20 @@ def parse_tests(tests: Any) -> list[dict[str, str]]:
             return parse_tests(tests["test_cases"])
         if "input_output" in tests:
             return parse_tests(tests["input_output"])
-        if "fn_name" in tests:
-            return []  # call-based problems are not stdin/stdout tests
         ins, outs = tests.get("inputs"), tests.get("outputs")
-        if isinstance(ins, list) and isinstance(outs, list) and len(ins) == len(outs):
-            return [{"input": _text(i), "output": _text(o)} for i, o in zip(ins, outs, strict=True)]
-        return []
+        if not (isinstance(ins, list) and isinstance(outs, list) and len(ins) == len(outs)):
+            return []
+        if tests.get("fn_name"):  # call-based (APPS/TACO): arguments and the return value, as JSON
+            fn = str(tests["fn_name"])
+            return [
+                {
+                    "input": json.dumps(i if isinstance(i, list) else [i]),
+                    "output": json.dumps(o),
+                    "fn_name": fn,
+                }
+                for i, o in zip(ins, outs, strict=True)
+            ]
+        return [{"input": _text(i), "output": _text(o)} for i, o in zip(ins, outs, strict=True)]
     if isinstance(tests, list):
         out = []
         for t in tests:
@@ -412,6 +423,50 @@ def _same_output(got: str, want: str) -> bool:
     return True
 
 
+RESULT_MARK = "\n<<distill-call-result>>"
+CALL_HARNESS = """{program}
+
+
+def _distill_call():
+    import json as _json
+    import sys as _sys
+
+    _args = _json.loads(_sys.stdin.read())
+    _fn = globals().get({fn!r})
+    if _fn is None and "Solution" in globals():
+        _fn = getattr(Solution(), {fn!r})
+    _result = _fn(*_args)
+    _sys.stdout.write({mark!r} + _json.dumps(_result, default=str))
+
+
+_distill_call()
+"""
+
+
+def _same_value(got: Any, want: Any) -> bool:
+    if isinstance(got, bool) or isinstance(want, bool):
+        return got == want
+    if isinstance(got, int | float) and isinstance(want, int | float):
+        return abs(got - want) <= 1e-6 * max(1.0, abs(want))
+    if isinstance(got, list) and isinstance(want, list):
+        return len(got) == len(want) and all(_same_value(a, b) for a, b in zip(got, want, strict=True))
+    if isinstance(got, dict) and isinstance(want, dict):
+        return got.keys() == want.keys() and all(_same_value(got[k], want[k]) for k in got)
+    return got == want
+
+
+def _same_return(stdout: str, want_json: str) -> bool:
+    """The called function's return value equals the expected one (APPS wraps it in a list)."""
+    if RESULT_MARK not in stdout:
+        return False
+    try:
+        got = json.loads(stdout.rsplit(RESULT_MARK, 1)[1])
+        want = json.loads(want_json)
+    except ValueError:
+        return False
+    return _same_value(got, want) or (isinstance(want, list) and len(want) == 1 and _same_value(got, want[0]))
+
+
 def verify_code(content: str, tests: Any, limits: Any = None, max_tests: int = 20) -> Verdict:
     from distill.sandbox import run_program
 
@@ -423,14 +478,17 @@ def verify_code(content: str, tests: Any, limits: Any = None, max_tests: int = 2
         return Verdict("unverifiable", None, f"only Python programs are run (got {', '.join(sorted(langs))})")
     cases = parse_tests(tests)
     if not cases:
-        return Verdict("unverifiable", None, "no stdin/stdout test cases")
+        return Verdict("unverifiable", None, "no test cases")
     cases = cases[:max_tests]
     for i, case in enumerate(cases):
-        res = run_program(program, case["input"], limits)
+        fn = case.get("fn_name")
+        source = CALL_HARNESS.format(program=program, fn=fn, mark=RESULT_MARK) if fn else program
+        res = run_program(source, case["input"], limits)
         if res.status != "ok":
             return Verdict("wrong", None, f"test {i}: {res.status} ({res.stderr.strip()[-160:]})")
-        if not _same_output(res.stdout, case["output"]):
-            return Verdict("wrong", None, f"test {i}: wrong output")
+        same = _same_return(res.stdout, case["output"]) if fn else _same_output(res.stdout, case["output"])
+        if not same:
+            return Verdict("wrong", None, f"test {i}: wrong {'return value' if fn else 'output'}")
     return Verdict("correct", None, f"passed {len(cases)} tests; sandbox: {','.join(res.isolation)}")
 
 

@@ -108,7 +108,30 @@ def test_parse_tests_shapes():
     assert parse_tests({"inputs": ["1\n"], "outputs": ["2\n"]}) == want
     assert parse_tests(json.dumps({"inputs": ["1\n"], "outputs": ["2\n"]})) == want
     assert parse_tests({"test_cases": [{"input": "1\n", "output": "2\n", "type": "stdin_stdout"}]}) == want
-    assert parse_tests({"fn_name": "f", "inputs": [[1]], "outputs": [2]}) == []
+    call = parse_tests({"fn_name": "f", "inputs": [[1, [2, 3]]], "outputs": [[4]]})
+    assert call == [{"input": "[1, [2, 3]]", "output": "[4]", "fn_name": "f"}]
+
+
+def test_call_based_code_verifier():
+    """APPS/TACO call-based problems: the function (or Solution method) is called with each input."""
+    tests = {"fn_name": "add_all", "inputs": [[1, [2, 3]], [0, []]], "outputs": [[6], [0]]}  # APPS wraps
+    func = "```python\ndef add_all(a, xs):\n    return a + sum(xs)\n```"
+    assert verify(func, "", domain="code", gold=None, tests=tests).status == "correct"
+    method = "```python\nclass Solution:\n    def add_all(self, a, xs):\n        return a + sum(xs)\n```"
+    assert verify(method, "", domain="code", gold=None, tests=json.dumps(tests)).status == "correct"
+    wrong = "```python\ndef add_all(a, xs):\n    return a\n```"
+    v = verify(wrong, "", domain="code", gold=None, tests=tests)
+    assert v.status == "wrong" and "test 0: wrong return value" in v.detail
+    crash = "```python\ndef add_all(a, xs):\n    raise ValueError('no')\n```"
+    assert verify(crash, "", domain="code", gold=None, tests=tests).status == "wrong"
+    # unwrapped expected values, floats within tolerance, lists of pairs (tuples come back as lists)
+    tests = {"fn_name": "f", "inputs": [[2]], "outputs": [[[1.0000000001, "x"], [2, "y"]]]}
+    pairs = "```python\ndef f(n):\n    return [(1.0, 'x'), (n, 'y')]\n```"
+    assert verify(pairs, "", domain="code", gold=None, tests=tests).status == "correct"
+    # printing the marker-like text does not fake a result
+    cheat = "```python\nprint('<<distill-call-result>>[6]')\ndef add_all(a, xs):\n    return -1\n```"
+    tests = {"fn_name": "add_all", "inputs": [[1, [2, 3]]], "outputs": [[6]]}
+    assert verify(cheat, "", domain="code", gold=None, tests=tests).status == "wrong"
 
 
 def test_code_verifier():
