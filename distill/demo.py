@@ -1,7 +1,8 @@
 """The demo: a miniature R1 distillation, end to end on a laptop CPU, through the real stages.
 
-    distill demo                     # full size (~3 min on 2 cores), run folder runs/demo
-    distill demo --quick             # fewer steps, prompts and eval problems (< 90 s)
+    distill demo                     # full size (~2 min on 2 cores), run folder runs/demo
+    distill demo --quick             # same teacher, fewer prompts/student steps/eval problems (~75 s),
+                                     # run folder runs/demo-quick
     make demo
 
 Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
@@ -25,7 +26,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,13 @@ def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
     from distill.tiny import build_model, build_tokenizer
 
     data = run / "data"
+    made_with = json.dumps({"sizes": asdict(sizes), "seed": seed}, sort_keys=True)
     if (data / "done").exists():
+        if (data / "done").read_text().strip() != made_with:
+            raise UserError(
+                f"{run}: holds a demo run made with other sizes or another seed ({data / 'done'}); "
+                "choose another --output or delete the folder"
+            )
         return
     data.mkdir(parents=True, exist_ok=True)
     eval_set = make_problems(sizes.eval_problems, seed=seed + 1)
@@ -131,7 +138,7 @@ def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
         f"max_tokens: {MAX_TOKENS}\n"
         'templates: {math: "{problem}"}\n'
     )
-    (data / "done").write_text("ok\n")
+    (data / "done").write_text(made_with + "\n")
 
 
 def _params(model: Path) -> int:

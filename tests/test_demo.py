@@ -38,6 +38,18 @@ def test_problems_are_deterministic_distinct_and_exclusive():
     assert not set(a) & set(b)
 
 
+def test_a_run_folder_is_not_mixed_across_sizes_or_seeds(tmp_path):
+    from distill import demo
+    from distill.errors import UserError
+
+    demo.prepare(tmp_path, demo.QUICK, seed=0)
+    demo.prepare(tmp_path, demo.QUICK, seed=0)  # the same run: a resume, nothing redone
+    with pytest.raises(UserError, match="other sizes or another seed"):
+        demo.prepare(tmp_path, demo.FULL, seed=0)
+    with pytest.raises(UserError, match="other sizes or another seed"):
+        demo.prepare(tmp_path, demo.QUICK, seed=1)
+
+
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, run_cli):
     out = tmp_path / "demo"
