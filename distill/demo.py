@@ -67,7 +67,7 @@ QUICK = DemoSizes(
 )
 
 # init std 0.06 instead of the usual 0.02: from 0.02 these models learn the task's position-dependent
-# copying more slowly (measured: the teacher is 47.8% vs 95.4% correct greedy after 250 steps)
+# copying more slowly (benchmarks/demo_init.py: the teacher is 10% vs 95% correct greedy after 250 steps)
 TEACHER = dict(arch="qwen2", hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, intermediate_size=256,
                initializer_range=0.06)  # fmt: skip
 STUDENT = dict(arch="qwen2", hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=128,
@@ -151,16 +151,18 @@ def _params(model: Path) -> int:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
-def _train(
+def train_model(
     run: Path, name: str, init: Path, data: Path, steps: int, lr: float, seed: int, batch: int, *extra: str
 ) -> None:
+    """`distill train --method full` from `init` on `data` into `run/name`, with the demo's settings."""
     _cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
           "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(batch), "--grad-accum", "1",
           "--warmup-ratio", "0.05", "--lr-scheduler", "cosine", "--max-length", "256", "--seed", str(seed),
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
 
 
-def _eval(run: Path, model: Path, mode: str, seed: int) -> float:
+def eval_model(run: Path, model: Path, mode: str, seed: int) -> float:
+    """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7); returns pass@1."""
     temp = "0" if mode == "greedy" else "0.7"
     out = run / "eval" / f"{model.name}-{mode}"
     _cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
@@ -193,13 +195,13 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     print(f"  teacher {n_teacher / 1e6:.2f}M params, student {n_student / 1e6:.2f}M params", file=sys.stderr)
 
     print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
-    _train(run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
+    train_model(run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
            sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
 
     print("\n[3/8] evaluate the teacher (greedy and T=0.7); it must be good greedy", file=sys.stderr)
     acc: dict[str, dict[str, float]] = {"teacher": {}}
     for mode in ("greedy", "sampled"):
-        acc["teacher"][mode] = _eval(run_dir, run_dir / "teacher", mode, seed)
+        acc["teacher"][mode] = eval_model(run_dir, run_dir / "teacher", mode, seed)
     if acc["teacher"]["greedy"] < TEACHER_GREEDY_MIN:
         raise UserError(
             f"demo teacher is {100 * acc['teacher']['greedy']:.1f}% correct greedy; the demo needs >= "
@@ -233,7 +235,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
         "student-answers-only": (run_dir / "filtered" / "kept", ("--no-reasoning",)),
     }
     for name, (data, extra) in students.items():
-        _train(
+        train_model(
             run_dir,
             name,
             run_dir / "student-init",
@@ -247,7 +249,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
 
     print("\n[7/8] evaluate every model on the held-out problems", file=sys.stderr)
     for name in ("student-init", *students):
-        acc[name] = {mode: _eval(run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")}
+        acc[name] = {mode: eval_model(run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")}
 
     print("\n[8/8] report", file=sys.stderr)
     table = demo_table(acc, sizes, funnel, n_teacher, n_student, time.time() - t0, cfg.quick)
