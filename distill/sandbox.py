@@ -1,7 +1,9 @@
-"""Run untrusted programs (a teacher's code answers) in a contained subprocess.
+"""Run untrusted programs (a teacher's code answers, Python or C++) in a contained subprocess.
 
-    from distill.sandbox import run_program, SandboxLimits
+    from distill.sandbox import run_program, SandboxLimits, SandboxedProgram
     res = run_program(source, stdin="1 2\\n", limits=SandboxLimits(cpu_s=2, wall_s=5))
+    with SandboxedProgram(cpp_source, "cpp") as prog:    # compiled once (in the sandbox), run many times
+        res = prog.run("1 2\\n")
     res.status      # "ok" | "timeout" | "error" | "memory" | "crash"
     res.stdout, res.isolation
 
@@ -123,16 +125,39 @@ def _setup_child(steps: list[str], limits: SandboxLimits, uid: int | None) -> No
         os.setuid(uid)
 
 
+def _uid_processes(uid: int) -> list[int]:
+    """Live (non-zombie) processes of `uid`, other than the caller."""
+    me, out = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):  # gone meanwhile
+            continue
+        if state not in (b"Z", b"X"):
+            out.append(int(name))
+    return out
+
+
 def _kill_uid(uid: int) -> None:
-    """Kill every process of `uid` (a helper that takes the uid and signals -1)."""
+    """Kill every process of `uid` (a helper that takes the uid and signals -1), if any is left."""
+    if not _uid_processes(uid):  # the usual case: the program ended and left nothing behind
+        return
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
             os.setgid(uid)
             os.setuid(uid)
-            # repeat: a fork bomb may create processes while the first sweep runs
-            for _ in range(200):
+            # repeat until none is left: a fork bomb may create processes while a sweep runs
+            # (kill(-1) cannot tell: it succeeds while any other process exists at all)
+            for _ in range(400):
                 os.kill(-1, signal.SIGKILL)
+                if not _uid_processes(uid):
+                    break
                 time.sleep(0.005)
         except OSError:  # ESRCH: nothing left to kill
             pass
@@ -209,22 +234,82 @@ def _clean_env(home: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- running
 
 
-def run_program(source: str, stdin: str = "", limits: SandboxLimits | None = None) -> RunResult:
-    """Run Python `source` with `stdin` in the sandbox; never raises for anything the program does."""
-    limits = limits or SandboxLimits()
-    steps, python = isolation()
-    uid = _sandbox_uid() if "uid" in steps else None
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="distill-sandbox-") as work:
-        if uid is not None:
-            os.chown(work, uid, uid)
+LANGUAGES = ("python", "cpp")
+CPP_FLAGS = ["-O2", "-std=c++17", "-pipe", "-o", "prog", "prog.cpp"]
+# compiling C++ (with <bits/stdc++.h>) needs more room than running the program
+COMPILE_LIMITS = SandboxLimits(cpu_s=30, wall_s=60.0, memory_mb=2048, nproc=32, fsize_mb=64)
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler the sandbox uses (`$DISTILL_CXX`, else g++ / clang++ on PATH), if any."""
+    for c in (os.environ.get("DISTILL_CXX"), "g++", "clang++"):
+        if c and shutil.which(c):
+            return shutil.which(c)
+    return None
+
+
+class SandboxedProgram:
+    """A program made ready once (C++ compiled, in the sandbox too) and run on many inputs.
+
+        with SandboxedProgram(source, "cpp", limits) as prog:
+            if prog.build.status != "ok": ...     # a compile error, as a RunResult
+            res = prog.run("1 2\n")
+
+    Each run starts from a working directory holding only the program: files one run writes are
+    gone before the next.
+    """
+
+    def __init__(self, source: str, language: str = "python", limits: SandboxLimits | None = None) -> None:
+        if language not in LANGUAGES:
+            raise ValueError(f"unknown language {language!r} ({' | '.join(LANGUAGES)})")
+        self.source, self.language = source, language
+        self.limits = limits or SandboxLimits()
+        self.steps, self.python = isolation()
+        self.uid = _sandbox_uid() if "uid" in self.steps else None
+        self._tmp = tempfile.TemporaryDirectory(prefix="distill-sandbox-")
+        self.work = self._tmp.name
+        self._keep = {"prog.cpp", "prog"}
+        if self.uid is not None:
+            os.chown(self.work, self.uid, self.uid)
+        self.build = RunResult("ok", 0, "", "", 0.0, self.steps)
+        if language == "cpp":
+            cxx = cpp_compiler()
+            if cxx is None:
+                self.build = RunResult(
+                    "error", None, "", "no C++ compiler (g++ or clang++) on PATH", 0.0, self.steps
+                )
+                return
+            src = os.path.join(self.work, "prog.cpp")
+            with open(src, "w", encoding="utf-8") as f:
+                f.write(source)
+            if self.uid is not None:
+                os.chown(src, self.uid, self.uid)
+            self.build = self._spawn([cxx, *CPP_FLAGS], "", COMPILE_LIMITS)
+
+    def run(self, stdin: str = "") -> RunResult:
+        """Run the program on `stdin`; never raises for anything the program does."""
+        if self.build.status != "ok":
+            return self.build
+        for name in os.listdir(self.work):  # a clean directory for every run
+            if name not in self._keep:
+                path = os.path.join(self.work, name)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+        # python: the source goes in argv; under `mountns` the working directory's path is hidden by
+        # the fresh /tmp, only the process's cwd reference reaches it (hence ./prog, not a path)
+        argv = [self.python, "-I", "-c", self.source] if self.language == "python" else ["./prog"]
+        return self._spawn(argv, stdin, self.limits)
+
+    def _spawn(self, argv: list[str], stdin: str, limits: SandboxLimits) -> RunResult:
+        steps, uid = self.steps, self.uid
+        start = time.monotonic()
         try:
-            # the source goes in argv: under `mountns` the working directory's path is hidden
-            # by the fresh /tmp, only the process's cwd reference reaches it
             proc = subprocess.Popen(
-                [python, "-I", "-c", source],
-                cwd=work,
-                env=_clean_env(work),
+                argv,
+                cwd=self.work,
+                env=_clean_env(self.work),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -244,20 +329,38 @@ def run_program(source: str, stdin: str = "", limits: SandboxLimits | None = Non
             if uid is not None:
                 _kill_uid(uid)
         wall = time.monotonic() - start
-    rc = proc.returncode
-    stdout = out[: limits.output_kb * 1024].decode("utf-8", "replace")
-    stderr = err[-4096:].decode("utf-8", "replace")
-    if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL):
-        status = "timeout"
-    elif "MemoryError" in stderr:
-        status = "memory"
-    elif rc is not None and rc < 0:
-        status = "crash"
-    elif rc != 0:
-        status = "error"
-    else:
-        status = "ok"
-    return RunResult(status, rc, stdout, stderr, wall, steps)
+        rc = proc.returncode
+        stdout = out[: limits.output_kb * 1024].decode("utf-8", "replace")
+        stderr = err[-4096:].decode("utf-8", "replace")
+        if timed_out or rc in (-signal.SIGXCPU, -signal.SIGKILL):
+            status = "timeout"
+        elif "MemoryError" in stderr or "std::bad_alloc" in stderr:
+            status = "memory"
+        elif rc is not None and rc < 0:
+            status = "crash"
+        elif rc != 0:
+            status = "error"
+        else:
+            status = "ok"
+        return RunResult(status, rc, stdout, stderr, wall, steps)
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> SandboxedProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_program(
+    source: str, stdin: str = "", limits: SandboxLimits | None = None, language: str = "python"
+) -> RunResult:
+    """Run `source` (Python, or C++ compiled first) with `stdin` in the sandbox; never raises for
+    anything the program does."""
+    with SandboxedProgram(source, language, limits) as prog:
+        return prog.run(stdin)
 
 
 def _killpg(pid: int) -> None:

@@ -348,13 +348,21 @@ def verify_choice(content: str, reasoning: str, gold: str | None) -> Verdict:
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 
 
-def extract_program(content: str) -> str | None:
-    """The last fenced code block of the answer (python-tagged blocks preferred)."""
-    blocks = _FENCE_RE.findall(content or "")
+# fence tags -> the sandbox's languages; an untagged block is taken for Python
+FENCE_LANGUAGES = {"python": "python", "py": "python", "python3": "python", "": "python",
+                   "cpp": "cpp", "c++": "cpp", "cc": "cpp", "cxx": "cpp"}  # fmt: skip
+
+
+def extract_program(content: str) -> tuple[str, str] | None:
+    """(language, code) of the answer's program: the last fenced block tagged with a language the
+    sandbox runs (Python or C++), else the last untagged block (as Python), else (tag, code) of the
+    last block, which the caller cannot run."""
+    blocks = [(lang.lower(), code) for lang, code in _FENCE_RE.findall(content or "")]
     if not blocks:
         return None
-    py = [code for lang, code in blocks if lang.lower() in ("python", "py", "python3")]
-    return (py or [code for _, code in blocks])[-1]
+    tagged = [(FENCE_LANGUAGES[lang], code) for lang, code in blocks if lang and lang in FENCE_LANGUAGES]
+    untagged = [("python", code) for lang, code in blocks if not lang]
+    return (tagged or untagged or blocks)[-1]
 
 
 def parse_tests(tests: Any) -> list[dict[str, str]]:
@@ -468,28 +476,39 @@ def _same_return(stdout: str, want_json: str) -> bool:
 
 
 def verify_code(content: str, tests: Any, limits: Any = None, max_tests: int = 20) -> Verdict:
-    from distill.sandbox import run_program
+    from distill.sandbox import SandboxedProgram, cpp_compiler
 
-    program = extract_program(content)
-    if program is None:
+    found = extract_program(content)
+    if found is None:
         return Verdict("no_answer", None, "no fenced program in the answer")
-    langs = {lang.lower() for lang, _ in _FENCE_RE.findall(content or "")}
-    if langs and not langs & {"", "python", "py", "python3"}:
-        return Verdict("unverifiable", None, f"only Python programs are run (got {', '.join(sorted(langs))})")
+    language, program = found
+    if language not in ("python", "cpp"):
+        return Verdict("unverifiable", None, f"only Python and C++ programs are run (got {language})")
     cases = parse_tests(tests)
     if not cases:
         return Verdict("unverifiable", None, "no test cases")
     cases = cases[:max_tests]
-    for i, case in enumerate(cases):
-        fn = case.get("fn_name")
-        source = CALL_HARNESS.format(program=program, fn=fn, mark=RESULT_MARK) if fn else program
-        res = run_program(source, case["input"], limits)
-        if res.status != "ok":
-            return Verdict("wrong", None, f"test {i}: {res.status} ({res.stderr.strip()[-160:]})")
-        same = _same_return(res.stdout, case["output"]) if fn else _same_output(res.stdout, case["output"])
-        if not same:
-            return Verdict("wrong", None, f"test {i}: wrong {'return value' if fn else 'output'}")
-    return Verdict("correct", None, f"passed {len(cases)} tests; sandbox: {','.join(res.isolation)}")
+    if any(c.get("fn_name") for c in cases) and language != "python":
+        return Verdict("unverifiable", None, "call-based tests need a Python program")
+    if language == "cpp" and cpp_compiler() is None:
+        return Verdict("unverifiable", None, "no C++ compiler (g++ or clang++) on this machine")
+    fn = cases[0].get("fn_name")
+    source = CALL_HARNESS.format(program=program, fn=fn, mark=RESULT_MARK) if fn else program
+    with SandboxedProgram(source, language, limits) as prog:
+        if prog.build.status != "ok":
+            return Verdict("wrong", None, f"does not compile ({prog.build.stderr.strip()[-160:]})")
+        for i, case in enumerate(cases):
+            res = prog.run(case["input"])
+            if res.status != "ok":
+                return Verdict("wrong", None, f"test {i}: {res.status} ({res.stderr.strip()[-160:]})")
+            same = (
+                _same_return(res.stdout, case["output"]) if fn else _same_output(res.stdout, case["output"])
+            )
+            if not same:
+                return Verdict("wrong", None, f"test {i}: wrong {'return value' if fn else 'output'}")
+    return Verdict(
+        "correct", None, f"passed {len(cases)} tests ({language}); sandbox: {','.join(res.isolation)}"
+    )
 
 
 # ---------------------------------------------------------------------------- judge

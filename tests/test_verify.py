@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -142,8 +143,32 @@ def test_code_verifier():
     assert verify(bad, "", domain="code", gold=None, tests=tests).status == "wrong"
     assert verify("no code", "", domain="code", gold=None, tests=tests).status == "no_answer"
     assert verify(prog, "", domain="code", gold=None, tests=None).status == "unverifiable"
-    cpp = "```cpp\nint main() { return 0; }\n```"
-    assert verify(cpp, "", domain="code", gold=None, tests=tests).status == "unverifiable"
+    rust = "```rust\nfn main() {}\n```"
+    assert verify(rust, "", domain="code", gold=None, tests=tests).status == "unverifiable"
+    # a tagged program is preferred over untagged blocks (sample input shown after the code)
+    answer = "```python\nprint(sum(map(int, input().split())))\n```\nExample:\n```\n1 2\n```"
+    assert verify(answer, "", domain="code", gold=None, tests=tests).status == "correct"
+
+
+@pytest.mark.skipif(
+    shutil.which("g++") is None and shutil.which("clang++") is None, reason="needs a C++ compiler"
+)
+def test_cpp_code_verifier():
+    tests = {"inputs": ["1 2\n", "40 2\n", "-5 5\n"], "outputs": ["3\n", "42\n", "0\n"]}
+    good = "```cpp\n#include <bits/stdc++.h>\nint main() { long long a, b; std::cin >> a >> b; std::cout << a + b; }\n```"
+    v = verify(good, "", domain="code", gold=None, tests=tests)
+    assert v.status == "correct" and "passed 3 tests (cpp)" in v.detail
+    wrong = good.replace("a + b", "a - b")
+    assert verify(wrong, "", domain="code", gold=None, tests=tests).detail == "test 0: wrong output"
+    broken = "```c++\nint main() { return x; }\n```"
+    v = verify(broken, "", domain="code", gold=None, tests=tests)
+    assert v.status == "wrong" and "does not compile" in v.detail and "x" in v.detail
+    crash = "```cpp\nint main() { int *p = nullptr; return *p; }\n```"
+    assert "test 0: crash" in verify(crash, "", domain="code", gold=None, tests=tests).detail
+    spin = "```cpp\nint main() { volatile long x = 0; while (true) x++; }\n```"
+    assert "test 0: timeout" in verify(spin, "", domain="code", gold=None, tests=tests).detail
+    call = {"fn_name": "f", "inputs": [[1]], "outputs": [[1]]}
+    assert verify(good, "", domain="code", gold=None, tests=call).status == "unverifiable"
 
 
 def _slow_in_worker(_: int) -> tuple[bool, float]:
