@@ -196,7 +196,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
 
     print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
     train_model(run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
-           sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
+                sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
 
     print("\n[3/8] evaluate the teacher (greedy and T=0.7); it must be good greedy", file=sys.stderr)
     acc: dict[str, dict[str, float]] = {"teacher": {}}

@@ -268,7 +268,7 @@ class SandboxedProgram:
         self.uid = _sandbox_uid() if "uid" in self.steps else None
         self._tmp = tempfile.TemporaryDirectory(prefix="distill-sandbox-")
         self.work = self._tmp.name
-        self._keep = {"prog.cpp", "prog"}
+        self._keep = {"prog.cpp", "prog"} if language == "cpp" else set()
         if self.uid is not None:
             os.chown(self.work, self.uid, self.uid)
         self.build = RunResult("ok", 0, "", "", 0.0, self.steps)

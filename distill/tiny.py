@@ -115,7 +115,8 @@ def build_model(
     """Save a random-init Qwen2 or Llama causal LM sized to the tokenizer, with its tokenizer.
 
     `initializer_range` is the std of the normal init; tiny models learn position-dependent copying
-    (as in the demo's task) several times faster from ~0.06 than from the usual 0.02.
+    (as in the demo's task) in far fewer steps from ~0.06 than from the usual 0.02
+    (`benchmarks/demo_init.py`).
     """
     import torch
     from transformers import (
