@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.sandbox import SandboxLimits, isolation, run_program
+from distill.sandbox import SandboxedProgram, SandboxLimits, isolation, run_program
 from distill.verify import verify
 
 TESTS = {"inputs": ["1\n"], "outputs": ["1\n"]}
@@ -43,6 +43,17 @@ def test_isolation_reported():
 def test_normal_program_passes():
     r = run_program("print(input()[::-1])", "abc\n", LIMITS)
     assert r.status == "ok" and r.stdout == "cba\n"
+
+
+def test_runs_are_cheap_and_start_clean():
+    """A prepared program runs many times; a run costs milliseconds (the uid sweep stops at once when
+    nothing is left: it once cost a full second per run), and files a run writes are gone before the next."""
+    src = "import os\nprint(sorted(os.listdir('.')))\nopen('left-behind.txt', 'w').write('x')"
+    with SandboxedProgram(src, "python", LIMITS) as prog:
+        start = time.monotonic()
+        outs = [prog.run("").stdout for _ in range(10)]
+        assert time.monotonic() - start < 5
+    assert outs == ["[]\n"] * 10
 
 
 def test_infinite_loop_is_killed():
