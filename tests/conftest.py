@@ -101,3 +101,21 @@ def run_cli():
         return proc
 
     return run
+
+
+@pytest.fixture
+def fake_server():
+    """Start test OpenAI-compatible servers: `fake_server(faults=[...], ...)` (see
+    tests/fake_openai_server.py) returns one, listening; every one is stopped at teardown."""
+    from tests.fake_openai_server import FakeServer
+
+    started = []
+
+    def start(**options):
+        server = FakeServer(**options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -16,7 +16,7 @@ import pytest
 from distill.generate import GenerateConfig, run
 from distill.records import read_records
 from distill.teachers import SamplingParams, make_backend
-from tests.fake_openai_server import FakeServer, self_signed_cert
+from tests.fake_openai_server import self_signed_cert
 
 KEY = "sk-test-SECRET-4f9a2c"
 
@@ -26,54 +26,48 @@ def make_prompts(path: Path, texts: list[str]) -> Path:
     return path
 
 
-def test_faults_then_success_and_never(tmp_path, run_cli):
-    server = FakeServer(faults=["500", "429", "hang", "truncated", "malformed", "drop"]).start()
-    shapes = FakeServer(faults=["chunked", "close"]).start()  # valid answers in other HTTP framings
-    try:
-        be = make_backend("openai", "m", base_urls=[shapes.url], concurrency=2)
-        for _ in ("chunked", "close"):  # the same request twice: the server's next fault each time
-            got = dict(be.generate([[{"role": "user", "content": "x"}]], SamplingParams(n=1, max_tokens=4)))
-            assert got[0][0].content == "answer" and got[0][0].completion_tokens == 5
-        assert be.retries == 0 and shapes.requests == 2
-    finally:
-        shapes.stop()
-    try:
-        texts = [f"What is {i} + 1?" for i in range(12)] + ["NEVER works"]
-        prompts = make_prompts(tmp_path / "p.jsonl", texts)
-        out = tmp_path / "traces"
-        args = ["generate", "--teacher", "some-org/teacher", "--backend", "openai", "--base-url", server.url,
-                "--prompts", prompts, "--num-samples", "2", "--output", out, "--timeout", "0.5",
-                "--max-retries", "7", "--retry-backoff", "0.01", "--api-key-env", "TEST_API_KEY",
-                "--concurrency", "8", "--no-progress"]  # fmt: skip
-        proc = run_cli(*args, env={"TEST_API_KEY": KEY}, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        ids = [r["id"] for r in read_records(out)]
-        assert len(ids) == 24 and len(set(ids)) == 24  # 12 prompts × 2, each after 6 faults
-        failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
-        assert [f["prompt_id"] for f in failed] == ["q12"] and "HTTP 500" in failed[0]["error"]
-        assert failed[0]["missing_samples"] == [0, 1]
-        rec = next(read_records(out))
-        assert rec["reasoning"].startswith("reasoning for") and rec["content"] == "answer"
-        assert rec["usage"] == {"prompt_tokens": 7, "completion_tokens": 5} and rec["reasoning_closed"]
-        assert rec["finish_reason"] == "stop"
-        m = json.loads((out / "manifest.json").read_text())
-        assert m["counts"]["failed"] == 1 and m["counts"]["samples"] == 24
-        assert m["counts"]["completion_tokens"] == 120
-        # the key was sent, and appears in no output file and no log
-        assert all(h == f"Bearer {KEY}" for h in server.auth_headers)
-        assert KEY not in proc.stderr + proc.stdout
-        for f in out.rglob("*"):
-            if f.is_file():
-                assert KEY not in f.read_text()
-        # re-run: the failed prompt is retried (and still fails), nothing duplicated
-        proc = run_cli(*args, env={"TEST_API_KEY": KEY}, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        ids = [r["id"] for r in read_records(out)]
-        assert len(ids) == 24 and len(set(ids)) == 24
-        assert len((out / "failed.jsonl").read_text().splitlines()) == 1
-        assert KEY not in proc.stderr
-    finally:
-        server.stop()
+def test_faults_then_success_and_never(tmp_path, run_cli, fake_server):
+    server = fake_server(faults=["500", "429", "hang", "truncated", "malformed", "drop"])
+    shapes = fake_server(faults=["chunked", "close"])  # valid answers in other HTTP framings
+    be = make_backend("openai", "m", base_urls=[shapes.url], concurrency=2)
+    for _ in ("chunked", "close"):  # the same request twice: the server's next fault each time
+        got = dict(be.generate([[{"role": "user", "content": "x"}]], SamplingParams(n=1, max_tokens=4)))
+        assert got[0][0].content == "answer" and got[0][0].completion_tokens == 5
+    assert be.retries == 0 and shapes.requests == 2
+    texts = [f"What is {i} + 1?" for i in range(12)] + ["NEVER works"]
+    prompts = make_prompts(tmp_path / "p.jsonl", texts)
+    out = tmp_path / "traces"
+    args = ["generate", "--teacher", "some-org/teacher", "--backend", "openai", "--base-url", server.url,
+            "--prompts", prompts, "--num-samples", "2", "--output", out, "--timeout", "0.5",
+            "--max-retries", "7", "--retry-backoff", "0.01", "--api-key-env", "TEST_API_KEY",
+            "--concurrency", "8", "--no-progress"]  # fmt: skip
+    proc = run_cli(*args, env={"TEST_API_KEY": KEY}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    ids = [r["id"] for r in read_records(out)]
+    assert len(ids) == 24 and len(set(ids)) == 24  # 12 prompts × 2, each after 6 faults
+    failed = [json.loads(x) for x in (out / "failed.jsonl").read_text().splitlines()]
+    assert [f["prompt_id"] for f in failed] == ["q12"] and "HTTP 500" in failed[0]["error"]
+    assert failed[0]["missing_samples"] == [0, 1]
+    rec = next(read_records(out))
+    assert rec["reasoning"].startswith("reasoning for") and rec["content"] == "answer"
+    assert rec["usage"] == {"prompt_tokens": 7, "completion_tokens": 5} and rec["reasoning_closed"]
+    assert rec["finish_reason"] == "stop"
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["counts"]["failed"] == 1 and m["counts"]["samples"] == 24
+    assert m["counts"]["completion_tokens"] == 120
+    # the key was sent, and appears in no output file and no log
+    assert all(h == f"Bearer {KEY}" for h in server.auth_headers)
+    assert KEY not in proc.stderr + proc.stdout
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert KEY not in f.read_text()
+    # re-run: the failed prompt is retried (and still fails), nothing duplicated
+    proc = run_cli(*args, env={"TEST_API_KEY": KEY}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    ids = [r["id"] for r in read_records(out)]
+    assert len(ids) == 24 and len(set(ids)) == 24
+    assert len((out / "failed.jsonl").read_text().splitlines()) == 1
+    assert KEY not in proc.stderr
 
 
 def test_missing_key_env_is_a_clear_error(tmp_path, run_cli):
@@ -83,57 +77,49 @@ def test_missing_key_env_is_a_clear_error(tmp_path, run_cli):
     assert proc.returncode == 2 and "NO_SUCH_VAR_XYZ" in proc.stderr
 
 
-def test_https_server_with_a_private_certificate(tmp_path, run_cli):
-    server = FakeServer(tls=self_signed_cert(tmp_path / "tls")).start()
-    try:
-        assert server.url.startswith("https://")
-        prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 1?" for i in range(6)])
-        out = tmp_path / "traces"
-        args = ["generate", "--teacher", "org/m", "--backend", "openai", "--base-url", server.url,
-                "--prompts", prompts, "--num-samples", "2", "--output", out, "--api-key-env", "TEST_API_KEY",
-                "--concurrency", "3", "--no-progress"]  # fmt: skip
-        env = {"TEST_API_KEY": KEY, "SSL_CERT_FILE": ""}
-        # not trusted: one clear line at once (a certificate is not retried), nothing written as done
-        start = time.monotonic()
-        proc = run_cli(*args, env=env, timeout=120)
-        assert proc.returncode == 2 and time.monotonic() - start < 30
-        assert "TLS certificate verification failed (self-signed certificate)" in proc.stderr
-        assert "SSL_CERT_FILE" in proc.stderr and "Traceback" not in proc.stderr
-        assert not out.exists() or not list(read_records(out))
-        # trusted through SSL_CERT_FILE, as for a server behind a private CA: every prompt, over TLS
-        proc = run_cli(*args, env={**env, "SSL_CERT_FILE": str(tmp_path / "tls" / "cert.pem")}, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        ids = [r["id"] for r in read_records(out)]
-        assert len(ids) == 12 and len(set(ids)) == 12
-        assert server.auth_headers and all(h == f"Bearer {KEY}" for h in server.auth_headers)
-    finally:
-        server.stop()
+def test_https_server_with_a_private_certificate(tmp_path, run_cli, fake_server):
+    server = fake_server(tls=self_signed_cert(tmp_path / "tls"))
+    assert server.url.startswith("https://")
+    prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 1?" for i in range(6)])
+    out = tmp_path / "traces"
+    args = ["generate", "--teacher", "org/m", "--backend", "openai", "--base-url", server.url,
+            "--prompts", prompts, "--num-samples", "2", "--output", out, "--api-key-env", "TEST_API_KEY",
+            "--concurrency", "3", "--no-progress"]  # fmt: skip
+    env = {"TEST_API_KEY": KEY, "SSL_CERT_FILE": ""}
+    # not trusted: one clear line at once (a certificate is not retried), nothing written as done
+    start = time.monotonic()
+    proc = run_cli(*args, env=env, timeout=120)
+    assert proc.returncode == 2 and time.monotonic() - start < 30
+    assert "TLS certificate verification failed (self-signed certificate)" in proc.stderr
+    assert "SSL_CERT_FILE" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists() or not list(read_records(out))
+    # trusted through SSL_CERT_FILE, as for a server behind a private CA: every prompt, over TLS
+    proc = run_cli(*args, env={**env, "SSL_CERT_FILE": str(tmp_path / "tls" / "cert.pem")}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    ids = [r["id"] for r in read_records(out)]
+    assert len(ids) == 12 and len(set(ids)) == 12
+    assert server.auth_headers and all(h == f"Bearer {KEY}" for h in server.auth_headers)
 
 
-def test_n_parameter_and_spread_over_servers():
-    a, b = FakeServer(honour_n=True).start(), FakeServer(honour_n=True).start()
-    try:
-        be = make_backend("openai", "m", base_urls=[a.url, b.url], concurrency=4)
-        msgs = [[{"role": "user", "content": f"p{i}"}] for i in range(10)]
-        got = dict(be.generate(msgs, SamplingParams(n=4, max_tokens=8)))
-        assert sorted(got) == list(range(10)) and all(len(c) == 4 for c in got.values())
-        assert a.requests + b.requests == 10 and a.requests > 0 and b.requests > 0  # n honoured: 1 each
-        assert sum(c.completion_tokens for cs in got.values() for c in cs) == 10 * 20  # usage split, exact
-        split = dict(be.generate([[{"role": "user", "content": "SPLIT me"}]], SamplingParams(n=1)))[0][0]
-        assert (split.reasoning, split.content, split.reasoning_closed) == (
-            "reasoning for SPLIT me",
-            "answer",
-            True,
-        )
-        ignoring = FakeServer().start()  # ignores n: one request per sample, distinct seeds
-        be = make_backend("openai", "m", base_urls=[ignoring.url], concurrency=4)
-        got = dict(be.generate(msgs, SamplingParams(n=3, max_tokens=8, seed=0)))
-        assert all(len(c) == 3 for c in got.values()) and ignoring.requests == 30
-        assert {body["seed"] for body in ignoring.bodies} == {0, 1, 2}
-        ignoring.stop()
-    finally:
-        a.stop()
-        b.stop()
+def test_n_parameter_and_spread_over_servers(fake_server):
+    a, b = fake_server(honour_n=True), fake_server(honour_n=True)
+    be = make_backend("openai", "m", base_urls=[a.url, b.url], concurrency=4)
+    msgs = [[{"role": "user", "content": f"p{i}"}] for i in range(10)]
+    got = dict(be.generate(msgs, SamplingParams(n=4, max_tokens=8)))
+    assert sorted(got) == list(range(10)) and all(len(c) == 4 for c in got.values())
+    assert a.requests + b.requests == 10 and a.requests > 0 and b.requests > 0  # n honoured: 1 each
+    assert sum(c.completion_tokens for cs in got.values() for c in cs) == 10 * 20  # usage split, exact
+    split = dict(be.generate([[{"role": "user", "content": "SPLIT me"}]], SamplingParams(n=1)))[0][0]
+    assert (split.reasoning, split.content, split.reasoning_closed) == (
+        "reasoning for SPLIT me",
+        "answer",
+        True,
+    )
+    ignoring = fake_server()  # ignores n: one request per sample, distinct seeds
+    be = make_backend("openai", "m", base_urls=[ignoring.url], concurrency=4)
+    got = dict(be.generate(msgs, SamplingParams(n=3, max_tokens=8, seed=0)))
+    assert all(len(c) == 3 for c in got.values()) and ignoring.requests == 30
+    assert {body["seed"] for body in ignoring.bodies} == {0, 1, 2}
 
 
 def _free_port() -> int:

@@ -21,7 +21,6 @@ from distill.errors import UserError
 from distill.generate import GenerateConfig, run
 from distill.records import read_records
 from distill.teachers import SamplingParams, make_backend
-from tests.fake_openai_server import FakeServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "examples" / "slurm"
@@ -73,59 +72,50 @@ def distill_shim(folder: Path) -> None:
 # ---------------------------------------------------------------------------- server fleets
 
 
-def test_fleet_server_dies_mid_run_every_prompt_once(tmp_path, monkeypatch):
+def test_fleet_server_dies_mid_run_every_prompt_once(tmp_path, monkeypatch, fake_server):
     """Two servers; one dies (aborting its in-flight requests) after 15 requests: all prompts done once."""
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-test")
-    dying = FakeServer(latency=0.01, die_after=15).start()
-    living = FakeServer(latency=0.01).start()
-    try:
-        prompts = tmp_path / "p.jsonl"
-        prompts.write_text(
-            "".join(json.dumps({"id": f"q{i}", "problem": f"task {i}"}) + "\n" for i in range(60))
+    dying = fake_server(latency=0.01, die_after=15)
+    living = fake_server(latency=0.01)
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"task {i}"}) + "\n" for i in range(60)))
+    out = tmp_path / "traces"
+    m = run(
+        GenerateConfig(
+            teacher="teachers/deepseek-r1.yaml", prompts=str(prompts), output=str(out), backend="openai",
+            base_url=[dying.url, living.url], num_samples=2, concurrency=8, max_retries=2,
+            retry_backoff=5.0, timeout=10, progress=False,
         )
-        out = tmp_path / "traces"
-        m = run(
-            GenerateConfig(
-                teacher="teachers/deepseek-r1.yaml", prompts=str(prompts), output=str(out), backend="openai",
-                base_url=[dying.url, living.url], num_samples=2, concurrency=8, max_retries=2,
-                retry_backoff=5.0, timeout=10, progress=False,
-            )
-        )  # fmt: skip
-        ids = [r["id"] for r in read_records(out)]
-        assert len(ids) == 120 and set(ids) == {f"q{i}:{s}" for i in range(60) for s in range(2)}
-        assert m["counts"]["failed"] == 0 and (out / "failed.jsonl").read_text() == ""
-        assert dying.dead and dying.requests == 16  # the request that killed it, then no connection
-        servers = m["run"]["servers"]
-        dead, alive = servers[dying.url], servers[living.url]
-        assert dead["benched"] == 1 and dead["failures"] >= 3  # benched after 3 failures in a row
-        assert dead["requests"] <= 15 + 8  # answered ones + at most one in-flight round
-        assert dead["failures"] <= 8  # only requests in flight when it died failed: then it was benched
-        assert alive["failures"] == 0 and alive["requests"] == living.requests
-        # every sample answered by exactly one server: the living one got all the others
-        assert living.answered + dying.answered >= 120 and living.answered >= 120 - 15
-    finally:
-        dying.stop()
-        living.stop()
+    )  # fmt: skip
+    ids = [r["id"] for r in read_records(out)]
+    assert len(ids) == 120 and set(ids) == {f"q{i}:{s}" for i in range(60) for s in range(2)}
+    assert m["counts"]["failed"] == 0 and (out / "failed.jsonl").read_text() == ""
+    assert dying.dead and dying.requests == 16  # the request that killed it, then no connection
+    servers = m["run"]["servers"]
+    dead, alive = servers[dying.url], servers[living.url]
+    assert dead["benched"] == 1 and dead["failures"] >= 3  # benched after 3 failures in a row
+    assert dead["requests"] <= 15 + 8  # answered ones + at most one in-flight round
+    assert dead["failures"] <= 8  # only requests in flight when it died failed: then it was benched
+    assert alive["failures"] == 0 and alive["requests"] == living.requests
+    # every sample answered by exactly one server: the living one got all the others
+    assert living.answered + dying.answered >= 120 and living.answered >= 120 - 15
 
 
-def test_fleet_refused_server_is_benched_without_backoff(tmp_path):
+def test_fleet_refused_server_is_benched_without_backoff(tmp_path, fake_server):
     """A server that refuses connections costs `bench_after` fast failures, then is skipped."""
-    living = FakeServer().start()
+    living = fake_server()
     dead_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
-    try:
-        be = make_backend(
-            "openai", "m", base_urls=[dead_url, living.url], concurrency=1, retry_backoff=30.0, max_retries=3
-        )
-        msgs = [[{"role": "user", "content": f"q{i}"}] for i in range(30)]
-        t = time.monotonic()
-        got = dict(be.generate(msgs, SamplingParams(n=1, max_tokens=4)))
-        assert time.monotonic() - t < 10  # a 30 s backoff never happened: failed over at once
-        assert sorted(got) == list(range(30)) and all(len(c) == 1 for c in got.values())
-        stats = be.server_stats()
-        assert stats[dead_url] == {"requests": 3, "failures": 3, "benched": 1}
-        assert stats[living.url]["requests"] == 30 and living.requests == 30
-    finally:
-        living.stop()
+    be = make_backend(
+        "openai", "m", base_urls=[dead_url, living.url], concurrency=1, retry_backoff=30.0, max_retries=3
+    )
+    msgs = [[{"role": "user", "content": f"q{i}"}] for i in range(30)]
+    t = time.monotonic()
+    got = dict(be.generate(msgs, SamplingParams(n=1, max_tokens=4)))
+    assert time.monotonic() - t < 10  # a 30 s backoff never happened: failed over at once
+    assert sorted(got) == list(range(30)) and all(len(c) == 1 for c in got.values())
+    stats = be.server_stats()
+    assert stats[dead_url] == {"requests": 3, "failures": 3, "benched": 1}
+    assert stats[living.url]["requests"] == 30 and living.requests == 30
 
 
 def test_all_servers_failing_still_reports_failures(tmp_path):
@@ -388,50 +378,47 @@ def test_train_multinode_script_two_nodes_on_localhost(tiny_qwen, kept_traces, t
 
 
 @pytest.mark.slow
-def test_make_pipeline_generate_to_push(tiny_qwen, tmp_path):
+def test_make_pipeline_generate_to_push(tiny_qwen, tmp_path, fake_server):
     """`make pipeline` end to end: a fake teacher server, the tiny student, a dry-run push; then a no-op."""
-    server = FakeServer().start()
-    try:
-        prompts = tmp_path / "p.jsonl"
-        prompts.write_text(
-            "".join(json.dumps({"id": f"q{i}", "problem": f"What is {i} + 2?", "answer": str(i + 2)}) + "\n"
-                    for i in range(8))
+    server = fake_server()
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"q{i}", "problem": f"What is {i} + 2?", "answer": str(i + 2)}) + "\n"
+                for i in range(8))
+    )  # fmt: skip
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("".join(json.dumps({"id": f"b{i}", "problem": f"{i}+1?", "answer": str(i + 1)}) + "\n"
+                             for i in range(2)))  # fmt: skip
+    distill_shim(tmp_path / "bin")
+    out = tmp_path / "run"
+    variables = [
+        f"DISTILL={tmp_path / 'bin' / 'distill'}", "TEACHER=teachers/deepseek-r1.yaml", f"PROMPTS={prompts}",
+        f"STUDENT={tiny_qwen}", f"OUT={out}", "NUM_SAMPLES=1",
+        f"GENERATE_ARGS=--backend openai --base-url {server.url}", "FILTER_ARGS=--checks format --workers 1",
+        f"TRAIN_ARGS=--method full --max-steps 2 --batch-size 2 --max-length 128 --cache-dir {tmp_path / 'c'}",
+        f"EVAL_ARGS=--benchmark-file {bench} --num-samples 1 --max-tokens 4",
+    ]  # fmt: skip
+    push = ["REPO=me/tiny-distill", f"PUSH_ARGS=--dry-run --to-dir {tmp_path / 'hub'}"]
+    env = env_with_checkout(DEEPSEEK_API_KEY="sk-test")
+    p = subprocess.run(
+        ["make", "-C", str(ROOT), "pipeline", *variables], env=env, capture_output=True, text=True
+    )
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    for stage in ("traces", "filtered", "student", "eval"):
+        assert json.loads((out / stage / "manifest.json").read_text())["stage"] in (
+            "generate", "filter", "train", "eval"
         )  # fmt: skip
-        bench = tmp_path / "bench.jsonl"
-        bench.write_text("".join(json.dumps({"id": f"b{i}", "problem": f"{i}+1?", "answer": str(i + 1)}) + "\n"
-                                 for i in range(2)))  # fmt: skip
-        distill_shim(tmp_path / "bin")
-        out = tmp_path / "run"
-        variables = [
-            f"DISTILL={tmp_path / 'bin' / 'distill'}", "TEACHER=teachers/deepseek-r1.yaml", f"PROMPTS={prompts}",
-            f"STUDENT={tiny_qwen}", f"OUT={out}", "NUM_SAMPLES=1",
-            f"GENERATE_ARGS=--backend openai --base-url {server.url}", "FILTER_ARGS=--checks format --workers 1",
-            f"TRAIN_ARGS=--method full --max-steps 2 --batch-size 2 --max-length 128 --cache-dir {tmp_path / 'c'}",
-            f"EVAL_ARGS=--benchmark-file {bench} --num-samples 1 --max-tokens 4",
-        ]  # fmt: skip
-        push = ["REPO=me/tiny-distill", f"PUSH_ARGS=--dry-run --to-dir {tmp_path / 'hub'}"]
-        env = env_with_checkout(DEEPSEEK_API_KEY="sk-test")
-        p = subprocess.run(
-            ["make", "-C", str(ROOT), "pipeline", *variables], env=env, capture_output=True, text=True
-        )
-        assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
-        for stage in ("traces", "filtered", "student", "eval"):
-            assert json.loads((out / stage / "manifest.json").read_text())["stage"] in (
-                "generate", "filter", "train", "eval"
-            )  # fmt: skip
-        assert len(list(read_records(out / "traces"))) == 8
-        assert (out / "eval" / "results.json").exists() and "distill push" not in p.stdout  # no REPO: no push
-        # everything is up to date now: `make -q` says so without running anything
-        q = subprocess.run(
-            ["make", "-C", str(ROOT), "-q", str(out / "eval" / "manifest.json"), *variables], env=env
-        )
-        assert q.returncode == 0
-        # with REPO set the same command only pushes (here a dry run into a folder)
-        p = subprocess.run(
-            ["make", "-C", str(ROOT), "pipeline", *variables, *push], env=env, capture_output=True, text=True
-        )
-        assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
-        assert p.stdout.count(" push --model ") == 1 and " generate --teacher " not in p.stdout
-        assert any((tmp_path / "hub").iterdir())
-    finally:
-        server.stop()
+    assert len(list(read_records(out / "traces"))) == 8
+    assert (out / "eval" / "results.json").exists() and "distill push" not in p.stdout  # no REPO: no push
+    # everything is up to date now: `make -q` says so without running anything
+    q = subprocess.run(
+        ["make", "-C", str(ROOT), "-q", str(out / "eval" / "manifest.json"), *variables], env=env
+    )
+    assert q.returncode == 0
+    # with REPO set the same command only pushes (here a dry run into a folder)
+    p = subprocess.run(
+        ["make", "-C", str(ROOT), "pipeline", *variables, *push], env=env, capture_output=True, text=True
+    )
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    assert p.stdout.count(" push --model ") == 1 and " generate --teacher " not in p.stdout
+    assert any((tmp_path / "hub").iterdir())
