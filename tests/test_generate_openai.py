@@ -4,7 +4,6 @@ a real `transformers serve` subprocess, and vLLM on a GPU."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -122,6 +121,19 @@ def test_n_parameter_and_spread_over_servers(fake_server):
     assert {body["seed"] for body in ignoring.bodies} == {0, 1, 2}
 
 
+def sample_tiny(tiny_qwen, tmp_path: Path, **options) -> tuple[list[dict], dict]:
+    """4 prompts × 2 samples (8 new tokens, T=1) from the tiny Qwen2 through a backend: all 8 come back."""
+    prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 2?" for i in range(4)])
+    out = tmp_path / "traces"
+    cfg = GenerateConfig(teacher=str(tiny_qwen), prompts=str(prompts), output=str(out), num_samples=2,
+                         max_tokens=8, temperature=1.0, progress=False, **options)  # fmt: skip
+    m = run(cfg)
+    recs = list(read_records(out))
+    assert len(recs) == 8 and len({r["id"] for r in recs}) == 8
+    assert m["counts"]["samples"] == 8 and m["counts"]["failed"] == 0 and m["counts"]["completion_tokens"] > 0
+    return recs, m
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -147,27 +159,9 @@ def test_openai_against_transformers_serve(tiny_qwen, tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 2?" for i in range(4)])
-        out = tmp_path / "traces"
-        m = run(
-            GenerateConfig(
-                teacher=str(tiny_qwen),
-                prompts=str(prompts),
-                output=str(out),
-                backend="openai",
-                base_url=[f"http://127.0.0.1:{port}/v1"],
-                num_samples=2,
-                max_tokens=8,
-                temperature=1.0,
-                concurrency=4,
-                timeout=60,
-                progress=False,
-            )  # fmt: skip
-        )
-        recs = list(read_records(out))
-        assert len(recs) == 8 and len({r["id"] for r in recs}) == 8
+        recs, m = sample_tiny(tiny_qwen, tmp_path, backend="openai", base_url=[f"http://127.0.0.1:{port}/v1"],
+                              concurrency=4, timeout=60)  # fmt: skip
         assert all(r["usage"]["prompt_tokens"] > 0 and 0 < r["usage"]["completion_tokens"] <= 8 for r in recs)
-        assert m["counts"]["failed"] == 0 and m["counts"]["completion_tokens"] > 0
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -176,21 +170,4 @@ def test_openai_against_transformers_serve(tiny_qwen, tmp_path):
 @pytest.mark.gpu
 def test_vllm_tiny_model(tiny_qwen, tmp_path):
     pytest.importorskip("vllm")
-    prompts = make_prompts(tmp_path / "p.jsonl", [f"What is {i} + 2?" for i in range(4)])
-    out = tmp_path / "traces"
-    m = run(
-        GenerateConfig(
-            teacher=str(tiny_qwen),
-            prompts=str(prompts),
-            output=str(out),
-            backend="vllm",
-            num_samples=2,
-            max_tokens=8,
-            temperature=1.0,
-            gpu_memory_utilization=0.3,
-            max_model_len=512,
-            progress=False,
-        )  # fmt: skip
-    )
-    assert m["counts"]["samples"] == 8 and m["counts"]["completion_tokens"] > 0
-    os.environ.pop("VLLM_TEST", None)
+    sample_tiny(tiny_qwen, tmp_path, backend="vllm", gpu_memory_utilization=0.3, max_model_len=512)
