@@ -89,41 +89,158 @@ def deadline(seconds: float | None) -> Iterator[bool]:
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`) in `text`, braces matched."""
-    if not text:
-        return None
-    for m in reversed(list(_BOX_RE.finditer(text))):
+def _braced(text: str, i: int) -> int:
+    """The index of the `}` closing the `{` at `text[i]`, or -1 when it never closes."""
+    depth = 0
+    for j in range(i, len(text)):
+        c = text[j]
+        if c == "{" and text[j - 1] != "\\":
+            depth += 1
+        elif c == "}" and text[j - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+def _boxes(text: str) -> list[tuple[int, str]]:
+    """(start, content) of every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, braces
+    matched, in order. Empty and unbalanced boxes are skipped (they hold no answer), and a box
+    inside another one is one answer (`\\boxed{\\boxed{3}}` is 3)."""
+    out: list[tuple[int, str]] = []
+    end = -1  # where the previous box closed
+    for m in _BOX_RE.finditer(text or ""):
+        if m.start() < end:
+            continue
         i = m.end()
         if i < len(text) and text[i] == "{":
-            depth = 0
-            for j in range(i, len(text)):
-                c = text[j]
-                if c == "{" and text[j - 1] != "\\":
-                    depth += 1
-                elif c == "}" and text[j - 1] != "\\":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1 : j].strip()
-            continue  # unbalanced: try an earlier box
+            j = _braced(text, i)
+            if j < 0:
+                continue
+            end = j
+            inner = text[i + 1 : j].strip()
+            while (w := _BOX_RE.match(inner)) and inner[w.end() : w.end() + 1] == "{":
+                if _braced(inner, w.end()) != len(inner) - 1:
+                    break
+                inner = inner[w.end() + 1 : -1].strip()  # \boxed{\boxed{3}} -> 3
+            if inner:
+                out.append((m.start(), inner))
+            continue
         tail = re.match(r"([^\s$]+)", text[i:])
         if tail:
-            return tail.group(1)
+            out.append((m.start(), tail.group(1)))
+    return out
+
+
+def boxed_answers(text: str) -> list[str]:
+    """The contents of every non-empty box of `text`, in order."""
+    return [b for _, b in _boxes(text)]
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last non-empty `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`) in `text`."""
+    boxes = _boxes(text)
+    return boxes[-1][1] if boxes else None
+
+
+_EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
+
+
+def _stated_answer(content: str, timeout_s: float | None) -> list[Any]:
+    """math-verify's extraction from an answer part without a box ("The final answer is 42")."""
+    from math_verify import parse
+
+    text = _EMPTY_BOX_RE.sub(" ", content or "")[-2000:]
+    if not text.strip():
+        return []
+    with deadline(timeout_s):
+        return parse(normalize_latex(text), parsing_timeout=None)  # type: ignore[arg-type]
+
+
+@dataclass
+class Found:
+    """Where a response's final answer was found.
+
+    `text`: the answer as written (the last box, or the expression math-verify read); `boxes`:
+    every box of that part (several boxes may together be the answer); `source`: "answer" (the
+    visible answer after the reasoning) or "reasoning" (fallback); `parsed`: math-verify's parse
+    when the answer was read without a box.
+    """
+
+    text: str
+    boxes: list[str]
+    source: str
+    parsed: list[Any] | None = None
+
+
+def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0) -> Found | None:
+    """The response's final answer, taken from the answer part (after `</think>`) only.
+
+    1. the last non-empty box of the answer part (all its boxes are kept in `boxes`);
+    2. else the answer the answer part states without a box, read by math-verify
+       ("The final answer is 42", "Answer: $x = 5$");
+    3. only when the answer part holds no answer at all: the last box of the reasoning.
+    A draft box in the reasoning never overrides an answer the answer part states.
+    """
+    boxes = boxed_answers(content or "")
+    if boxes:
+        return Found(boxes[-1], boxes, "answer")
+    try:
+        stated = _stated_answer(content, timeout_s)
+    except VerifyTimeout:
+        stated = []
+    if _has_math(stated):
+        return Found(str(stated[-1]), [], "answer", stated)
+    rboxes = boxed_answers(reasoning or "")
+    if rboxes:
+        return Found(rboxes[-1], rboxes[-1:], "reasoning")
     return None
 
 
-def extract_answer(content: str, reasoning: str = "") -> str | None:
-    """The last `\\boxed{}` of the visible answer, else of the whole text, else None."""
-    ans = last_boxed(content or "")
-    if ans is None and reasoning:
-        ans = last_boxed(f"{reasoning}\n{content or ''}")
-    return ans
+def extract_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0) -> str | None:
+    """The final answer's text (see `find_answer`), or None."""
+    found = find_answer(content, reasoning, timeout_s)
+    return found.text if found else None
 
 
 def _norm(s: str) -> str:
-    s = re.sub(r"\\(?:left|right|displaystyle|!|,|;|:)", "", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"\\(?:left|right|displaystyle|!|,|;|:)", "", normalize_latex(s))
     return re.sub(r"\s+", "", s).rstrip(".").strip("$")
+
+
+# ---------------------------------------------------------------------------- normalisation
+
+# \operatorname{sin} -> \sin: the names LaTeX (and math-verify's parser) know as commands
+_OPERATORS = (
+    "sin cos tan cot sec csc arcsin arccos arctan arccot arcsec arccsc sinh cosh tanh coth sech csch "
+    "log ln lg exp lcm gcd min max det deg arg dim ker sgn"
+).split()
+_UNICODE = {"\u2212": "-", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u00d7": "\\times ", "\u00b7": "\\cdot ",
+            "\u2264": "\\le ", "\u2265": "\\ge ", "\u221a": "\\sqrt", "\u00b0": "^\\circ"}  # fmt: skip
+_UPRIGHT_RE = re.compile(
+    r"\\(?:mathrm|mathit|mathnormal|textrm|textit|rm|text|operatorname)\s*\{\s*([A-Za-z])\s*\}"
+)
+_OPNAME_RE = re.compile(r"\\operatorname\*?\s*\{\s*([A-Za-z]+)\s*\}")
+
+
+def normalize_latex(s: str) -> str:
+    """Rewrite notation math-verify's parser misreads into the forms it reads, on either side.
+
+    Upright single letters (`\\mathrm{e}`, `\\mathrm{i}`, `\\text{e}`, `\\operatorname{d}`) become
+    the plain letter (so `e` is Euler's number on both sides); `\\operatorname{sin}` becomes
+    `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
+    `\\dbinom`/`\\tbinom` -> `\\binom`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
+    degree signs become their LaTeX commands.
+    """
+    for u, latex in _UNICODE.items():
+        if u in s:
+            s = s.replace(u, latex)
+    if "\\" not in s:
+        return s
+    s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
+    s = re.sub(r"\\[dt]binom(?![a-zA-Z])", r"\\binom", s)
+    s = _UPRIGHT_RE.sub(r"\1", s)
+    return _OPNAME_RE.sub(lambda m: "\\" + m.group(1) + " " if m.group(1) in _OPERATORS else m.group(0), s)
 
 
 # ---------------------------------------------------------------------------- math
@@ -171,23 +288,45 @@ class ParsedGold:
     raw: str
     parsed: list[Any]
     error: str = ""
+    text: str = ""  # the gold's answer text (inside its box, without `$`)
 
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def multi(self) -> bool:
+        """Whether the gold is several values (a set, a list or a tuple)."""
+        from sympy import FiniteSet, Tuple
+
+        return (
+            bool(self.parsed)
+            and isinstance(self.parsed[0], FiniteSet | Tuple)
+            or _top_level_commas(self.text) > 0
+        )
 
 
 def _mv_parse(latex: str, timeout_s: float | None) -> list[Any]:
     from math_verify import parse
 
     with deadline(timeout_s):
-        return parse(f"\\boxed{{{latex}}}", parsing_timeout=None)  # type: ignore[arg-type]
+        return parse(f"\\boxed{{{normalize_latex(latex)}}}", parsing_timeout=None)  # type: ignore[arg-type]
 
 
 def _has_math(parsed: list[Any]) -> bool:
+    if not parsed:
+        return False
     from sympy import Basic, MatrixBase
 
-    return any(isinstance(p, (Basic, MatrixBase)) for p in parsed)
+    return any(isinstance(p, Basic | MatrixBase) for p in parsed)
+
+
+def gold_text(gold: str | None) -> str:
+    """The answer text of a gold: inside its box if it has one, without surrounding `$`."""
+    if gold is None:
+        return ""
+    raw = str(gold).strip()
+    return last_boxed(raw) or raw.strip("$").strip()
 
 
 def parse_gold(gold: str | None, timeout_s: float | None = 5.0) -> ParsedGold:
@@ -195,14 +334,14 @@ def parse_gold(gold: str | None, timeout_s: float | None = 5.0) -> ParsedGold:
     if gold is None or not str(gold).strip():
         return ParsedGold("", [], "no gold answer")
     raw = str(gold).strip()
-    inner = last_boxed(raw) or raw.strip("$")
+    inner = gold_text(raw)
     try:
         parsed = _mv_parse(inner, timeout_s)
     except VerifyTimeout:
-        return ParsedGold(raw, [], f"gold parse timed out after {timeout_s}s")
+        return ParsedGold(raw, [], f"gold parse timed out after {timeout_s}s", inner)
     if not _has_math(parsed):
-        return ParsedGold(raw, parsed, f"gold answer not parseable: {raw[:80]!r}")
-    return ParsedGold(raw, parsed)
+        return ParsedGold(raw, parsed, f"gold answer not parseable: {raw[:80]!r}", inner)
+    return ParsedGold(raw, parsed, "", inner)
 
 
 class GoldCache:
@@ -237,71 +376,218 @@ class GoldCache:
             self._pred.popitem(last=False)
 
 
+# ------------------------------------------------------------------ exactness after math-verify
+
+
+def _exact_number(x: Any) -> bool:
+    """A sympy number written without decimals (an integer, a fraction, 2^{-99}, \\sqrt{2} ...)."""
+    from sympy import Basic, Float
+
+    return isinstance(x, Basic) and not x.free_symbols and bool(x.is_number) and not x.has(Float)
+
+
+def _exactly_equal(a: Any, b: Any) -> bool:
+    """Whether two exact numbers are equal: exactly for rationals (so 2^{-99} != 2^{-98} and
+    1000000006 != 1000000007), and to 40 significant digits for irrational values (where sympy
+    cannot always prove a radical identity, but no rounding at 15 digits can hide a difference)."""
+    from sympy import N, Number
+
+    d = (a - b).doit()
+    if isinstance(d, Number):
+        return bool(d == 0)
+    scale = max(abs(complex(N(a, 50))), abs(complex(N(b, 50))), 1e-300)
+    return abs(complex(N(d, 60))) <= 1e-40 * scale
+
+
+def _exact_conflict(gold: Any, pred: Any) -> bool:
+    """True when math-verify's float-rounded comparison accepted two exact values that differ.
+
+    math-verify compares numbers by `evalf(15, chop=True)`: two exact values whose difference is
+    below 1e-15 (e.g. 1/2^99 and 1/2^98) come out equal. Exact values get an exact check here;
+    a side written as a decimal keeps math-verify's tolerance (rounding to 6 places).
+    """
+    from sympy import FiniteSet, Tuple
+
+    if isinstance(gold, FiniteSet | Tuple) and isinstance(pred, FiniteSet | Tuple):
+        ga, pa = list(gold.args), list(pred.args)
+        if len(ga) != len(pa):
+            return False
+        if isinstance(gold, Tuple) and isinstance(pred, Tuple):
+            return any(_exact_conflict(g, p) for g, p in zip(ga, pa, strict=True))
+        # as sets: every gold element needs an exactly equal answer element
+        return any(all(_conflict_or_mismatch(g, p) for p in pa) for g in ga if _exact_number(g))
+    if _exact_number(gold) and _exact_number(pred):
+        return not _exactly_equal(gold, pred)
+    return False
+
+
+def _conflict_or_mismatch(g: Any, p: Any) -> bool:
+    if _exact_number(g) and _exact_number(p):
+        return not _exactly_equal(g, p)
+    return True
+
+
+def _mv_equal(gold: list[Any], pred: list[Any]) -> bool:
+    """math-verify's verdict, then exact values re-checked exactly (see `_exact_conflict`)."""
+    from math_verify import verify as mv_verify
+    from sympy import Basic, MatrixBase
+
+    g_math = [g for g in gold if isinstance(g, Basic | MatrixBase)]
+    p_math = [p for p in pred if isinstance(p, Basic | MatrixBase)]
+    for g in g_math:
+        for p in p_math:
+            if mv_verify([g], [p], timeout_seconds=None) and not _exact_conflict(g, p):
+                return True
+    return False
+
+
+# --------------------------------------------------------------------- lists written with \ldots
+
+_ELLIPSIS_RE = re.compile(r"\\[lc]?dots[bcimo]?(?![a-zA-Z])|\.\.\.|\u2026")
+
+
+def _top_level_commas(s: str) -> int:
+    depth = 0
+    n = 0
+    for c in s:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            n += 1
+    return n
+
+
+def _split_top(s: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for c in s:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if c == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+    parts.append("".join(cur).strip())
+    return parts
+
+
+def _strip_brackets(s: str) -> tuple[str, str]:
+    """('(' / '[' / '\\{' / '', inner) of a bracketed list."""
+    t = _norm(s)
+    for op, cl in (("\\{", "\\}"), ("(", ")"), ("[", "]")):
+        if t.startswith(op) and t.endswith(cl):
+            return op, t[len(op) : -len(cl)]
+    return "", t
+
+
+def _compare_ellipsis_lists(gold: str, pred: str, timeout_s: float | None) -> bool:
+    """Lists written with `\\ldots`: same brackets, same length, the ellipsis at the same places,
+    and every other element equal (each compared like an answer). math-verify drops the `\\ldots`
+    and reads `1, 2, \\ldots, 10` as 10, so `1, 3, \\ldots, 10` would otherwise match it."""
+    (gb, gi), (pb, pi) = _strip_brackets(gold), _strip_brackets(pred)
+    if gb != pb:
+        return False
+    ge, pe = _split_top(gi), _split_top(pi)
+    if len(ge) != len(pe):
+        return False
+    for g, p in zip(ge, pe, strict=True):
+        g_dots, p_dots = bool(_ELLIPSIS_RE.fullmatch(g)), bool(_ELLIPSIS_RE.fullmatch(p))
+        if g_dots or p_dots:
+            if g_dots != p_dots:
+                return False
+            continue
+        if _norm(g) == _norm(p):
+            continue
+        fast = _fast_compare(g, p)
+        if fast is not None:
+            if not fast:
+                return False
+            continue
+        gp, pp = _mv_parse(g, timeout_s), _mv_parse(p, timeout_s)
+        with deadline(timeout_s):
+            if not (_has_math(gp) and _has_math(pp) and _mv_equal(gp, pp)):
+                return False
+    return True
+
+
+# ---------------------------------------------------------------------------- the math verifier
+
+
+def _compare(
+    pg: ParsedGold, pred_text: str, pred: list[Any] | None, timeout_s: float | None
+) -> tuple[bool, str]:
+    """(equal, how) for a parsed gold and one answer text (`pred`: its parse, if already done)."""
+    if _ELLIPSIS_RE.search(pg.text) or _ELLIPSIS_RE.search(pred_text):
+        return _compare_ellipsis_lists(pg.text, pred_text, timeout_s), "list with ellipsis"
+    fast = _fast_compare(pg.text, pred_text)
+    if fast is not None:  # both plain numbers: no LaTeX parser needed
+        return fast, "numeric"
+    if _norm(pred_text) == _norm(pg.text):
+        return True, "exact match"
+    if pred is None:
+        pred = _mv_parse(pred_text, timeout_s)
+    if not _has_math(pred):
+        return False, "answer not parseable"
+    with deadline(timeout_s):
+        return _mv_equal(pg.parsed, pred), "math-verify"
+
+
 def verify_math(
     content: str, reasoning: str, gold: str | None, cache: GoldCache | None = None, timeout_s: float = 5.0
 ) -> Verdict:
-    from math_verify import parse
-    from math_verify import verify as mv_verify
+    """Check a math answer against the gold (see `find_answer` for where the answer is taken from).
 
+    Several boxes in the answer part are compared together (as one set or tuple) when the gold
+    holds several values; otherwise the last box is the answer.
+    """
     cache = cache or GoldCache(timeout_s=timeout_s)
-    extracted = extract_answer(content, reasoning)
-    if extracted is None:
-        # no box: let math-verify look for "final answer is ..." etc. in the visible answer
-        try:
-            with deadline(timeout_s):
-                pred = parse((content or "")[-2000:], parsing_timeout=None)  # type: ignore[arg-type]
-        except VerifyTimeout:
-            return Verdict("no_answer", None, f"answer parse timed out after {timeout_s}s")
-        if not _has_math(pred):
-            return Verdict("no_answer", None, "no \\boxed{} answer and no parseable final answer")
-        extracted = str(pred[-1]) if isinstance(pred[-1], str) else str(pred[-1])
-    else:
-        pred = None
-    gold_text = "" if gold is None else (last_boxed(str(gold).strip()) or str(gold).strip().strip("$"))
-    if gold_text:
-        fast = _fast_compare(gold_text, extracted)
-        if fast is not None:  # both plain numbers: no LaTeX parser needed
-            return Verdict("correct" if fast else "wrong", extracted, "numeric")
+    found = find_answer(content, reasoning, timeout_s)
+    if found is None:
+        return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
+    where = "" if found.source == "answer" else " (from the reasoning)"
     pg = cache.gold(gold)
     if not pg.ok:
-        return Verdict("unverifiable", extracted, pg.error)
-    key_gold = pg.raw
-    hit = cache.pred_get(key_gold, extracted)
-    if hit is not None:
-        return hit
-    if _norm(extracted) == _norm(gold_text):
-        v = Verdict("correct", extracted, "exact match")
-        cache.pred_put(key_gold, extracted, v)
-        return v
-    try:
-        if pred is None:
-            pred = _mv_parse(extracted, timeout_s)
-        if not pred:
-            v = Verdict("wrong", extracted, "answer not parseable")
-        else:
-            with deadline(timeout_s):
-                same = mv_verify(pg.parsed, pred, timeout_seconds=None)
-            v = Verdict("correct" if same else "wrong", extracted, "math-verify")
-    except VerifyTimeout:
-        v = Verdict("unverifiable", extracted, f"math-verify timed out after {timeout_s}s")
-    cache.pred_put(key_gold, extracted, v)
-    return v
+        # plain numbers need no parser: a gold math-verify cannot read is still checked when numeric
+        fast = _fast_compare(gold_text(gold), found.text) if gold is not None else None
+        if fast is None:
+            return Verdict("unverifiable", found.text, pg.error)
+        return Verdict("correct" if fast else "wrong", found.text, "numeric" + where)
+    candidates = [(found.text, found.parsed)]
+    unique = list(dict.fromkeys(found.boxes))
+    if len(unique) > 1 and pg.multi:
+        candidates.insert(0, (", ".join(unique), None))  # together the answer: compared first
+    last: Verdict | None = None
+    for text, parsed in candidates:
+        hit = cache.pred_get(pg.raw, text)
+        if hit is None:
+            try:
+                same, how = _compare(pg, text, parsed, timeout_s)
+                hit = Verdict("correct" if same else "wrong", text, how)
+            except VerifyTimeout:
+                hit = Verdict("unverifiable", text, f"math-verify timed out after {timeout_s}s")
+            cache.pred_put(pg.raw, text, hit)
+        if hit.status == "correct":
+            return Verdict(hit.status, hit.extracted, hit.detail + where)
+        last = last or hit
+    assert last is not None
+    return Verdict(last.status, found.text if last.status == "wrong" else last.extracted, last.detail + where)
 
 
 def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
-    """Whether two extracted answers are math-verify equivalent (for cons@n clustering)."""
+    """Whether two extracted answers are the same answer (for cons@n clustering)."""
     if a is None or b is None:
         return False
     if _norm(a) == _norm(b):
         return True
-    from math_verify import verify as mv_verify
-
+    pg = parse_gold(a, timeout_s)
+    if not pg.ok:
+        return False
     try:
-        pa, pb = _mv_parse(a, timeout_s), _mv_parse(b, timeout_s)
-        if not pa or not pb:
-            return False
-        with deadline(timeout_s):
-            return bool(mv_verify(pa, pb, timeout_seconds=None))
+        return _compare(pg, b, None, timeout_s)[0]
     except VerifyTimeout:
         return False
 

@@ -1,0 +1,132 @@
+"""The verdicts of `distill.verify`, kind by kind (issue 13): each kind is a table of
+(gold, answer part, reasoning, right verdict) rows: the issue's example, its reverse (a wrong
+answer is rejected) and more of the same kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from distill.verify import find_answer, same_answer, verify
+
+R1_ANSWER_PART = "**Final Answer**\n\n"  # how R1's answer parts usually begin
+
+
+def _math(gold: str, content: str, reasoning: str = "") -> str:
+    return verify(content, reasoning, domain="math", gold=gold).status
+
+
+# 4. the final answer comes from the answer part; the reasoning's draft boxes never override it
+DRAFTS = [
+    # issue: a draft box in the reasoning, the answer part states 73
+    ("12", "After checking, the final answer is 73.", "so maybe \\boxed{12}? no, recheck", "wrong"),
+    # issue: an empty box is no answer and does not stop the search
+    ("42", "\\boxed{} The final answer is 42", "", "correct"),
+    # reverse of both
+    ("73", "After checking, the final answer is 73.", "so maybe \\boxed{12}? no, recheck", "correct"),
+    ("41", "\\boxed{} The final answer is 42", "", "wrong"),
+    # more of the kind
+    ("5", "Therefore the answer is $\\frac{3}{4}$.", "first guess \\boxed{5}", "wrong"),
+    ("\\frac34", "Therefore the answer is $\\frac{3}{4}$.", "first guess \\boxed{5}", "correct"),
+    ("6", "So $x = 8$.", "it could be \\boxed{6}", "wrong"),
+    ("7", "\\boxed{ }\n\nFinal answer: 7", "", "correct"),
+    ("9", R1_ANSWER_PART + "\\boxed{}", "done: \\boxed{9}", "correct"),  # no answer part answer
+    ("4", "", "so the result is \\boxed{4}", "correct"),  # empty answer part: reasoning fallback
+    ("4", "", "so the result is \\boxed{}", "no_answer"),
+    ("11", R1_ANSWER_PART + "The answer is $\\boxed{11}$.", "draft \\boxed{10}", "correct"),
+    ("10", R1_ANSWER_PART + "The answer is $\\boxed{11}$.", "draft \\boxed{10}", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,reasoning,want", DRAFTS)
+def test_final_answer_comes_from_the_answer_part(gold, content, reasoning, want):
+    assert _math(gold, content, reasoning) == want
+
+
+def test_find_answer_says_where_the_answer_came_from():
+    assert find_answer("The final answer is 73.", "\\boxed{12}").source == "answer"
+    f = find_answer("", "\\boxed{12}")
+    assert f.source == "reasoning" and f.text == "12"
+    assert find_answer("\\boxed{}", "") is None
+    assert find_answer("$\\boxed{3}$ and $\\boxed{\\boxed{5}}$").boxes == ["3", "5"]
+
+
+# 1. exact values compare exactly; a tolerance only for answers written as decimals
+EXACT = [
+    ("\\frac{1}{2^{99}}", "\\boxed{\\frac{1}{2^{98}}}", "wrong"),  # issue
+    ("\\frac{1}{2^{99}}", "\\boxed{2^{-99}}", "correct"),  # reverse
+    ("2^{100}+1", "\\boxed{2^{100}}", "wrong"),
+    ("2^{100}+1", "\\boxed{1267650600228229401496703205377}", "correct"),
+    ("\\frac{1}{3^{40}}", "\\boxed{\\frac{1}{3^{41}}}", "wrong"),
+    ("10^{-20}", "\\boxed{10^{-21}}", "wrong"),
+    ("1000000007", "\\boxed{1000000006}", "wrong"),
+    ("\\pi^{20}", "\\boxed{\\pi^{20}+10^{-10}}", "wrong"),
+    ("\\sqrt{2}+\\sqrt{3}", "\\boxed{\\sqrt{5+2\\sqrt{6}}}", "correct"),
+    ("\\{2^{-60}, 1\\}", "\\boxed{\\{1, 2^{-61}\\}}", "wrong"),
+    ("\\{2^{-60}, 1\\}", "\\boxed{\\{1, \\frac{1}{2^{60}}\\}}", "correct"),
+    # lists with an ellipsis: two different sequences are different answers
+    ("1, 2, \\ldots, 10", "\\boxed{1, 3, \\ldots, 10}", "wrong"),
+    ("1, 2, \\ldots, 10", "\\boxed{1,2,\\dots,10}", "correct"),
+    ("1, 2, \\ldots, 10", "\\boxed{10}", "wrong"),
+    ("2, 4, 8, \\ldots", "\\boxed{2, 4, 6, \\ldots}", "wrong"),
+    ("(1, 2, \\ldots, n)", "\\boxed{(1, 2, \\cdots, n)}", "correct"),
+    # a decimal side keeps math-verify's tolerance (6 places)
+    ("\\frac13", "\\boxed{0.333333}", "correct"),
+    ("\\frac13", "\\boxed{0.33}", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", EXACT)
+def test_exact_values_compare_exactly(gold, content, want):
+    assert _math(gold, content) == want
+
+
+# 3. several boxes in the answer part are together the answer when the gold has several values
+BOXES = [
+    ("3, 5", "the solutions are $\\boxed{3}$ and $\\boxed{5}$", "correct"),  # issue
+    ("3, 5", "the solutions are $\\boxed{3}$ and $\\boxed{7}$", "wrong"),  # reverse
+    ("3, 5", "the solution is $\\boxed{5}$", "wrong"),
+    ("\\{-2, 2\\}", "$x = \\boxed{2}$ or $x = \\boxed{-2}$", "correct"),
+    ("1, 2, 3", "$\\boxed{1}$, $\\boxed{2}$ and $\\boxed{3}$", "correct"),
+    ("1, 2, 3", "$\\boxed{1}$ and $\\boxed{2}$", "wrong"),
+    ("1, 2, 3", "$\\boxed{1}$, $\\boxed{2}$, $\\boxed{3}$ and $\\boxed{4}$", "wrong"),
+    ("3, 5", "we get $\\boxed{3}$, then again $\\boxed{3}$ and $\\boxed{5}$", "correct"),
+    # a single-valued gold: the last box is the answer
+    ("5", "so $x = \\boxed{3}$ and the answer is $\\boxed{5}$", "correct"),
+    ("3", "so $x = \\boxed{3}$ and the answer is $\\boxed{5}$", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", BOXES)
+def test_several_boxes_together(gold, content, want):
+    assert _math(gold, content) == want
+
+
+# 2. notation the parser misreads is normalised on both sides before parsing
+NOTATION = [
+    ("1 - \\frac{1}{\\mathrm{e}}", "\\boxed{1-\\frac1e}", "correct"),  # issue
+    ("1 - \\frac{1}{\\mathrm{e}}", "\\boxed{1-\\frac1\\pi}", "wrong"),  # reverse
+    ("1 - \\frac{1}{\\mathrm{e}}", "\\boxed{1+\\frac{1}{e}}", "wrong"),
+    ("1 - \\frac{1}{e}", "\\boxed{1 - \\dfrac{1}{\\mathrm{e}}}", "correct"),
+    ("\\mathrm{e}^{2}", "\\boxed{e^2}", "correct"),
+    ("3 + 4\\mathrm{i}", "\\boxed{3+4i}", "correct"),
+    ("3 + 4\\mathrm{i}", "\\boxed{4+3i}", "wrong"),
+    ("\\dfrac{\\sqrt{3}}{2}", "\\boxed{\\tfrac{\\sqrt3}{2}}", "correct"),
+    ("2\\operatorname{arcsin}\\frac{1}{3}", "\\boxed{2\\arcsin\\left(\\frac13\\right)}", "correct"),
+    ("\\operatorname{lcm}(4, 6)", "\\boxed{12}", "correct"),
+    ("2\\pi", "\\boxed{2π}", "correct"),
+    ("-3", "\\boxed{\u22123}", "correct"),
+    ("\\dbinom{6}{2}", "\\boxed{15}", "correct"),
+    ("\\dbinom{6}{2}", "\\boxed{16}", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", NOTATION)
+def test_notation_is_normalised_before_parsing(gold, content, want):
+    assert _math(gold, content) == want
+
+
+def test_same_answer_uses_the_same_rules():
+    assert same_answer("\\frac{1}{2^{99}}", "2^{-99}")
+    assert not same_answer("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}")
+    assert not same_answer("1, 2, \\ldots, 10", "1, 3, \\ldots, 10")
+    assert same_answer("1-\\frac{1}{\\mathrm{e}}", "1-\\frac1e")
