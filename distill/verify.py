@@ -595,37 +595,120 @@ def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
 # ---------------------------------------------------------------------------- multiple choice
 
 _LETTER = "ABCDEFGHIJ"
-_MC_PATTERNS = [
-    re.compile(r"answer\s*(?:is|:)?\s*[:\-]?\s*\(?\**\s*\(?([A-J])\)?\b", re.IGNORECASE),
-    re.compile(r"\(([A-J])\)"),
-]
 
 
 def _letter(text: str | None) -> str | None:
+    """The letter of a choice written alone: `B`, `(B)`, `B)`, `B.`, `\\text{(B)}`, `$B$`, `**B**`,
+    or an option written out (`D) 2.1 eV`); else None."""
     if text is None:
         return None
-    t = re.sub(r"\\text(?:bf)?\{([^{}]*)\}", r"\1", str(text)).strip().strip("$").strip()
+    t = re.sub(r"\\text(?:bf|rm)?\{([^{}]*)\}", r"\1", str(text)).strip().strip("$*").strip()
     t = t.strip("().*: ").strip()
     if len(t) == 1 and t.upper() in _LETTER:
         return t.upper()
-    m = re.match(r"^([A-J])[\).:\s]", t + " ")
+    m = re.match(r"^([A-J])[\).:]\s", t + " ")
     return m.group(1) if m else None
 
 
-def verify_choice(content: str, reasoning: str, gold: str | None) -> Verdict:
+def option_letters(choices: Any = None, problem: str = "") -> str:
+    """The letters a question's options use: one per entry of the record's `choices`, else the
+    options listed in the problem (lines starting `A)`, `(B)`, `C.` or `D:` from A on), else A-J."""
+    if isinstance(choices, list | tuple) and 1 < len(choices) <= len(_LETTER):
+        return _LETTER[: len(choices)]
+    if isinstance(choices, dict) and choices:
+        keys = "".join(sorted(str(k).strip().upper() for k in choices))
+        if all(len(k) == 1 for k in map(str, choices)) and keys == _LETTER[: len(keys)]:
+            return keys
+    listed = re.findall(r"(?m)^\s*(?:\*\*)?\(?([A-J])(?:\)|\.|:)(?:\*\*)?\s+\S", problem or "")
+    seen = "".join(dict.fromkeys(listed))
+    n = 0
+    while n < len(_LETTER) and _LETTER[n] in seen:
+        n += 1
+    return _LETTER[:n] if n >= 2 else _LETTER
+
+
+# Phrases that state the choice; the letter follows in the same line.
+_STATEMENT_RE = re.compile(
+    r"(?i)(?:\banswer\b(?:\s*\*\*)?\s*(?:is|:|=|-|would\s+be|should\s+be|must\s+be|will\s+be)"
+    r"|\b(?:option|choice)\s*(?:is|:|would\s+be|should\s+be|must\s+be)"
+    r"|\bI\s+(?:would\s+)?(?:choose|pick|select|go\s+with))"
+)
+# A letter written as a choice: (B), **B**, $B$, \text{B}, \boxed{B}, or a bare capital
+_CHOICE_TOKEN_RE = re.compile(
+    r"\\boxed\s*\{\s*(?:\\text(?:bf)?\{)?\s*\(?([A-J])\)?\s*\}?\s*\}"
+    r"|\\text(?:bf)?\{\s*\(?([A-J])\)?\s*\}"
+    r"|\(([A-J])\)"
+    r"|\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*"
+    r"|\$\s*\(?([A-J])\)?\s*\$"
+    r"|(?<![\w'\\=+\-*/^_])([A-J])(?![\w'])(?!\s*[=<>+/^_]|\s*\*(?!\*))(?:\s+([a-z]+))?"
+)
+# after "A" or "I", words that show the letter is the option, not the article or the pronoun
+_LETTER_VERBS = {"is", "was", "and", "or", "because", "since", "as", "fits", "matches", "seems"}
+# "(B) is correct", "Option B is the right answer"
+_NAMED_CORRECT_RE = re.compile(
+    r"(?i:option|choice)?\s*(?:\(([A-J])\)|\*\*\(?([A-J])\)?\*\*|(?<![\w'])([A-J])(?![\w']))"
+    r"\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b"
+)
+_BOLD_RE = re.compile(r"\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*")
+_LONE_LINE_RE = re.compile(r"(?m)^[ \t]*(?:\$|\\\(|\*\*)?\s*\(?([A-J])\)?[.)]?\s*(?:\$|\\\)|\*\*)?[ \t]*$")
+
+
+def _statement_letter(tail: str) -> str | None:
+    """The first letter written as a choice in the text after an answer statement."""
+    for m in _CHOICE_TOKEN_RE.finditer(tail):
+        groups = m.groups()
+        if groups[5] is not None:  # a bare capital: not the article "A" or the pronoun "I"
+            word = groups[6]
+            if groups[5] in "AI" and word is not None and word not in _LETTER_VERBS:
+                continue
+            return groups[5]
+        return next(g for g in groups[:5] if g is not None)
+    return None
+
+
+def choice_candidates(text: str) -> list[tuple[int, int, str]]:
+    """(strength, position, letter) of every place `text` presents a letter as its choice.
+
+    Strength 2: an explicit statement ("Answer: (B)", "The correct option is B", "I choose B",
+    a boxed letter, "(B) is correct"); strength 1: a bold letter or a line that is only a letter.
+    Prose that happens to be one letter ("I", "a") is never a candidate.
+    """
+    out: list[tuple[int, int, str]] = []
+    for m in _STATEMENT_RE.finditer(text):
+        line = text[m.end() :].split("\n", 1)[0][:300]
+        letter = _statement_letter(line)
+        if letter is not None:
+            out.append((2, m.start(), letter))
+    for start, box in _boxes(text):
+        letter = _letter(box)
+        if letter is not None and box.strip("$ ") and not re.search(r"=", box):
+            out.append((2, start, letter))
+    for m in _NAMED_CORRECT_RE.finditer(text):
+        out.append((2, m.start(), next(g for g in m.groups() if g is not None)))
+    for rx in (_BOLD_RE, _LONE_LINE_RE):
+        out.extend((1, m.start(), m.group(1)) for m in rx.finditer(text))
+    return out
+
+
+def extract_choice(content: str, reasoning: str = "", letters: str = _LETTER) -> str | None:
+    """The letter the response chooses: of the answer part's candidates (see `choice_candidates`)
+    naming one of `letters`, the last of the strongest; the reasoning's explicit statements only
+    when the answer part presents no choice."""
+    for text, min_strength in ((content or "", 1), (reasoning or "", 2)):
+        cands = [c for c in choice_candidates(text) if c[2] in letters and c[0] >= min_strength]
+        if cands:
+            return max(cands)[2]
+    return None
+
+
+def verify_choice(content: str, reasoning: str, gold: str | None, letters: str = _LETTER) -> Verdict:
+    """The chosen letter (see `extract_choice`) against the gold letter."""
     gold_letter = _letter(gold)
     if gold_letter is None:
         return Verdict("unverifiable", None, f"gold is not a choice letter: {str(gold)[:40]!r}")
-    boxed = extract_answer(content, reasoning)
-    letter = _letter(boxed)
+    letter = extract_choice(content, reasoning, letters)
     if letter is None:
-        for pat in _MC_PATTERNS:
-            found = pat.findall(content or "")
-            if found:
-                letter = found[-1].upper()
-                break
-    if letter is None:
-        return Verdict("no_answer", boxed, "no choice letter found")
+        return Verdict("no_answer", None, f"no choice among {letters[0]}-{letters[-1]} found")
     return Verdict("correct" if letter == gold_letter else "wrong", letter, f"gold {gold_letter}")
 
 
@@ -884,8 +967,13 @@ def verify(
     timeout_s: float = 5.0,
     judge_cfg: JudgeConfig | None = None,
     sandbox_limits: Any = None,
+    choices: Any = None,
 ) -> Verdict:
-    """Check a response's final answer against the gold for its domain; never raises for bad input."""
+    """Check a response's final answer against the gold for its domain; never raises for bad input.
+
+    `choices` (multiple choice): the record's options, which fix the valid letters; without them
+    the options listed in `problem` do, else A-J.
+    """
     kind = verifier_for(domain, gold)
     if kind == "none":
         v = Verdict("unverifiable", None, "domain has no verifier")
@@ -895,7 +983,7 @@ def verify(
     if kind == "math":
         v = verify_math(content, reasoning, gold, cache, timeout_s)
     elif kind == "choice":
-        v = verify_choice(content, reasoning, gold)
+        v = verify_choice(content, reasoning, gold, option_letters(choices, problem))
     else:
         v = verify_code(content, tests, sandbox_limits)
     if v.status == "unverifiable" and judge_cfg is not None and gold and kind != "code":
@@ -915,5 +1003,6 @@ def verify_record(record: dict[str, Any], **kw: Any) -> Verdict:
         gold=record.get("answer"),
         tests=tests,
         problem=record.get("problem") or "",
+        choices=record.get("choices", record.get("options")),
         **kw,
     )

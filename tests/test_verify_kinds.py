@@ -130,3 +130,49 @@ def test_same_answer_uses_the_same_rules():
     assert not same_answer("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}")
     assert not same_answer("1, 2, \\ldots, 10", "1, 3, \\ldots, 10")
     assert same_answer("1-\\frac{1}{\\mathrm{e}}", "1-\\frac1e")
+
+
+# 6. a letter counts only where the text presents it as the choice; the final explicit one wins
+PROBLEM = "Which is right?\n\nA) 1.2 eV\nB) 1.9 eV\nC) 2.0 eV\nD) 2.1 eV"
+CHOICES = [
+    # issue
+    ("D", "\\boxed{E = 2.1\\ \\text{eV}}\n\n**Answer: D**", "", "correct"),
+    ("B", "Answer: I am fairly confident it is (B)", "", "correct"),
+    ("B", "Option (B) is correct; (A) fails because it ignores friction.", "", "correct"),
+    ("B", "**B**", "", "correct"),
+    ("B", "ANSWER: $B$", "", "correct"),
+    ("B", "The correct option is B.", "", "correct"),
+    # reverse
+    ("C", "\\boxed{E = 2.1\\ \\text{eV}}\n\n**Answer: D**", "", "wrong"),
+    ("A", "Answer: I am fairly confident it is (B)", "", "wrong"),
+    ("A", "Option (B) is correct; (A) fails because it ignores friction.", "", "wrong"),
+    ("C", "**B**", "", "wrong"),
+    # more of the kind
+    ("C", "After comparing the energies, I choose C.", "", "correct"),
+    ("D", "The answer is (B). Wait, re-reading the units, the correct answer is D.", "", "correct"),
+    ("C", "Answer: A careful look at the units shows (C).", "", "correct"),
+    ("D", "Answer: E = 2.1 eV, which is option (D).", "", "correct"),
+    ("C", "$\\boxed{\\text{(C)}}$", "", "correct"),
+    ("C", "", "so the answer is (C)", "correct"),  # empty answer part: the reasoning's statement
+    ("C", "The answer is (C).", "Answer: (A)", "correct"),  # the reasoning's draft never wins
+    ("A", "I think this is a hard one, and a guess would be unwise.", "", "no_answer"),
+    ("A", "\\boxed{F}", "", "no_answer"),  # F is not one of the options A-D
+    ("B", "The final answer is\n\n(B)\n", "", "correct"),
+]
+
+
+@pytest.mark.parametrize("gold,content,reasoning,want", CHOICES)
+def test_multiple_choice_letters(gold, content, reasoning, want):
+    v = verify(content, reasoning, domain="multiple_choice", gold=gold, problem=PROBLEM)
+    assert v.status == want, v
+
+
+def test_options_come_from_the_record():
+    from distill.verify import option_letters, verify_record
+
+    assert option_letters(["x", "y", "z"]) == "ABC"
+    assert option_letters(None, PROBLEM) == "ABCD"
+    assert option_letters(None, "no options here") == "ABCDEFGHIJ"
+    rec = {"content": "\\boxed{E}", "domain": "multiple_choice", "answer": "A", "choices": ["1", "2"]}
+    assert verify_record(rec).status == "no_answer"
+    assert verify_record(dict(rec, choices=list("12345"))).status == "wrong"
