@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import signal
 import threading
@@ -783,21 +784,41 @@ def _text(x: Any) -> str:
     return str(x)
 
 
-def _same_output(got: str, want: str) -> bool:
-    a, b = got.split(), want.split()
-    if a == b:
-        return True
-    if len(a) != len(b):
+_INT_TOKEN_RE = re.compile(r"[+-]?\d+")
+_DECIMAL_TOKEN_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)")
+ABS_TOL = REL_TOL = 1e-6  # the usual judges' tolerance for real-valued answers
+
+
+def _close(got: float, want: float) -> bool:
+    """Within absolute or relative 1e-6 (like Codeforces' checkers); NaN and infinities never match."""
+    if not (math.isfinite(got) and math.isfinite(want)):
         return False
-    for x, y in zip(a, b, strict=True):
-        if x == y:
-            continue
-        try:
-            if abs(float(x) - float(y)) > 1e-6 * max(1.0, abs(float(y))):
-                return False
-        except ValueError:
-            return False
-    return True
+    return abs(got - want) <= max(ABS_TOL, REL_TOL * abs(want))
+
+
+def same_token(got: str, want: str) -> bool:
+    """One output token against the expected one: a decimal expected token (`0.5`, `1e-9`) allows
+    an absolute or relative error of 1e-6; anything else, integers included, must be identical
+    (so `5000050001` never passes for `5000050000`). `nan`/`inf` never pass as numbers."""
+    if got == want:
+        return not _is_nonfinite(want)
+    if (
+        _DECIMAL_TOKEN_RE.fullmatch(want)
+        and _DECIMAL_TOKEN_RE.fullmatch(got)
+        or (_DECIMAL_TOKEN_RE.fullmatch(want) and _INT_TOKEN_RE.fullmatch(got))
+    ):
+        return _close(float(got), float(want))
+    return False
+
+
+def _is_nonfinite(token: str) -> bool:
+    return token.strip("+-").lower() in ("nan", "inf", "infinity")
+
+
+def _same_output(got: str, want: str) -> bool:
+    """Program output against the expected output, token by token (see `same_token`)."""
+    a, b = got.split(), want.split()
+    return len(a) == len(b) and all(same_token(x, y) for x, y in zip(a, b, strict=True))
 
 
 RESULT_MARK = "\n<<distill-call-result>>"
@@ -821,10 +842,14 @@ _distill_call()
 
 
 def _same_value(got: Any, want: Any) -> bool:
+    """A returned JSON value against the expected one: integers (and booleans, strings) exactly,
+    a float expected value within 1e-6 absolute or relative, never NaN or infinities."""
     if isinstance(got, bool) or isinstance(want, bool):
-        return got == want
-    if isinstance(got, int | float) and isinstance(want, int | float):
-        return abs(got - want) <= 1e-6 * max(1.0, abs(want))
+        return type(got) is type(want) and got == want
+    if isinstance(want, int) and isinstance(got, int | float):
+        return got == want if isinstance(got, int) else got.is_integer() and int(got) == want
+    if isinstance(want, float) and isinstance(got, int | float):
+        return _close(float(got), want)
     if isinstance(got, list) and isinstance(want, list):
         return len(got) == len(want) and all(_same_value(a, b) for a, b in zip(got, want, strict=True))
     if isinstance(got, dict) and isinstance(want, dict):

@@ -176,3 +176,68 @@ def test_options_come_from_the_record():
     rec = {"content": "\\boxed{E}", "domain": "multiple_choice", "answer": "A", "choices": ["1", "2"]}
     assert verify_record(rec).status == "no_answer"
     assert verify_record(dict(rec, choices=list("12345"))).status == "wrong"
+
+
+# 7. program output: integers exactly, a tolerance only where the expected token is a decimal
+TOKENS = [
+    ("5000050001", "5000050000", False),  # issue
+    ("5000050000", "5000050000", True),  # reverse
+    ("1000000006", "1000000007", False),
+    ("5000050000.0", "5000050000", False),
+    ("nan", "0.5", False),
+    ("inf", "1e308", False),
+    ("-inf", "-inf", False),
+    ("nan", "nan", False),
+    ("0.5000001", "0.5", True),
+    ("0.500002", "0.5", False),
+    ("1e-7", "0.0", True),  # absolute 1e-6
+    ("1000000.5", "1000000.0", True),  # relative 1e-6
+    ("1000002.0", "1000000.0", False),
+    ("2", "2.000000", True),
+    ("YES", "YES", True),
+    ("yes", "YES", False),
+]
+
+
+@pytest.mark.parametrize("got,want,same", TOKENS)
+def test_output_tokens(got, want, same):
+    from distill.verify import same_token
+
+    assert same_token(got, want) is same
+
+
+RETURNS = [
+    (1000000006, 1000000007, False),  # answers modulo 1e9+7 match exactly
+    (1000000007, 1000000007, True),
+    (5000050001, 5000050000, False),
+    (2.0, 2, True),
+    (2.5, 2, False),
+    (10.0**20, 10**20 + 1, False),
+    (float("nan"), 0.5, False),
+    (float("inf"), float("inf"), False),
+    (0.1 + 0.2, 0.3, True),
+    (0.31, 0.3, False),
+    (1, True, False),
+    ([1, [2.0000000001, "x"]], [1, [2.0, "x"]], True),
+    ([1, [2, "x"]], [1, [3, "x"]], False),
+]
+
+
+@pytest.mark.parametrize("got,want,same", RETURNS)
+def test_return_values(got, want, same):
+    import json
+
+    from distill.verify import RESULT_MARK, _same_return
+
+    assert _same_return(RESULT_MARK + json.dumps(got), json.dumps(want)) is same
+
+
+def test_a_program_printing_nan_is_wrong():
+    tests = {"inputs": ["1\n"], "outputs": ["0.5\n"]}
+    nan = "```python\nprint(float('nan'))\n```"
+    assert verify(nan, "", domain="code", gold=None, tests=tests).status == "wrong"
+    close = "```python\nprint(0.5000001)\n```"
+    assert verify(close, "", domain="code", gold=None, tests=tests).status == "correct"
+    tests = {"inputs": ["\n"], "outputs": ["5000050000\n"]}
+    off = "```python\nprint(sum(range(100002)) - 100000)\n```"  # 5000050001
+    assert verify(off, "", domain="code", gold=None, tests=tests).status == "wrong"
