@@ -241,3 +241,40 @@ def test_a_program_printing_nan_is_wrong():
     tests = {"inputs": ["\n"], "outputs": ["5000050000\n"]}
     off = "```python\nprint(sum(range(100002)) - 100000)\n```"  # 5000050001
     assert verify(off, "", domain="code", gold=None, tests=tests).status == "wrong"
+
+
+# 5. eval: a truncated sample has no final answer, whatever box its unfinished reasoning holds
+TRUNCATED = [
+    # (finish_reason, reasoning_closed, reasoning, content, gold, status, truncated)
+    ("length", False, "so it is \\boxed{12} maybe, then", "", "12", "no_answer", True),  # issue
+    ("stop", True, "so it is \\boxed{12}", "The answer is $\\boxed{12}$.", "12", "correct", False),  # reverse
+    ("length", True, "done", "The answer is $\\boxed{12}$ and", "12", "no_answer", True),
+    ("stop", False, "so it is \\boxed{12}", "", "12", "no_answer", True),  # never closed its reasoning
+    ("stop", True, "so it is \\boxed{12}", "", "12", "correct", False),  # closed, empty answer: fallback
+    ("stop", True, "", "The answer is $\\boxed{13}$.", "12", "wrong", False),
+]
+
+
+@pytest.mark.parametrize("finish,closed,reasoning,content,gold,status,truncated", TRUNCATED)
+def test_eval_scores_truncated_samples_incorrect(finish, closed, reasoning, content, gold, status, truncated):
+    from distill.evaluate import Item, _score
+    from distill.teachers.protocol import Completion
+    from distill.verify import GoldCache
+
+    comp = Completion(reasoning, content, finish, 10, 100, closed)
+    s = _score(Item("p", "What is 3*4?", gold, "math"), comp, GoldCache())
+    assert (s["status"], s["truncated"], s["correct"]) == (status, truncated, status == "correct")
+
+
+def test_truncated_share_counts_unclosed_reasoning():
+    from distill.evaluate import summarize
+
+    base = {"problem_id": "p", "correct": False, "status": "no_answer"}
+    samples = [
+        dict(base, sample=0, finish_reason="length"),
+        dict(base, sample=1, finish_reason="stop", reasoning_closed=False),
+        dict(base, sample=2, finish_reason="stop", truncated=False, correct=True, status="correct"),
+        dict(base, sample=3, finish_reason="stop"),
+    ]
+    r = summarize(samples)
+    assert r["truncated_share"] == 0.5 and r["pass@1"] == 0.25
