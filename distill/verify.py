@@ -550,13 +550,12 @@ def verify_math(
     if found is None:
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
+    fast = _fast_compare(gold_text(gold), found.text)
+    if fast is not None:  # both plain numbers: no LaTeX parser needed, not even for the gold
+        return Verdict("correct" if fast else "wrong", found.text, "numeric" + where)
     pg = cache.gold(gold)
     if not pg.ok:
-        # plain numbers need no parser: a gold math-verify cannot read is still checked when numeric
-        fast = _fast_compare(gold_text(gold), found.text) if gold is not None else None
-        if fast is None:
-            return Verdict("unverifiable", found.text, pg.error)
-        return Verdict("correct" if fast else "wrong", found.text, "numeric" + where)
+        return Verdict("unverifiable", found.text, pg.error)
     candidates = [(found.text, found.parsed)]
     unique = list(dict.fromkeys(found.boxes))
     if len(unique) > 1 and pg.multi:
