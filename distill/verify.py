@@ -6,13 +6,19 @@
     v.status    # "correct" | "wrong" | "unverifiable" | "no_answer"
     v.extracted, v.detail
 
-- math: the final answer is the last `\\boxed{}` of the visible answer (else of the whole text);
-  without one, math-verify looks for an answer in the visible text. Gold and prediction are
-  compared with math-verify (`\\frac12` = 0.5, sets, intervals, units, `\\text{(B)}` = B ...).
-  A gold math-verify cannot parse gives `unverifiable`, never a silent pass.
-- multiple_choice: the chosen letter (boxed, "answer is (X)", "Answer: X") against the gold letter.
+- math: the final answer comes from the answer part (after `</think>`) only: its last non-empty
+  `\\boxed{}`, else the answer it states (read by math-verify); the reasoning's last box only when
+  the answer part holds no answer (`find_answer`). Several boxes are compared together when the
+  gold has several values. Both sides are normalised (`normalize_latex`), then compared with
+  math-verify (`\\frac12` = 0.5, sets, intervals, units ...), whose "equal" is re-checked exactly
+  for exact values (no float tolerance unless a side is a decimal); lists with `\\ldots` compare
+  element by element. A gold math-verify cannot parse gives `unverifiable`, never a silent pass.
+- multiple_choice: the letter the answer presents as its choice (`extract_choice`: answer
+  statements, boxed, bold or lone letters, an option named correct; the final explicit one wins;
+  only the record's option letters) against the gold letter.
 - code: the last fenced program of the answer runs on the record's stdin/stdout tests in
-  `distill.sandbox` (resource limits, no network, private temp dir, scrubbed env).
+  `distill.sandbox` (resource limits, no network, private temp dir, scrubbed env); output tokens
+  compare exactly, decimals within 1e-6 (`same_token`), never NaN or infinities.
 - none: nothing to check (general chat data).
 - judge (opt-in): an OpenAI-compatible model decides when math-verify cannot, or for free-form
   domains; `Verdict.detail` records the judge model.
@@ -211,24 +217,23 @@ def _norm(s: str) -> str:
 
 # ---------------------------------------------------------------------------- normalisation
 
-# \operatorname{sin} -> \sin: the names LaTeX (and math-verify's parser) know as commands
+# \operatorname{sin} -> \sin: the operator names math-verify's parser reads as commands
 _OPERATORS = (
-    "sin cos tan cot sec csc arcsin arccos arctan arccot arcsec arccsc sinh cosh tanh coth sech csch "
-    "log ln lg exp lcm gcd min max det deg arg dim ker sgn"
+    "sin cos tan cot sec csc arcsin arccos arctan arccot arcsec arccsc sinh cosh tanh coth "
+    "log ln exp lcm gcd min max"
 ).split()
 _UNICODE = {"\u2212": "-", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u00d7": "\\times ", "\u00b7": "\\cdot ",
             "\u2264": "\\le ", "\u2265": "\\ge ", "\u221a": "\\sqrt", "\u00b0": "^\\circ"}  # fmt: skip
-_UPRIGHT_RE = re.compile(
-    r"\\(?:mathrm|mathit|mathnormal|textrm|textit|rm|text|operatorname)\s*\{\s*([A-Za-z])\s*\}"
-)
+_UPRIGHT_RE = re.compile(r"\\(?:mathrm|mathit|mathnormal|textrm|textit|text|operatorname)\s*\{\s*([ei])\s*\}")
 _OPNAME_RE = re.compile(r"\\operatorname\*?\s*\{\s*([A-Za-z]+)\s*\}")
 
 
 def normalize_latex(s: str) -> str:
     """Rewrite notation math-verify's parser misreads into the forms it reads, on either side.
 
-    Upright single letters (`\\mathrm{e}`, `\\mathrm{i}`, `\\text{e}`, `\\operatorname{d}`) become
-    the plain letter (so `e` is Euler's number on both sides); `\\operatorname{sin}` becomes
+    The upright constants `\\mathrm{e}`, `\\mathrm{i}` (also `\\text{e}`, `\\operatorname{i}` ...)
+    become the plain letter (so `e` is Euler's number on both sides; units such as `\\mathrm{m}`
+    are left to math-verify); `\\operatorname{sin}` becomes
     `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
     `\\dbinom`/`\\tbinom` -> `\\binom`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
     degree signs become their LaTeX commands.
@@ -656,6 +661,8 @@ _LONE_LINE_RE = re.compile(r"(?m)^[ \t]*(?:\$|\\\(|\*\*)?\s*\(?([A-J])\)?[.)]?\s
 def _statement_letter(tail: str) -> str | None:
     """The first letter written as a choice in the text after an answer statement."""
     for m in _CHOICE_TOKEN_RE.finditer(tail):
+        if re.search(r"(?i)\b(?:not|n't)\s*$", tail[: m.start()]):
+            continue  # "the answer is not (A) but (C)"
         groups = m.groups()
         if groups[5] is not None:  # a bare capital: not the article "A" or the pronoun "I"
             word = groups[6]

@@ -117,6 +117,9 @@ NOTATION = [
     ("-3", "\\boxed{\u22123}", "correct"),
     ("\\dbinom{6}{2}", "\\boxed{15}", "correct"),
     ("\\dbinom{6}{2}", "\\boxed{16}", "wrong"),
+    ("5", "\\boxed{5\\,\\mathrm{m}}", "correct"),  # an upright unit is not a constant
+    ("2\\mathrm{i}", "\\boxed{2i}", "correct"),
+    ("2\\mathrm{i}", "\\boxed{-2i}", "wrong"),
 ]
 
 
@@ -158,6 +161,8 @@ CHOICES = [
     ("A", "I think this is a hard one, and a guess would be unwise.", "", "no_answer"),
     ("A", "\\boxed{F}", "", "no_answer"),  # F is not one of the options A-D
     ("B", "The final answer is\n\n(B)\n", "", "correct"),
+    ("C", "The answer is not (A) but (C).", "", "correct"),
+    ("A", "The answer is not (A) but (C).", "", "wrong"),
 ]
 
 
