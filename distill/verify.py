@@ -110,6 +110,9 @@ def _braced(text: str, i: int) -> int:
     return -1
 
 
+_BLANK_RE = re.compile(r"\\(?:text|mathrm)\s*\{\s*\}|\\[,;:! ]|[\s$~{}]")
+
+
 def _boxes(text: str) -> list[tuple[int, str]]:
     """(start, content) of every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, braces
     matched, in order. Empty and unbalanced boxes are skipped (they hold no answer), and a box
@@ -130,7 +133,7 @@ def _boxes(text: str) -> list[tuple[int, str]]:
                 if _braced(inner, w.end()) != len(inner) - 1:
                     break
                 inner = inner[w.end() + 1 : -1].strip()  # \boxed{\boxed{3}} -> 3
-            if inner:
+            if _BLANK_RE.sub("", inner):  # \boxed{\text{ }} is no answer either
                 out.append((m.start(), inner))
             continue
         tail = re.match(r"([^\s$]+)", text[i:])
@@ -305,11 +308,9 @@ class ParsedGold:
         """Whether the gold is several values (a set, a list or a tuple)."""
         from sympy import FiniteSet, Tuple
 
-        return (
-            bool(self.parsed)
-            and isinstance(self.parsed[0], FiniteSet | Tuple)
-            or _top_level_commas(self.text) > 0
-        )
+        if self.parsed and isinstance(self.parsed[0], FiniteSet | Tuple):
+            return True
+        return _top_level_commas(self.text) > 0 or _top_level_commas(_strip_brackets(self.text)[1]) > 0
 
 
 def _mv_parse(latex: str, timeout_s: float | None) -> list[Any]:
@@ -636,7 +637,7 @@ def option_letters(choices: Any = None, problem: str = "") -> str:
 _STATEMENT_RE = re.compile(
     r"(?i)(?:\banswer\b(?:\s*\*\*)?\s*(?:is|:|=|-|would\s+be|should\s+be|must\s+be|will\s+be)"
     r"|\b(?:option|choice)\s*(?:is|:|would\s+be|should\s+be|must\s+be)"
-    r"|\bI\s+(?:would\s+)?(?:choose|pick|select|go\s+with))"
+    r"|\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with))"
 )
 # A letter written as a choice: (B), **B**, $B$, \text{B}, \boxed{B}, or a bare capital
 _CHOICE_TOKEN_RE = re.compile(

@@ -32,6 +32,7 @@ DRAFTS = [
     ("9", R1_ANSWER_PART + "\\boxed{}", "done: \\boxed{9}", "correct"),  # no answer part answer
     ("4", "", "so the result is \\boxed{4}", "correct"),  # empty answer part: reasoning fallback
     ("4", "", "so the result is \\boxed{}", "no_answer"),
+    ("4", "\\boxed{\\text{ }}", "so the result is \\boxed{4}", "correct"),  # a blank box is no answer
     ("11", R1_ANSWER_PART + "The answer is $\\boxed{11}$.", "draft \\boxed{10}", "correct"),
     ("10", R1_ANSWER_PART + "The answer is $\\boxed{11}$.", "draft \\boxed{10}", "wrong"),
 ]
@@ -90,6 +91,8 @@ BOXES = [
     ("1, 2, 3", "$\\boxed{1}$ and $\\boxed{2}$", "wrong"),
     ("1, 2, 3", "$\\boxed{1}$, $\\boxed{2}$, $\\boxed{3}$ and $\\boxed{4}$", "wrong"),
     ("3, 5", "we get $\\boxed{3}$, then again $\\boxed{3}$ and $\\boxed{5}$", "correct"),
+    ("(3, 5)", "so $x = \\boxed{3}$ and $y = \\boxed{5}$", "correct"),  # an ordered pair
+    ("(3, 5)", "so $x = \\boxed{5}$ and $y = \\boxed{3}$", "wrong"),
     # a single-valued gold: the last box is the answer
     ("5", "so $x = \\boxed{3}$ and the answer is $\\boxed{5}$", "correct"),
     ("3", "so $x = \\boxed{3}$ and the answer is $\\boxed{5}$", "wrong"),
