@@ -16,6 +16,7 @@ Then runs the stage alone on `--rss` sizes in fresh processes and prints their p
 A second mode measures real-shaped traces (`--real-n`, 0 to skip): long reasoning (thousands of
 words, a draft box now and then), golds drawn from `../shared/benchmarks/*.jsonl` in their LaTeX
 forms, answers correct (in an equivalent written form) or a near miss (one digit or sign off),
+mostly in one box (list answers sometimes boxed element by element, a few unboxed),
 and one distinct answer text per trace, so no verdict cache hit is free. Both sides are timed
 on every trace, and each side's verdicts are scored against the known truth.
 Not a test: numbers go in the README.
@@ -140,6 +141,18 @@ def _near_miss(gold: str, k: int) -> str:
     return gold[:i] + str((int(gold[i]) + 1 + k % 8) % 10) + gold[i + 1 :]
 
 
+def _answer_part(pred: str, rng: random.Random) -> str:
+    """How R1 ends: mostly one box; a list answer boxed element by element; now and then no box."""
+    parts = pred.split(", ")
+    plain_list = len(parts) > 1 and not any(c in pred for c in "()[]{}")
+    u = rng.random()
+    if plain_list and u < 0.5:
+        return "The solutions are " + " and ".join(f"$\\boxed{{{p}}}$" for p in parts) + "."
+    if u > 0.85:
+        return f"The final answer is ${pred}$."
+    return f"The final answer is $\\boxed{{{pred}}}$."
+
+
 def make_real_traces(folder: Path, n: int, seed: int = 0) -> dict[str, bool]:
     """Real-shaped traces (see the module docstring); returns id -> whether the answer is right."""
     import glob
@@ -177,7 +190,7 @@ def make_real_traces(folder: Path, n: int, seed: int = 0) -> dict[str, bool]:
                 "teacher": {"model": "synthetic-r1"},
                 "reasoning": "\n\n".join(paras),
                 "content": "We combine the cases above and simplify.\n\n**Final Answer**\n\n"
-                f"The final answer is $\\boxed{{{pred}}}$.",
+                + _answer_part(pred, rng),
                 "finish_reason": "stop",
                 "reasoning_closed": True,
                 "usage": {"prompt_tokens": 80, "completion_tokens": words},

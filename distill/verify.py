@@ -521,6 +521,24 @@ def _compare_ellipsis_lists(gold: str, pred: str, timeout_s: float | None) -> bo
     return True
 
 
+# ------------------------------------------------------------------ numbers written in a base
+
+_BASE_RE = re.compile(r"((?=[0-9A-Za-z]*\d)[0-9A-Za-z]+)_\{?(\d+)\}?")
+
+
+def _same_base_number(gold: str, pred: str) -> bool | None:
+    """`204_5` against an answer, when either side is a number with a base subscript: the same
+    digits in the same base (or the digits alone, the base being the question's); else None.
+    math-verify drops the subscript, so `52_1` would pass for `52_8`."""
+    g, p = _BASE_RE.fullmatch(_norm(gold).replace("\\text", "")), _BASE_RE.fullmatch(_norm(pred))
+    if g is None and p is None:
+        return None
+    if g is None or not (p is not None or re.fullmatch(r"[0-9A-Za-z]+", _norm(pred))):
+        return False
+    digits, base = (p.group(1), p.group(2)) if p else (_norm(pred), g.group(2))
+    return digits.upper() == g.group(1).upper() and base == g.group(2)
+
+
 # ---------------------------------------------------------------------------- the math verifier
 
 
@@ -530,6 +548,9 @@ def _compare(
     """(equal, how) for a parsed gold and one answer text (`pred`: its parse, if already done)."""
     if _ELLIPSIS_RE.search(pg.text) or _ELLIPSIS_RE.search(pred_text):
         return _compare_ellipsis_lists(pg.text, pred_text, timeout_s), "list with ellipsis"
+    based = _same_base_number(pg.text, pred_text)
+    if based is not None:
+        return based, "number in base b"
     fast = _fast_compare(pg.text, pred_text)
     if fast is not None:  # both plain numbers: no LaTeX parser needed
         return fast, "numeric"
@@ -556,9 +577,12 @@ def verify_math(
     if found is None:
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
-    fast = _fast_compare(gold_text(gold), found.text)
+    gtext = gold_text(gold)
+    fast = _fast_compare(gtext, found.text)
     if fast is not None:  # both plain numbers: no LaTeX parser needed, not even for the gold
         return Verdict("correct" if fast else "wrong", found.text, "numeric" + where)
+    if gtext and _norm(found.text) == _norm(gtext):  # written the same way: no parser either
+        return Verdict("correct", found.text, "exact match" + where)
     pg = cache.gold(gold)
     if not pg.ok:
         return Verdict("unverifiable", found.text, pg.error)

@@ -120,6 +120,10 @@ NOTATION = [
     ("-3", "\\boxed{\u22123}", "correct"),
     ("\\dbinom{6}{2}", "\\boxed{15}", "correct"),
     ("\\dbinom{6}{2}", "\\boxed{16}", "wrong"),
+    ("52_8", "\\boxed{52_1}", "wrong"),  # math-verify drops a base subscript
+    ("52_8", "\\boxed{52_{8}}", "correct"),
+    ("52_8", "\\boxed{52}", "correct"),  # the base is the question's
+    ("4210_{5}", "\\boxed{4211_5}", "wrong"),
     ("5", "\\boxed{5\\,\\mathrm{m}}", "correct"),  # an upright unit is not a constant
     ("2\\mathrm{i}", "\\boxed{2i}", "correct"),
     ("2\\mathrm{i}", "\\boxed{-2i}", "wrong"),
