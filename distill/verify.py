@@ -665,18 +665,18 @@ _STATEMENT_RE = re.compile(
 )
 # A letter written as a choice: (B), **B**, $B$, \text{B}, \boxed{B}, or a bare capital
 _CHOICE_TOKEN_RE = re.compile(
-    r"\\boxed\s*\{\s*(?:\\text(?:bf)?\{)?\s*\(?([A-J])\)?\s*\}?\s*\}"
-    r"|\\text(?:bf)?\{\s*\(?([A-J])\)?\s*\}"
-    r"|\(([A-J])\)"
-    r"|\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*"
-    r"|\$\s*\(?([A-J])\)?\s*\$"
-    r"|(?<![\w'\\=+\-*/^_])([A-J])(?![\w'])(?!\s*[=<>+/^_]|\s*\*(?!\*))(?:\s+([a-z]+))?"
+    r"\\boxed\s*\{\s*(?:\\text(?:bf)?\{)?\s*\(?(?P<boxed>[A-Ja-j])\)?\s*\}?\s*\}"
+    r"|\\text(?:bf)?\{\s*\(?(?P<text>[A-J])\)?\s*\}"
+    r"|\((?P<paren>[A-Ja-j])\)"
+    r"|\*\*\s*\(?(?P<bold>[A-J])\)?(?:[.:)]|\s*\*\*)"
+    r"|\$\s*\(?(?P<math>[A-J])\)?\s*\$"
+    r"|(?<![\w'\\=+\-*/^_])(?P<bare>[A-J])(?![\w'])(?!\s*[=<>+/^_]|\s*\*(?!\*))(?:\s+(?P<word>[a-z]+))?"
 )
 # after "A" or "I", words that show the letter is the option, not the article or the pronoun
 _LETTER_VERBS = {"is", "was", "and", "or", "because", "since", "as", "fits", "matches", "seems"}
-# "(B) is correct", "Option B is the right answer"
+# "(B) is correct", "Option B is the right answer", "A) is the correct answer"
 _NAMED_CORRECT_RE = re.compile(
-    r"(?i:option|choice)?\s*(?:\(([A-J])\)|\*\*\(?([A-J])\)?\*\*|(?<![\w'])([A-J])(?![\w']))"
+    r"(?i:option|choice)?\s*(?:\(([A-J])\)|\*\*\(?([A-J])\)?\*\*|(?<![\w'])([A-J])\)?(?![\w']))"
     r"\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b"
 )
 _BOLD_RE = re.compile(r"\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*")
@@ -688,13 +688,13 @@ def _statement_letter(tail: str) -> str | None:
     for m in _CHOICE_TOKEN_RE.finditer(tail):
         if re.search(r"(?i)\b(?:not|n't)\s*$", tail[: m.start()]):
             continue  # "the answer is not (A) but (C)"
-        groups = m.groups()
-        if groups[5] is not None:  # a bare capital: not the article "A" or the pronoun "I"
-            word = groups[6]
-            if groups[5] in "AI" and word is not None and word not in _LETTER_VERBS:
+        bare = m.group("bare")
+        if bare is not None:  # a bare capital: not the article "A" or the pronoun "I"
+            word = m.group("word")
+            if bare in "AI" and word is not None and word not in _LETTER_VERBS:
                 continue
-            return groups[5]
-        return next(g for g in groups[:5] if g is not None)
+            return bare
+        return next(g for g in m.group("boxed", "text", "paren", "bold", "math") if g is not None).upper()
     return None
 
 

@@ -170,6 +170,10 @@ CHOICES = [
     ("B", "The final answer is\n\n(B)\n", "", "correct"),
     ("C", "The answer is not (A) but (C).", "", "correct"),
     ("A", "The answer is not (A) but (C).", "", "wrong"),
+    ("A", "A) is the correct answer", "", "correct"),
+    ("C", "The correct answer is: **C. 2.0 eV**", "", "correct"),
+    ("C", "answer: (c)", "", "correct"),
+    ("B", "Answer: It's B", "", "correct"),
 ]
 
 
