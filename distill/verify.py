@@ -413,8 +413,18 @@ def _exact_conflict(gold: Any, pred: Any) -> bool:
     below 1e-15 (e.g. 1/2^99 and 1/2^98) come out equal. Exact values get an exact check here;
     a side written as a decimal keeps math-verify's tolerance (rounding to 6 places).
     """
-    from sympy import FiniteSet, Tuple
+    from sympy import Eq, FiniteSet, Interval, MatrixBase, Tuple
 
+    if isinstance(gold, Eq) and isinstance(pred, Eq):  # x = 2^{-99} against x = 2^{-98}
+        if gold.lhs == pred.lhs:
+            return _exact_conflict(gold.rhs, pred.rhs)
+        return False
+    if isinstance(pred, Eq) and not isinstance(gold, Eq):  # math-verify reads x = v as v
+        return _exact_conflict(gold, pred.rhs)
+    if isinstance(gold, Interval) and isinstance(pred, Interval):
+        return _exact_conflict(gold.start, pred.start) or _exact_conflict(gold.end, pred.end)
+    if isinstance(gold, MatrixBase) and isinstance(pred, MatrixBase) and gold.shape == pred.shape:
+        return any(_exact_conflict(g, p) for g, p in zip(gold, pred, strict=True))
     if isinstance(gold, FiniteSet | Tuple) and isinstance(pred, FiniteSet | Tuple):
         ga, pa = list(gold.args), list(pred.args)
         if len(ga) != len(pa):

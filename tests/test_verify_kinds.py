@@ -64,6 +64,16 @@ EXACT = [
     ("\\sqrt{2}+\\sqrt{3}", "\\boxed{\\sqrt{5+2\\sqrt{6}}}", "correct"),
     ("\\{2^{-60}, 1\\}", "\\boxed{\\{1, 2^{-61}\\}}", "wrong"),
     ("\\{2^{-60}, 1\\}", "\\boxed{\\{1, \\frac{1}{2^{60}}\\}}", "correct"),
+    ("[0, 2^{-60}]", "\\boxed{[0, 2^{-61}]}", "wrong"),
+    ("[0, 2^{-60}]", "\\boxed{\\left[0, \\frac{1}{2^{60}}\\right]}", "correct"),
+    ("x = 2^{-99}", "\\boxed{x = 2^{-98}}", "wrong"),
+    ("2^{-99}", "\\boxed{x = 2^{-98}}", "wrong"),
+    ("\\frac{\\pi}{2^{60}}", "\\boxed{\\frac{\\pi}{2^{61}}}", "wrong"),
+    (
+        "\\begin{pmatrix} 1 \\\\ 2^{-70} \\end{pmatrix}",
+        "\\boxed{\\begin{pmatrix} 1 \\\\ 2^{-71} \\end{pmatrix}}",
+        "wrong",
+    ),
     # lists with an ellipsis: two different sequences are different answers
     ("1, 2, \\ldots, 10", "\\boxed{1, 3, \\ldots, 10}", "wrong"),
     ("1, 2, \\ldots, 10", "\\boxed{1,2,\\dots,10}", "correct"),
