@@ -228,6 +228,9 @@ _OPERATORS = (
 _UNICODE = {"\u2212": "-", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u00d7": "\\times ", "\u00b7": "\\cdot ",
             "\u2264": "\\le ", "\u2265": "\\ge ", "\u221a": "\\sqrt", "\u00b0": "^\\circ"}  # fmt: skip
 _UPRIGHT_RE = re.compile(r"\\(?:mathrm|mathit|mathnormal|textrm|textit|text|operatorname)\s*\{\s*([ei])\s*\}")
+# commands the parser misses, and what it reads for them
+_SAME_COMMANDS = (("\\lbrace", "\\{"), ("\\rbrace", "\\}"), ("\\varnothing", "\\emptyset"),
+                  ("\\mathbb{R}", "(-\\infty, \\infty)"), ("\\mathbb R", "(-\\infty, \\infty)"))  # fmt: skip
 _OPNAME_RE = re.compile(r"\\operatorname\*?\s*\{\s*([A-Za-z]+)\s*\}")
 
 
@@ -238,7 +241,8 @@ def normalize_latex(s: str) -> str:
     become the plain letter (so `e` is Euler's number on both sides; units such as `\\mathrm{m}`
     are left to math-verify); `\\operatorname{sin}` becomes
     `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
-    `\\dbinom`/`\\tbinom` -> `\\binom`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
+    `\\dbinom`/`\\tbinom` -> `\\binom`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
+    `\\emptyset`, `\\mathbb{R}` -> `(-\\infty, \\infty)`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
     degree signs become their LaTeX commands.
     """
     for u, latex in _UNICODE.items():
@@ -249,6 +253,9 @@ def normalize_latex(s: str) -> str:
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
     s = re.sub(r"\\[dt]binom(?![a-zA-Z])", r"\\binom", s)
     s = _UPRIGHT_RE.sub(r"\1", s)
+    for cmd, same in _SAME_COMMANDS:
+        if cmd in s:
+            s = re.sub(re.escape(cmd) + r"(?![a-zA-Z])", lambda _m, v=same: v, s)
     return _OPNAME_RE.sub(lambda m: "\\" + m.group(1) + " " if m.group(1) in _OPERATORS else m.group(0), s)
 
 

@@ -130,6 +130,11 @@ NOTATION = [
     ("-3", "\\boxed{\u22123}", "correct"),
     ("\\dbinom{6}{2}", "\\boxed{15}", "correct"),
     ("\\dbinom{6}{2}", "\\boxed{16}", "wrong"),
+    ("\\left\\lbrace 1,2 \\right\\rbrace", "\\boxed{\\{2, 1\\}}", "correct"),
+    ("\\left\\lbrace 1,2 \\right\\rbrace", "\\boxed{\\{1, 3\\}}", "wrong"),
+    ("\\varnothing", "\\boxed{\\emptyset}", "correct"),
+    ("\\mathbb{R}", "\\boxed{(-\\infty, \\infty)}", "correct"),
+    ("\\mathbb{R}", "\\boxed{(0, \\infty)}", "wrong"),
     ("52_8", "\\boxed{52_1}", "wrong"),  # math-verify drops a base subscript
     ("52_8", "\\boxed{52_{8}}", "correct"),
     ("52_8", "\\boxed{52}", "correct"),  # the base is the question's
