@@ -95,8 +95,9 @@ def cons_at_n(answers: Sequence[Sequence[str | None]], correct: Sequence[Sequenc
 
 
 def is_truncated(finish_reason: str | None, reasoning_closed: bool | None = True) -> bool:
-    """A sample cut at the token limit (`finish_reason` "length") or whose reasoning never closed."""
-    return finish_reason == "length" or reasoning_closed is False
+    """A sample cut at the token limit (`finish_reason` "length"; "max_tokens" on some servers) or
+    whose reasoning never closed."""
+    return finish_reason in ("length", "max_tokens") or reasoning_closed is False
 
 
 def _sample_truncated(s: dict[str, Any]) -> bool:

@@ -158,11 +158,11 @@ _EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
 
 def _stated_answer(content: str, timeout_s: float | None) -> list[Any]:
     """math-verify's extraction from an answer part without a box ("The final answer is 42")."""
-    from math_verify import parse
-
     text = _EMPTY_BOX_RE.sub(" ", content or "")[-2000:]
     if not text.strip():
         return []
+    from math_verify import parse
+
     with deadline(timeout_s):
         return parse(normalize_latex(text), parsing_timeout=None)  # type: ignore[arg-type]
 
