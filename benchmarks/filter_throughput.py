@@ -18,7 +18,9 @@ words, a draft box now and then), golds drawn from `../shared/benchmarks/*.jsonl
 forms, answers correct (in an equivalent written form) or a near miss (one digit or sign off),
 mostly in one box (list answers sometimes boxed element by element, a few unboxed),
 and one distinct answer text per trace, so no verdict cache hit is free. Both sides are timed
-on every trace, and each side's verdicts are scored against the known truth.
+on every trace, and each side's verdicts are scored against the known truth. Each side also
+prints its CPU time per trace (the filter's main process and workers, start-up included), which
+a busy shared machine distorts less than traces/s.
 Not a test: numbers go in the README.
 """
 
@@ -199,8 +201,15 @@ def make_real_traces(folder: Path, n: int, seed: int = 0) -> dict[str, bool]:
     return truth
 
 
-def baseline(folder: Path, rows: int, verdicts: dict[str, bool] | None = None) -> float:
-    """traces/s of a single-process datasets.map: parse gold, parse answer, verify, per row."""
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the filter's workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def baseline(folder: Path, rows: int, verdicts: dict[str, bool] | None = None) -> tuple[float, float]:
+    """(traces/s, CPU ms/trace) of a single-process datasets.map: parse gold, parse answer,
+    verify, per row."""
     import datasets
     from math_verify import parse, verify
 
@@ -213,19 +222,20 @@ def baseline(folder: Path, rows: int, verdicts: dict[str, bool] | None = None) -
         pred = parse(row["content"])
         return {"correct": bool(verify(gold, pred))}
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     out = ds.map(score, num_proc=None, load_from_cache_file=False)
-    rate = rows / (time.perf_counter() - t)
+    rate, cpu_ms = rows / (time.perf_counter() - t), (_cpu_s() - cpu) * 1000 / rows
     if verdicts is not None:
         verdicts.update(zip(out["id"], out["correct"], strict=True))
-    return rate
+    return rate, cpu_ms
 
 
-def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict]:
+def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict, float]:
+    """(traces/s, funnel, CPU ms/trace of the stage: main process and workers, start-up included)."""
     from distill.filter import FilterConfig, run
 
     n = sum(1 for p in folder.glob("shard-*.jsonl") for _ in open(p, encoding="utf-8"))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     funnel = run(
         FilterConfig(
             input=str(folder),
@@ -234,7 +244,7 @@ def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict]:
             workers=workers,
         )
     )
-    return n / (time.perf_counter() - t), funnel
+    return n / (time.perf_counter() - t), funnel, (_cpu_s() - cpu) * 1000 / n
 
 
 def our_verdicts(out: Path) -> dict[str, bool]:
@@ -258,11 +268,15 @@ def synthetic_mode(tmp: Path, n: int, baseline_rows: int, workers: int) -> None:
     make_traces(tmp / "traces", n)
     rows = min(baseline_rows, n)
     print(f"baseline on {rows} rows ...", file=sys.stderr)
-    base = baseline(tmp / "traces", rows)
+    base, base_cpu = baseline(tmp / "traces", rows)
     print(f"ours on {n} traces, {workers} workers ...", file=sys.stderr)
-    rate, funnel = ours(tmp / "traces", tmp / "out", workers)
-    print(f"\nbaseline datasets.map + math-verify : {base:8.1f} traces/s ({rows} rows, 1 process)")
-    print(f"distill filter                      : {rate:8.1f} traces/s ({n} traces, {workers} workers)")
+    rate, funnel, cpu = ours(tmp / "traces", tmp / "out", workers)
+    print(
+        f"\nbaseline datasets.map + math-verify : {base:8.1f} traces/s ({rows} rows, 1 process)  {base_cpu:.2f} CPU ms/trace"
+    )
+    print(
+        f"distill filter                      : {rate:8.1f} traces/s ({n} traces, {workers} workers)  {cpu:.2f} CPU ms/trace"
+    )
     print(
         f"ratio (synthetic)                   : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
     )
@@ -273,20 +287,24 @@ def real_mode(tmp: Path, n: int, workers: int) -> None:
     truth = make_real_traces(tmp / "real", n)
     base_v: dict[str, bool] = {}
     print(f"baseline on {n} rows ...", file=sys.stderr)
-    base = baseline(tmp / "real", n, base_v)
+    base, base_cpu = baseline(tmp / "real", n, base_v)
     print(f"ours on {n} traces, {workers} workers ...", file=sys.stderr)
-    rate, funnel = ours(tmp / "real", tmp / "real-out", workers)
+    rate, funnel, cpu = ours(tmp / "real", tmp / "real-out", workers)
     ours_v = our_verdicts(tmp / "real-out")
     print(f"\nreal-shaped traces (long reasoning, golds from {BENCH_DIR.name}/*.jsonl):")
-    print(f"baseline datasets.map + math-verify : {base:8.1f} traces/s  {_right(base_v, truth)}")
-    print(f"distill filter                      : {rate:8.1f} traces/s  {_right(ours_v, truth)}")
+    print(
+        f"baseline datasets.map + math-verify : {base:8.1f} traces/s  {base_cpu:5.2f} CPU ms/trace  {_right(base_v, truth)}"
+    )
+    print(
+        f"distill filter                      : {rate:8.1f} traces/s  {cpu:5.2f} CPU ms/trace  {_right(ours_v, truth)}"
+    )
     print(
         f"ratio (real-shaped)                 : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
     )
 
 
 def _measure(folder: str, out: str, workers: int) -> None:
-    rate, funnel = ours(Path(folder), Path(out), workers)
+    rate, funnel, _ = ours(Path(folder), Path(out), workers)
     rss = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
