@@ -154,6 +154,8 @@ def last_boxed(text: str) -> str | None:
 
 
 _EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
+# an answer statement followed by something: "The answer is seventy-three", "Final answer: none"
+_STATES_ANSWER_RE = re.compile(r"(?i)\banswer\b[*\s]*(?:is|:|=|would\s+be)[*\s:]*[^\s*#:.$]")
 
 
 def _stated_answer(content: str, timeout_s: float | None) -> list[Any]:
@@ -189,7 +191,8 @@ def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0
     1. the last non-empty box of the answer part (all its boxes are kept in `boxes`);
     2. else the answer the answer part states without a box, read by math-verify
        ("The final answer is 42", "Answer: $x = 5$");
-    3. only when the answer part holds no answer at all: the last box of the reasoning.
+    3. only when the answer part holds no answer at all (no box, no answer statement): the last
+       box of the reasoning.
     A draft box in the reasoning never overrides an answer the answer part states.
     """
     boxes = boxed_answers(content or "")
@@ -201,6 +204,8 @@ def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0
         stated = []
     if _has_math(stated):
         return Found(str(stated[-1]), [], "answer", stated)
+    if _STATES_ANSWER_RE.search(_EMPTY_BOX_RE.sub(" ", content or "")):
+        return None  # "The answer is seventy-three": stated, though unreadable; never a draft box
     rboxes = boxed_answers(reasoning or "")
     if rboxes:
         return Found(rboxes[-1], rboxes[-1:], "reasoning")

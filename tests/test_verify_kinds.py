@@ -31,6 +31,7 @@ DRAFTS = [
     ("7", "\\boxed{ }\n\nFinal answer: 7", "", "correct"),
     ("9", R1_ANSWER_PART + "\\boxed{}", "done: \\boxed{9}", "correct"),  # no answer part answer
     ("4", "", "so the result is \\boxed{4}", "correct"),  # empty answer part: reasoning fallback
+    ("12", "The answer is twelve, as shown above.", "draft \\boxed{12}", "no_answer"),  # stated in words
     ("4", "", "so the result is \\boxed{}", "no_answer"),
     ("4", "\\boxed{\\text{ }}", "so the result is \\boxed{4}", "correct"),  # a blank box is no answer
     ("11", R1_ANSWER_PART + "The answer is $\\boxed{11}$.", "draft \\boxed{10}", "correct"),
