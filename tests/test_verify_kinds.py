@@ -61,7 +61,7 @@ EXACT = [
     ("\\frac{1}{3^{40}}", "\\boxed{\\frac{1}{3^{41}}}", "wrong"),
     ("10^{-20}", "\\boxed{10^{-21}}", "wrong"),
     ("1000000007", "\\boxed{1000000006}", "wrong"),
-    ("\\pi^{20}", "\\boxed{\\pi^{20}+10^{-10}}", "wrong"),
+    ("\\sqrt{2}", "\\boxed{\\sqrt{2}+10^{-20}}", "wrong"),  # irrational: checked to 40 digits
     ("\\sqrt{2}+\\sqrt{3}", "\\boxed{\\sqrt{5+2\\sqrt{6}}}", "correct"),
     ("\\{2^{-60}, 1\\}", "\\boxed{\\{1, 2^{-61}\\}}", "wrong"),
     ("\\{2^{-60}, 1\\}", "\\boxed{\\{1, \\frac{1}{2^{60}}\\}}", "correct"),
