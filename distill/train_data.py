@@ -1,6 +1,6 @@
 """Training data for `distill train`: loading, chat templating, loss masks, the template guard, caching.
 
-    examples = load_messages("runs/kept", with_reasoning=True)      # kept/ shards, .jsonl, .parquet, HF id
+    examples = load_messages("runs/kept", with_reasoning=True)      # anything distill.ingest reads
     apply_chat_settings(tokenizer, "chatml", "<|im_end|>")
     ex = tokenize_example(messages, tokenizer)                     # input_ids + labels (-100 off-target)
     guard([(messages, ex), ...], tokenizer)                        # fails loudly with an example
@@ -13,9 +13,10 @@ With `all_turns`, every assistant turn of a multi-turn conversation is trained t
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterable
@@ -23,9 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill import records
+from distill import ingest, records
 from distill.errors import UserError
+from distill.ingest import ReadOptions, TraceReader
 from distill.tiny import CHATML_TEMPLATE, LLAMA3_TEMPLATE
+
+log = logging.getLogger("distill.train_data")
 
 IGNORE = -100
 CACHE_VERSION = "1"
@@ -40,36 +44,6 @@ CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
 # ---------------------------------------------------------------------------- loading
 
 
-def _messages_from_row(row: dict[str, Any], where: str, with_reasoning: bool) -> list[dict[str, str]]:
-    if "messages" in row and row["messages"] is not None:
-        msgs = row["messages"]
-        if isinstance(msgs, str):
-            try:
-                msgs = json.loads(msgs)
-            except ValueError:
-                raise UserError(f"{where}: field 'messages' is a string but not JSON") from None
-        if not isinstance(msgs, list) or not msgs:
-            raise UserError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
-        out = []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise UserError(f"{where}: messages[{i}] needs 'role' and 'content'")
-            out.append({"role": str(m["role"]), "content": str(m["content"] or "")})
-        if out[-1]["role"] != "assistant":
-            raise UserError(
-                f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')"
-            )
-        if not with_reasoning:
-            for m in out:
-                if m["role"] == "assistant":
-                    m["content"] = strip_reasoning(m["content"])
-        return out
-    for key in ("problem", "content"):
-        if key not in row:
-            raise UserError(f"{where}: record has neither 'messages' nor trace field '{key}'")
-    return records.to_messages(row, with_reasoning)
-
-
 def strip_reasoning(text: str) -> str:
     """The visible answer of an assistant turn: everything after the last `</think>`."""
     if "</think>" in text:
@@ -77,58 +51,39 @@ def strip_reasoning(text: str) -> str:
     return text.strip()
 
 
-def load_messages(data: str, with_reasoning: bool = True, split: str = "train") -> list[list[dict[str, str]]]:
-    """Chat conversations from a kept/ folder, a `.jsonl` of traces, a `.parquet` or an HF dataset id."""
-    path = Path(data)
-    out: list[list[dict[str, str]]] = []
-    if path.is_dir() or path.suffix == ".jsonl":
-        if path.is_dir() and not records.shard_paths(path):
-            raise UserError(
-                f"{path}: no shard-*.jsonl files in this folder (expected the kept/ output of filter)"
-            )
-        for file, lineno, rec in records.iter_lines(path):
-            if rec.get("verdict", "kept") != "kept":
-                continue
-            out.append(_messages_from_row(rec, f"{file}:{lineno}", with_reasoning))
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+def load_messages(
+    data: str, with_reasoning: bool = True, split: str = "train", read: ReadOptions | None = None
+) -> list[list[dict[str, str]]]:
+    """Chat conversations to train on, from any input `distill.ingest` reads (a kept/ folder, trace
+    or chat files, column sets, a saved or Hub dataset); records a filter rejected are skipped.
 
-        if not path.exists():
-            raise UserError(f"{path}: no such file")
-        table = pq.read_table(path)
-        cols = set(table.column_names)
-        if "messages" not in cols and not {"problem", "content"} <= cols:
-            raise UserError(f"{path}: needs a 'messages' column (or trace columns problem/reasoning/content)")
-        for i, row in enumerate(table.to_pylist()):
-            out.append(_messages_from_row(row, f"{path}: row {i}", with_reasoning))
-    elif path.exists():
-        raise UserError(f"{path}: unsupported data file (expected a kept/ folder, .jsonl or .parquet)")
-    else:
-        for i, row in enumerate(_hub_dataset(data, split)):
-            out.append(_messages_from_row(dict(row), f"{data}: row {i}", with_reasoning))
+    The reasoning was split from the answer once, when read; each record renders as
+    `records.to_messages` (system prompt and history of chat data included).
+    """
+    read = read or ReadOptions(split=split)
+    out: list[list[dict[str, str]]] = []
+    reader = TraceReader(data, read)
+    for item in reader:
+        rec = item.record
+        if rec is None or rec.get("verdict", "kept") != "kept":
+            continue
+        out.append(records.to_messages(rec, with_reasoning))
+    for note in reader.stats.notes():
+        log.info("data: %s", note)
     if not out:
-        raise UserError(f"{data}: no training examples found")
+        raise UserError(f"{data}: no training examples found (every record has a verdict other than kept)")
     return out
 
 
-@functools.lru_cache(maxsize=4)
-def _hub_dataset(data: str, split: str) -> Any:
-    """A Hub dataset by id (loaded once per process: the fingerprint and the rows both need it)."""
-    import datasets
-
-    try:
-        return datasets.load_dataset(data, split=split)
-    except Exception as e:  # noqa: BLE001 - any failure to find the dataset is the user's to fix
-        raise UserError(f"{data}: not a local file/folder and not a loadable dataset id ({e})") from None
-
-
-def data_fingerprint(data: str, split: str = "train") -> str:
-    """A hash of the data's bytes (local), or of a Hub dataset's id and `datasets` fingerprint of the
-    files it loaded, which changes with the dataset's revision (a cached tokenization never goes stale)."""
+def data_fingerprint(data: str, split: str = "train", read: ReadOptions | None = None) -> str:
+    """A hash of the data's bytes (local files) and of how they are read, or of a saved/Hub dataset's
+    `datasets` fingerprint, which changes with the dataset's revision (a cached tokenization never
+    goes stale)."""
+    read = read or ReadOptions(split=split)
     h = hashlib.sha256()
-    path = Path(data)
-    files = records.shard_paths(path) if path.is_dir() else [path] if path.exists() else []
-    if files:
+    h.update(json.dumps(dataclasses.asdict(read), sort_keys=True).encode())
+    files = ingest.resolve_files(data)
+    if files is not None:
         for f in files:
             h.update(f.name.encode())
             with open(f, "rb") as fh:
@@ -136,7 +91,7 @@ def data_fingerprint(data: str, split: str = "train") -> str:
                     h.update(block)
     else:
         h.update(data.encode())
-        h.update(_hub_dataset(data, split)._fingerprint.encode())
+        h.update(ingest.dataset_fingerprint(data, read).encode())
     return h.hexdigest()
 
 
@@ -411,6 +366,7 @@ def tokenize_dataset(
     guard_sample: int = 64,
     progress: bool = True,
     all_turns: bool = False,
+    read: ReadOptions | None = None,
 ):
     """Load, template, tokenize, guard and length-filter `data`; cached by (data, tokenizer, settings).
 
@@ -424,7 +380,7 @@ def tokenize_dataset(
     key_src = json.dumps(
         [
             CACHE_VERSION,
-            data_fingerprint(data),
+            data_fingerprint(data, read=read),
             tokenizer_fingerprint(tokenizer),
             with_reasoning,
             max_length,
@@ -444,7 +400,7 @@ def tokenize_dataset(
         except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
             shutil.rmtree(folder, ignore_errors=True)
 
-    conversations = load_messages(data, with_reasoning)
+    conversations = load_messages(data, with_reasoning, read=read)
     stats = DataStats(examples=len(conversations))
     pairs: list[tuple[list[dict[str, str]], Tokenized]] = []
     for msgs in _progress(conversations, "tokenizing", progress):

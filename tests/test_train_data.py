@@ -7,6 +7,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
+from distill import ingest
 from distill import train_data as td
 from distill.errors import UserError
 
@@ -251,7 +252,7 @@ def test_loads_parquet_messages_and_rejects_bad_rows(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
     with pytest.raises(UserError, match=r"bad.jsonl:1: the last message must be the assistant's"):
         td.load_messages(str(tmp_path / "bad.jsonl"))
-    with pytest.raises(UserError, match="no shard"):
+    with pytest.raises(UserError, match="no data files"):
         (tmp_path / "empty").mkdir()
         td.load_messages(str(tmp_path / "empty"))
 
@@ -276,7 +277,7 @@ def test_hub_dataset_cache_follows_the_revision(tmp_path, tok, monkeypatch):
     )
 
     def tokenize():
-        td._hub_dataset.cache_clear()  # a new process
+        ingest.load_hub.cache_clear()  # a new process
         return td.tokenize_dataset(
             "org/ds", tok, with_reasoning=True, max_length=512, cache_dir=tmp_path / "c"
         )
