@@ -267,6 +267,10 @@ def _hub_like(source: str) -> bool:
     return not source.startswith((".", "/", "~")) and Path(source).suffix.lower() not in DATA_SUFFIXES
 
 
+def _is_shard(path: Path) -> bool:
+    return path.name.startswith("shard-") and path.suffix == ".jsonl"
+
+
 def _is_saved_dataset(folder: Path) -> bool:
     return any((folder / n).exists() for n in ("dataset_dict.json", "state.json"))
 
@@ -292,7 +296,7 @@ def resolve_files(source: str) -> list[Path] | None:
                 stage = None
             if stage in _STAGE_FOLDERS:
                 return resolve_files(str(path / "kept"))
-        shards = sorted(p for p in path.iterdir() if p.name.startswith("shard-") and p.suffix == ".jsonl")
+        shards = sorted(p for p in path.iterdir() if _is_shard(p))
         if shards:
             return shards
         found = sorted(
@@ -521,6 +525,8 @@ class TraceReader:
         self._pids: dict[str, tuple[str, str]] = {}
         self._samples: Counter[str] = Counter()
         fmt = self.options.format
+        if fmt == "auto" and self.files and all(_is_shard(p) for p in self.files):
+            fmt = "traces"  # a distill stage's own output
         for label, n, where, row in self._rows():
             if isinstance(row, BadLine):
                 self.stats.bad_lines += 1
