@@ -271,11 +271,6 @@ def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: F.Context, c
     done = sum(1 for _ in read_records(work))
     total = _count_rows(reader)
     _STATE = (ctx, checks, cfg.near_dup_threshold > 0 and "duplicate" in checks, cfg.trust_labels)
-    items = iter(reader)
-    for _ in range(done):
-        next(items, None)
-    head = list(itertools.islice(items, cfg.batch_size + 1))  # a small input is checked in this process
-    items = itertools.chain(head, items)
     workers = cfg.workers or os.cpu_count() or 1
 
     def handle(results: list[dict[str, Any]]) -> None:
@@ -284,6 +279,11 @@ def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: F.Context, c
         prog.advance(task, len(results))
 
     try:
+        items = iter(reader)
+        for _ in range(done):
+            next(items, None)
+        head = list(itertools.islice(items, cfg.batch_size + 1))  # a small input: checked in this process
+        items = itertools.chain(head, items)
         with _progress() as prog:
             task = prog.add_task("filter", total=total, completed=done)
             if workers <= 1 or len(head) <= cfg.batch_size:

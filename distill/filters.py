@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.ingest import ALL_MARKERS
 from distill.verify import GoldCache, JudgeConfig, verify_record
 
 # ---------------------------------------------------------------------------- context
@@ -145,13 +146,17 @@ def check_complete(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags."""
+    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags.
+
+    Answer-only data (`answer_only`: the input had no reasoning block at all, e.g. an eval dump of a
+    non-reasoning model) needs no reasoning; its answer must still be there.
+    """
     reasoning, answer, _ = reasoning_and_answer(rec, ctx.think_tags)
-    if not reasoning.strip():
+    if not reasoning.strip() and not rec.get("answer_only"):
         return {"ok": False, "why": "empty reasoning"}
     if not answer.strip():
         return {"ok": False, "why": "empty answer"}
-    for t in ctx.think_tags:
+    for t in (*ctx.think_tags, *ALL_MARKERS):
         if t in reasoning or t in answer:
             return {"ok": False, "why": f"stray {t}"}
     return {"ok": True}

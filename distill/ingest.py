@@ -524,21 +524,24 @@ class TraceReader:
         self._ids: dict[str, str] = {}
         self._pids: dict[str, tuple[str, str]] = {}
         self._samples: Counter[str] = Counter()
-        fmt = self.options.format
-        if fmt == "auto" and self.files and all(_is_shard(p) for p in self.files):
-            fmt = "traces"  # a distill stage's own output
+        fmt: str | None = None
+        formats: list[str] = []
+        last_label = None
         for label, n, where, row in self._rows():
             if isinstance(row, BadLine):
                 self.stats.bad_lines += 1
                 yield Item(where, None, str(row))
                 continue
-            if fmt == "auto":
-                fmt = detect_format(row, self.options, where)
-            if not self.stats.format:
-                self.stats.format = fmt
+            if label != last_label:  # each file's format is detected from its first row
+                fmt, last_label = None, label
+            if fmt is None:
+                fmt = self._format_of(row, where)
+                if fmt not in formats:
+                    formats.append(fmt)
+                    self.stats.format = "+".join(formats)
                 if fmt == "columns":
                     self._columns = resolve_columns(row, self.options, self.source)
-                    self.stats.columns = {k: v for k, v in self._columns.items() if v}
+                    self.stats.columns.update({k: v for k, v in self._columns.items() if v})
             self.stats.rows += 1
             recs = self._convert(fmt, row, where)
             for k, (sub, rec) in enumerate(recs):
@@ -546,6 +549,13 @@ class TraceReader:
                 yield Item(sub, self._finish(rec, sub, key))
         if not self.stats.records:
             self._empty()
+
+    def _format_of(self, row: dict[str, Any], where: str) -> str:
+        if self.options.format != "auto":
+            return self.options.format
+        if self.files and all(_is_shard(p) for p in self.files):
+            return "traces"  # a distill stage's own output
+        return detect_format(row, self.options, where)
 
     def _empty(self) -> None:
         if self.stats.bad_lines:
