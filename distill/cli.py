@@ -354,7 +354,10 @@ def filter_cmd(
         float, typer.Option(help="language: max share of reasoning letters outside the prompt's script.")
     ] = 0.02,
     max_paragraph_words: Annotated[
-        int, typer.Option(help="readability: longest reasoning paragraph in words (0: rule off).")
+        int,
+        typer.Option(
+            help="readability: most words in a row without a line break in the reasoning (0: rule off)."
+        ),
     ] = 600,
     allow_code_fences: Annotated[
         bool, typer.Option(help="readability: allow ``` code blocks in non-code reasoning.")

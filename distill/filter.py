@@ -72,7 +72,7 @@ class FilterConfig:
     min_tokens: int | None = None
     max_tokens: int | None = None
     max_foreign_share: float = 0.02
-    max_paragraph_words: int = 600  # 0 turns the rule off
+    max_paragraph_words: int = 600  # words without a line break (filters.longest_paragraph); 0: off
     allow_code_fences: bool = False
     keep_unverifiable: bool = False
     trust_labels: bool = False  # correct: take the dataset's own label (--label-column) as the verdict
