@@ -103,6 +103,30 @@ def test_every_format_reads_into_separated_records(fixtures, name):
     assert reader.stats.labels == fx.labels
 
 
+EXPLICIT = {  # the --format name of each fixture
+    "traces_raw_content": "traces",
+    "messages_think": "messages",
+    "messages_reasoning_content": "messages",
+    "sharegpt_think": "sharegpt",
+    "sharegpt_thought_markers": "sharegpt",
+    "columns_openthoughts": "columns",
+    "columns_openr1": "columns",
+    "columns_flags": "columns",
+    "eval_dump_answer_only": "columns",
+    "folder_limo": "columns",
+    "saved_dataset_s1k": "columns",
+}
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_explicit_format_reads_what_auto_detects(fixtures, name):
+    fx = fixtures[name]
+    auto = TraceReader(fx.path, ReadOptions(**fx.options))
+    records = [i.record for i in auto]
+    assert auto.stats.format == EXPLICIT[name]
+    assert read_traces(fx.path, ReadOptions(format=EXPLICIT[name], **fx.options)) == records
+
+
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_every_format_through_filter(fixtures, name, tmp_path):
     fx = fixtures[name]
@@ -289,6 +313,10 @@ def test_filter_cli_reads_parquet_and_json_arrays(fixtures, tmp_path, run_cli):
         funnel = json.loads((tmp_path / name / "funnel.json").read_text())
         assert funnel["input"] == fx.traces and funnel["kept"] == fx.traces - fx.wrong
         assert "inferred math" in proc.stderr  # the default is visible
+    fx = fixtures["sharegpt_thought_markers"]
+    proc = run_cli("filter", fx.path, "-o", tmp_path / "explicit", "--format", "sharegpt", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "explicit" / "funnel.json").read_text())["kept"] == fx.traces - fx.wrong
 
 
 @pytest.mark.parametrize(
