@@ -144,28 +144,40 @@ class Row:
 
 def _row(row: dict[str, Any], where: str, with_reasoning: bool) -> Row:
     if "messages" in row and row["messages"] is not None:
-        return _messages_row(row["messages"], where, with_reasoning)
+        return Row(where, *normalize_turns(_chat(row["messages"], where), with_reasoning))
     for key in ("problem", "content"):
         if key not in row:
             raise UserError(f"{where}: record has neither 'messages' nor trace field '{key}'")
+    # `content` may still hold its own think block: the turns are split once here, and the guard
+    # refuses a second block
+    messages, why = normalize_turns(records.to_messages(row, with_reasoning), with_reasoning)
     reasoning, content = str(row.get("reasoning") or ""), str(row.get("content") or "")
-    # content may still hold its own think block: split once here, the guard refuses a second one
-    raw = f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\n{content}" if reasoning.strip() else content
-    thoughts = split_thoughts(raw)
     finish = row.get("finish_reason")
-    why = unfinished(thoughts)
     if finish is not None and str(finish) not in FINISHED:
         why = f"finish_reason={finish}"
     elif reasoning.strip() and row.get("reasoning_closed") is False:
         why = "reasoning never closed"
-    messages = [
-        {"role": "user", "content": str(row["problem"])},
-        {"role": "assistant", "content": assistant_turn(thoughts.reasoning, thoughts.answer, with_reasoning)},
-    ]
+    elif not reasoning.strip():  # an unsplit record: its content is the whole turn
+        why = unfinished(split_thoughts(content)) or why
     return Row(where, messages, why, unfiltered="verdict" not in row)
 
 
-def _messages_row(msgs: Any, where: str, with_reasoning: bool) -> Row:
+def normalize_turns(
+    messages: list[dict[str, str]], with_reasoning: bool
+) -> tuple[list[dict[str, str]], str | None]:
+    """(messages with every assistant turn split on its thought markers and rendered by
+    `assistant_turn`, why a turn is unfinished or None)."""
+    out, why = [], None
+    for m in messages:
+        if m["role"] == "assistant":
+            thoughts = split_thoughts(m["content"])
+            why = why or unfinished(thoughts)
+            m = {**m, "content": assistant_turn(thoughts.reasoning, thoughts.answer, with_reasoning)}
+        out.append(m)
+    return out, why
+
+
+def _chat(msgs: Any, where: str) -> list[dict[str, str]]:
     if isinstance(msgs, str):
         try:
             msgs = json.loads(msgs)
@@ -173,19 +185,14 @@ def _messages_row(msgs: Any, where: str, with_reasoning: bool) -> Row:
             raise UserError(f"{where}: field 'messages' is a string but not JSON") from None
     if not isinstance(msgs, list) or not msgs:
         raise UserError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
-    out, why = [], None
+    out = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise UserError(f"{where}: messages[{i}] needs 'role' and 'content'")
-        role, content = str(m["role"]), str(m["content"] or "")
-        if role == "assistant":
-            thoughts = split_thoughts(content)
-            why = why or unfinished(thoughts)
-            content = assistant_turn(thoughts.reasoning, thoughts.answer, with_reasoning)
-        out.append({"role": role, "content": content})
+        out.append({"role": str(m["role"]), "content": str(m["content"] or "")})
     if out[-1]["role"] != "assistant":
         raise UserError(f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')")
-    return Row(where, out, why)
+    return out
 
 
 def load_rows(data: str, with_reasoning: bool = True, split: str = "train") -> list[Row]:
