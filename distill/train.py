@@ -269,6 +269,7 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
         "template": "an empty one the chat template writes itself",
         "none": "none (answer-only)",
     }[train_data.think_source(row.messages, ex)]
+    plain = train_data.plain_specials(ex)
     fits = (
         ""
         if len(ex.input_ids) <= r.max_length
@@ -279,6 +280,7 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
         f"{len(ex.input_ids)} tokens, {ex.n_trainable} trained (between {train_data.TRAINED_OPEN} and "
         f"{train_data.TRAINED_CLOSE}); think block: {think}{fits}\n"
         f"template guard: {'ok' if why is None else 'drops this row: ' + why}"
+        + "".join(f"\n{k} x {t!r} in the messages: plain text, not the token" for t, k in plain.items())
         + (f"\n({len(cut)} unfinished traces are left out of the count)" if cut else "")
         + "\n"
         + "-" * 40

@@ -709,6 +709,15 @@ def _prompt_of(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 
 
 TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
+_MARKED = re.compile(f"{MARK_START}(.*?){MARK_END}", re.S)
+
+
+def plain_specials(ex: Tokenized) -> dict[str, int]:
+    """Special-token text inside the example's messages, encoded as plain text: {text: times}."""
+    out: dict[str, int] = {}
+    for m in _MARKED.finditer(ex.prompt_text + ex.completion_text):
+        out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
 
 
 def show(ex: Tokenized, tokenizer: Any) -> str:

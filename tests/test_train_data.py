@@ -496,6 +496,7 @@ def test_special_token_text_in_a_message_is_plain_text(
     first = next(k for k, x in enumerate(ex.labels) if x != td.IGNORE)
     assert not specials & set(ex.input_ids[first:-1])  # no special id inside the trained turn
     assert td.guard([(msgs, ex)], t).failures == []
+    assert sum(td.plain_specials(ex).values()) == len(td._control_re(td.control_tokens(t)).findall(text))
     # reverse: the same text encoded the old way (special-token text as the token) is refused
     old = [
         t(td.unmark(s), add_special_tokens=False)["input_ids"] for s in (ex.prompt_text, ex.completion_text)
