@@ -256,8 +256,8 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
     eos = train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
     rows = train_data.load_rows(r.data, with_reasoning=not r.no_reasoning)
     rows, cut = train_data.finished_rows(rows, r.data, r.allow_unfiltered)
-    n = r.show_example
-    if n is None or not 0 <= n < len(rows):
+    n = int(r.show_example or 0)
+    if not 0 <= n < len(rows):
         raise UserError(
             f"--show-example {n}: {r.data} has {len(rows)} trainable examples (0..{len(rows) - 1})"
         )

@@ -114,11 +114,6 @@ def assistant_turn(reasoning: str | None, answer: str, with_reasoning: bool = Tr
     return answer.strip()
 
 
-def strip_reasoning(text: str) -> str:
-    """The visible answer of an assistant turn: every supported thought block and marker removed."""
-    return split_thoughts(text).answer
-
-
 def unfinished(thoughts: Thoughts) -> str | None:
     """Why an assistant turn is not a complete one (reasoning never closed, empty answer), else None."""
     if not thoughts.closed:
