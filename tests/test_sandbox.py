@@ -191,7 +191,7 @@ def test_socket_blocked():
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(1)
-    srv.settimeout(3)
+    srv.settimeout(1)
     port = srv.getsockname()[1]
     got = []
 
@@ -234,7 +234,7 @@ def test_thread_outliving_its_exited_main_thread_is_killed(both):
 
 
 @needs_cxx
-def test_cpp_thread_outliving_its_main_thread_is_killed(both):
+def test_cpp_thread_outliving_its_main_thread_is_killed():
     tok = _token()
     src = (
         "#include <thread>\n#include <chrono>\n#include <unistd.h>\n#include <sys/syscall.h>\n"
@@ -244,11 +244,15 @@ def test_cpp_thread_outliving_its_main_thread_is_killed(both):
         "std::this_thread::sleep_for(std::chrono::milliseconds(10)); });\n"
         '  t.detach(); std::printf("1\\n"); std::fflush(stdout); syscall(SYS_exit, 0);\n}\n'
     )
-    with SandboxedProgram(src, "cpp", SHORT, backend=both) as prog:
+    with SandboxedProgram(
+        src,
+        "cpp",
+        SHORT,
+    ) as prog:
         assert prog.build.status == "ok", prog.build.stderr
         r = prog.run("")
     assert _gone(tok) and r.status == "timeout"
-    _honest_after(both)
+    _honest_after("auto")
 
 
 def test_setuid_binary_holding_a_pipe_does_not_survive(both):
@@ -287,7 +291,7 @@ def test_daemon_in_its_own_session_is_killed(both):
 
 
 @needs_cxx
-def test_cpp_daemon_is_killed(both):
+def test_cpp_daemon_is_killed():
     tok = _token()
     src = (
         "#include <unistd.h>\n#include <cstdio>\n"
@@ -296,7 +300,7 @@ def test_cpp_daemon_is_killed(both):
         " _exit(0); }\n"
         '  std::printf("1\\n");\n}\n'
     )
-    with SandboxedProgram(src, "cpp", SHORT, backend=both) as prog:
+    with SandboxedProgram(src, "cpp", SHORT) as prog:
         r = prog.run("")
     assert r.stdout == "1\n" and _gone(tok)
 
@@ -304,15 +308,13 @@ def test_cpp_daemon_is_killed(both):
 def test_fork_bomb_contained_and_the_next_run_is_judged_right(both):
     src = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     t = time.monotonic()
-    with SandboxedProgram(src, "python", LIMITS, backend=both) as prog:
+    with SandboxedProgram(src, "python", SHORT, backend=both) as prog:
         r = prog.run("")
-    assert r.status != "ok" and time.monotonic() - t < 10
-    uid = None
+    assert r.status != "ok" and time.monotonic() - t < SHORT.wall_s + 2.5
     if "uid" in r.isolation:
         from distill.sandbox import _sandbox_uid, _uid_processes
 
-        uid = _sandbox_uid()
-        assert _uid_processes(uid) == []  # every forked child is gone
+        assert _uid_processes(_sandbox_uid()) == []  # every forked child is gone
     # right after it (no pause), an honest program that starts threads and processes runs fine
     _honest_after(both)
 
@@ -355,10 +357,10 @@ def test_program_that_closes_its_outputs_and_spins(both):
 
 
 @needs_cxx
-def test_cpp_child_holding_stdout_does_not_hang(both):
+def test_cpp_child_holding_stdout_does_not_hang():
     src = "#include <unistd.h>\nint main() { if (fork() == 0) { setsid(); sleep(30); } sleep(30); }\n"
     t = time.monotonic()
-    with SandboxedProgram(src, "cpp", SHORT, backend=both) as prog:
+    with SandboxedProgram(src, "cpp", SHORT) as prog:
         r = prog.run("")
     assert r.status == "timeout" and time.monotonic() - t < SHORT.wall_s + 2.5
 
@@ -382,36 +384,35 @@ def test_memory_is_limited_for_the_run_not_per_process():
 
 
 def test_cpu_time_is_limited_for_the_run_not_per_process(both):
-    """Three children burn 0.7 CPU-seconds each under a 1 s limit; the answer is right but rejected."""
+    """Three children burn 0.3 CPU-seconds each under a 0.5 s limit: the answer is right, but rejected."""
     src = (
         "import os, time\nkids = []\n"
         "for _ in range(3):\n    pid = os.fork()\n"
         "    if pid == 0:\n        t = time.process_time()\n"
-        "        while time.process_time() - t < 0.7:\n            pass\n        os._exit(0)\n"
+        "        while time.process_time() - t < 0.3:\n            pass\n        os._exit(0)\n"
         "    kids.append(pid)\n"
         "[os.waitpid(p, 0) for p in kids]\nprint(input())\n"
     )
-    with SandboxedProgram(src, "python", SandboxLimits(cpu_s=1, wall_s=6), backend=both) as prog:
+    lim = SandboxLimits(cpu_s=0.5, wall_s=6)
+    with SandboxedProgram(src, "python", lim, backend=both) as prog:
         r = prog.run("1\n")
-    assert r.status == "timeout" and r.cpu_s > 1, (r.status, r.cpu_s, r.stderr)
+    assert r.status == "timeout" and r.cpu_s > lim.cpu_s, (r.status, r.cpu_s, r.stderr)
     if both == "auto":
-        v = verify(
-            _code(src), "", domain="code", gold=None, tests=TESTS, sandbox_limits=SandboxLimits(cpu_s=1)
-        )
+        v = verify(_code(src), "", domain="code", gold=None, tests=TESTS, sandbox_limits=lim)
         assert v.status == "wrong" and "timeout" in v.detail
 
 
 @needs_cxx
-def test_cpp_processes_share_one_cpu_budget(both):
+def test_cpp_processes_share_one_cpu_budget():
     src = (
         "#include <unistd.h>\n#include <sys/wait.h>\n#include <ctime>\n#include <cstdio>\n"
         "int main() { for (int i = 0; i < 3; i++) if (fork() == 0) { clock_t t = clock();\n"
-        "    while (clock() - t < CLOCKS_PER_SEC * 7 / 10) {} _exit(0); }\n"
+        "    while (clock() - t < CLOCKS_PER_SEC * 3 / 10) {} _exit(0); }\n"
         '  while (wait(nullptr) > 0) {} std::printf("1\\n"); }\n'
     )
-    with SandboxedProgram(src, "cpp", SandboxLimits(cpu_s=1, wall_s=6), backend=both) as prog:
+    with SandboxedProgram(src, "cpp", SandboxLimits(cpu_s=0.5, wall_s=6)) as prog:
         r = prog.run("")
-    assert r.status == "timeout" and r.cpu_s > 1
+    assert r.status == "timeout" and r.cpu_s > 0.5
 
 
 def _maxrss_mb() -> float:
@@ -434,9 +435,9 @@ def test_huge_output_is_read_with_a_cap(both, stream):
 
 
 @needs_cxx
-def test_cpp_endless_output_is_cut(both):
+def test_cpp_endless_output_is_cut():
     src = '#include <cstdio>\nint main() { for (;;) std::fputs("0123456789", stdout); }\n'
-    with SandboxedProgram(src, "cpp", SandboxLimits(wall_s=5, output_kb=64), backend=both) as prog:
+    with SandboxedProgram(src, "cpp", SandboxLimits(wall_s=5, output_kb=64)) as prog:
         t = time.monotonic()
         r = prog.run("")
     assert r.status == "output" and len(r.stdout) == 64 * 1024 and time.monotonic() - t < 3
