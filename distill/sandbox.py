@@ -41,6 +41,7 @@ Test it: `python -m pytest tests/test_sandbox.py -q`; cost: `python benchmarks/s
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import itertools
@@ -114,7 +115,6 @@ class _CgroupRoot:
 
 
 _CG_COUNTER = itertools.count()
-_CG_STALE: list[str] = []  # dirs whose rmdir failed (processes still exiting); retried later
 
 
 def _find_cgroup_root() -> _CgroupRoot | None:
@@ -159,33 +159,39 @@ def _read(path: str) -> str:
 
 
 class _RunCgroup:
-    """A fresh cgroup for one run: memory and process limits, CPU time, OOM kills; removed after."""
+    """A cgroup under the caller's own that holds one run at a time (reused by the next run of the
+    same worker process while empty): memory and process limits for the whole run; its CPU time
+    and OOM kills are counters read before and after each run."""
 
-    def __init__(self, root: _CgroupRoot, limits: SandboxLimits) -> None:
-        _retry_stale()
+    def __init__(self, root: _CgroupRoot, memory_mb: int, nproc: int) -> None:
         name = f"distill-{os.getpid()}-{next(_CG_COUNTER)}"
         self.version = root.version
         self.dirs = {c: os.path.join(p, name) for c, p in root.parents.items()}
         try:
             for d in self.dirs.values():
                 os.mkdir(d)
-            mem = str(limits.memory_mb * MB)
+            mem = str(memory_mb * MB)
             if self.version == 1:
                 m = self.dirs["memory"]
                 _write(f"{m}/memory.limit_in_bytes", mem)
                 if os.path.exists(f"{m}/memory.memsw.limit_in_bytes"):  # no swapping past the limit
                     _write(f"{m}/memory.memsw.limit_in_bytes", mem)
-                _write(f"{self.dirs['pids']}/pids.max", str(limits.nproc))
+                _write(f"{self.dirs['pids']}/pids.max", str(nproc))
             else:
                 u = self.dirs["unified"]
                 _write(f"{u}/memory.max", mem)
                 if os.path.exists(f"{u}/memory.swap.max"):
                     _write(f"{u}/memory.swap.max", "0")
-                _write(f"{u}/pids.max", str(limits.nproc))
+                _write(f"{u}/pids.max", str(nproc))
         except OSError:
             self.remove()
             raise
         self.procs = [os.path.join(d, "cgroup.procs") for d in self.dirs.values()]
+        self.cpu0, self.oom0 = 0.0, 0
+
+    def start(self) -> None:
+        """Mark the start of a run: CPU time and OOM kills are counted from here."""
+        self.cpu0, self.oom0 = self._cpu(), self._ooms()
 
     def join(self) -> None:
         """Move the calling process in (runs in the forked child before exec)."""
@@ -196,7 +202,7 @@ class _RunCgroup:
             finally:
                 os.close(fd)
 
-    def cpu_s(self) -> float:
+    def _cpu(self) -> float:
         try:
             if self.version == 1:
                 return int(_read(f"{self.dirs['cpuacct']}/cpuacct.usage")) / 1e9
@@ -207,7 +213,7 @@ class _RunCgroup:
             pass
         return 0.0
 
-    def oom_killed(self) -> bool:
+    def _ooms(self) -> int:
         path = (
             f"{self.dirs['memory']}/memory.oom_control"
             if self.version == 1
@@ -216,16 +222,32 @@ class _RunCgroup:
         try:
             for line in _read(path).splitlines():
                 if line.startswith("oom_kill "):
-                    return int(line.split()[1]) > 0
+                    return int(line.split()[1])
         except (OSError, ValueError):
             pass
-        return False
+        return 0
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the current run (all its processes)."""
+        return self._cpu() - self.cpu0
+
+    def oom_killed(self) -> bool:
+        return self._ooms() > self.oom0
 
     def pids(self) -> list[int]:
         try:
             return [int(x) for x in _read(self.procs[0]).split()]
         except (OSError, ValueError):
             return []
+
+    def in_use(self) -> bool:
+        """Processes still charged here (zombies count until reaped, and would eat the next
+        run's process limit)."""
+        d = self.dirs["pids" if self.version == 1 else "unified"]
+        try:
+            return int(_read(f"{d}/pids.current")) > 0
+        except (OSError, ValueError):
+            return True
 
     def kill(self, until: float) -> None:
         """SIGKILL every process in the cgroup, repeatedly (it may fork meanwhile), until empty."""
@@ -241,26 +263,65 @@ class _RunCgroup:
         for d in getattr(self, "dirs", {}).values():
             try:
                 os.rmdir(d)
-            except FileNotFoundError:
+            except OSError:  # gone already, or processes still exiting (swept later)
                 pass
-            except OSError:  # EBUSY: processes still exiting; retried at the next run
-                _CG_STALE.append(d)
 
 
-def _retry_stale() -> None:
-    for d in list(_CG_STALE):
+_CGROUPS: dict[tuple[int, int, int], _RunCgroup] = {}
+_RETIRED: list[_RunCgroup] = []  # still charged with processes of an earlier run; removed when empty
+
+
+def _run_cgroup(root: _CgroupRoot, limits: SandboxLimits) -> _RunCgroup:
+    """This worker's cgroup for runs with these limits, made on first use; a fresh one when the
+    last run's processes are still charged to it (being reaped)."""
+    for old in list(_RETIRED):
+        if not old.in_use():
+            old.remove()
+            _RETIRED.remove(old)
+    key = (os.getpid(), limits.memory_mb, limits.nproc)
+    cg = _CGROUPS.get(key)
+    if cg is not None and cg.in_use():
+        cg.kill(time.monotonic() + 0.5)
+        _RETIRED.append(cg)
+        cg = None
+    if cg is None:
+        if not _CGROUPS:
+            atexit.register(_remove_cgroups)
+        cg = _CGROUPS[key] = _RunCgroup(root, limits.memory_mb, limits.nproc)
+    cg.start()
+    return cg
+
+
+def _remove_cgroups() -> None:
+    for key, cg in list(_CGROUPS.items()):
+        if key[0] == os.getpid():
+            cg.remove()
+            del _CGROUPS[key]
+    for cg in _RETIRED:
+        cg.remove()
+
+
+def _sweep_cgroups(root: _CgroupRoot) -> None:
+    """Remove empty cgroups left by workers of earlier runs that ended without cleaning up."""
+    for parent in root.parents.values():
         try:
-            os.rmdir(d)
-            _CG_STALE.remove(d)
-        except FileNotFoundError:
-            _CG_STALE.remove(d)
+            names = os.listdir(parent)
         except OSError:
-            pass
+            continue
+        for name in names:
+            parts = name.split("-")
+            if len(parts) == 3 and parts[0] == "distill" and parts[1].isdigit():
+                if not os.path.exists(f"/proc/{parts[1]}"):
+                    try:
+                        os.rmdir(os.path.join(parent, name))
+                    except OSError:
+                        pass
 
 
 def _cgroups_work(root: _CgroupRoot) -> bool:
+    _sweep_cgroups(root)
     try:
-        cg = _RunCgroup(root, SandboxLimits())
+        cg = _RunCgroup(root, 64, 8)
     except OSError:
         return False
     cg.remove()
@@ -756,7 +817,7 @@ class SandboxedProgram:
         setup, uid = self.setup, self.uid
         bwrap = setup.backend == "bwrap"
         try:
-            cg = _RunCgroup(setup.cgroup, limits) if setup.cgroup is not None else None
+            cg = _run_cgroup(setup.cgroup, limits) if setup.cgroup is not None else None
         except OSError as e:
             return RunResult("error", None, "", f"could not create the run's cgroup: {e}", 0.0, self.steps)
         if bwrap:
@@ -783,8 +844,6 @@ class SandboxedProgram:
                 preexec_fn=preexec,
             )
         except (OSError, subprocess.SubprocessError) as e:
-            if cg is not None:
-                cg.remove()
             return RunResult("error", None, "", f"could not start: {e}", 0.0, self.steps)
         rc, cpu, reason = None, 0.0, None
         try:
@@ -807,7 +866,6 @@ class SandboxedProgram:
                     cg.kill(time.monotonic() + 1.0)
                 cpu = max(cpu, cg.cpu_s())
                 oom = cg.oom_killed()
-                cg.remove()
             else:
                 oom = False
         wall = time.monotonic() - start
