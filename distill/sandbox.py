@@ -45,6 +45,7 @@ import atexit
 import ctypes
 import ctypes.util
 import itertools
+import logging
 import math
 import os
 import resource
@@ -67,6 +68,7 @@ PR_SET_NO_NEW_PRIVS = 38
 TICK_S = 0.05  # how often a run's cgroup CPU time is polled
 REAP_GRACE_S = 2.0  # after a kill, how long we wait for the run's processes to be reaped
 MB = 1024 * 1024
+log = logging.getLogger(__name__)
 
 _libc = None
 
@@ -481,6 +483,7 @@ class SandboxSetup:
     links: list[tuple[str, str]] = field(default_factory=list)  # (path, target) symlinks (bwrap)
     prlimit: str | None = None  # sets RLIMIT_NPROC inside the sandbox when not root
     cgroup: _CgroupRoot | None = None
+    why_fallback: str = ""  # why bwrap is not used (fallback only)
 
 
 _SETUPS: dict[str, SandboxSetup] = {}
@@ -519,20 +522,25 @@ def _base_binds() -> tuple[list[str], list[tuple[str, str]]]:
     return binds, links
 
 
-def _probe_ok(argv: list[str], cwd: str, preexec) -> bool:  # type: ignore[no-untyped-def]
+def _probe(argv: list[str], cwd: str, preexec) -> str | None:  # type: ignore[no-untyped-def]
+    """None when `argv` (a program printing 42) works under `preexec`, else why not."""
     try:
         p = subprocess.run(
             argv, cwd=cwd, env=_clean_env("/tmp"), capture_output=True, timeout=20, preexec_fn=preexec
         )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return p.returncode == 0 and p.stdout.strip() == b"42"
+    except (OSError, subprocess.SubprocessError) as e:
+        return str(e)
+    if p.returncode == 0 and p.stdout.strip() == b"42":
+        return None
+    return p.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit status {p.returncode}"
 
 
-def _probe_bwrap(uid: int | None, cg: _CgroupRoot | None) -> SandboxSetup | None:
+def _probe_bwrap(uid: int | None, cg: _CgroupRoot | None) -> tuple[SandboxSetup | None, str]:
+    """The bwrap set-up if bubblewrap works here, else (None, why not)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        return None
+        return None, "bwrap is not installed (apt-get install bubblewrap)"
+    why = ""
     binds, links = _base_binds()
     prlimit = None if uid is not None or cg is not None else shutil.which("prlimit")
     steps = ["bwrap", *BWRAP_STEPS] + (["uid"] if uid is not None else []) + (["cgroup"] if cg else [])
@@ -543,9 +551,11 @@ def _probe_bwrap(uid: int | None, cg: _CgroupRoot | None) -> SandboxSetup | None
             if uid is not None:
                 os.chown(d, uid, uid)
             argv = _bwrap_argv(setup, d, False, SandboxLimits(), [python, "-I", "-c", "print(6*7)"])
-            if _probe_ok(argv, d, lambda: _bwrap_child(SandboxLimits(), uid, None)):
-                return setup
-    return None
+            err = _probe(argv, d, lambda: _bwrap_child(SandboxLimits(), uid, None))
+            if err is None:
+                return setup, ""
+            why = why or f"bwrap fails here: {err}"
+    return None, why
 
 
 def _probe_fallback(uid: int | None, cg: _CgroupRoot | None) -> SandboxSetup:
@@ -557,9 +567,8 @@ def _probe_fallback(uid: int | None, cg: _CgroupRoot | None) -> SandboxSetup:
         with tempfile.TemporaryDirectory(prefix="distill-probe-") as d:
             if uid is not None:
                 os.chown(d, uid, uid)
-            return _probe_ok(
-                [py, "-I", "-c", "print(6*7)"], d, lambda: _setup_child(steps, SandboxLimits(), uid, None)
-            )
+            argv = [py, "-I", "-c", "print(6*7)"]
+            return _probe(argv, d, lambda: _setup_child(steps, SandboxLimits(), uid, None)) is None
 
     if uid is not None:  # uid first: it needs an interpreter the unprivileged uid can read
         for cand in _python_candidates():
@@ -589,11 +598,14 @@ def sandbox_setup(backend: str | None = None) -> SandboxSetup:
     uid = _sandbox_uid() if os.geteuid() == 0 else None
     root = _find_cgroup_root()
     cg = root if root is not None and _cgroups_work(root) else None
-    setup = None if want == "fallback" else _probe_bwrap(uid, cg)
+    setup, why = (None, "DISTILL_SANDBOX=fallback") if want == "fallback" else _probe_bwrap(uid, cg)
     if setup is None and want == "bwrap":
-        raise RuntimeError("DISTILL_SANDBOX=bwrap, but bubblewrap (bwrap >= 0.5) is missing or fails here")
+        raise RuntimeError(f"DISTILL_SANDBOX=bwrap, but {why}")
     if setup is None:
         setup = _probe_fallback(uid, cg)
+        setup.why_fallback = why
+        if want == "auto":
+            log.warning("code sandbox: using the weaker fallback, since %s", why)
     _SETUPS[want] = setup
     return setup
 
