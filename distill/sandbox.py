@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from multiprocessing.util import Finalize
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
@@ -288,7 +289,8 @@ def _run_cgroup(root: _CgroupRoot, limits: SandboxLimits) -> _RunCgroup:
         cg = None
     if cg is None:
         if not _CGROUPS:
-            atexit.register(_remove_cgroups)
+            atexit.register(_remove_cgroups)  # a plain process
+            Finalize(None, _remove_cgroups, exitpriority=0)  # a multiprocessing worker (no atexit)
         cg = _CGROUPS[key] = _RunCgroup(root, limits.memory_mb, limits.nproc)
     cg.start()
     return cg
