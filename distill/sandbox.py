@@ -19,8 +19,10 @@ Two back-ends, probed once per process (`sandbox_setup()`); the one used is the 
   only `/usr` (plus the interpreter's prefix), its program read-only at `/prog`, a fresh
   size-limited tmpfs as working directory (`/tmp`, `disk_mb`) and `/dev/shm`, a private `/proc`
   (no host processes), `--new-session`, `--die-with-parent`, no capabilities and
-  PR_SET_NO_NEW_PRIVS (setuid binaries do not elevate). The namespace's init is killed at the end,
-  which kills every process of the run; its files, sockets and IPC objects die with the namespaces.
+  PR_SET_NO_NEW_PRIVS (setuid binaries do not elevate). The program is the PID namespace's pid 1
+  (`--as-pid-1`, so bwrap itself reaps it): when it ends or is killed, every process of the run dies
+  with it, and its files, sockets and IPC objects die with the namespaces. (As pid 1 a program
+  ignores signals it sends itself; `abort()` still ends it, as a crash.)
 - `fallback` (where bwrap is missing or does not work): the former path: its own session
   killed as a group, a scrubbed private temp working directory, where allowed a new network and
   mount namespace (empty tmpfs over /tmp, /var/tmp, /dev/shm) and, as root, a throw-away uid whose
@@ -29,9 +31,10 @@ Two back-ends, probed once per process (`sandbox_setup()`); the one used is the 
 
 Both add: RLIMIT_CPU/AS/FSIZE/NOFILE/CORE per process, PR_SET_NO_NEW_PRIVS, a scrubbed environment
 (PATH, LANG, HOME only), as root a throw-away uid per worker (so RLIMIT_NPROC counts the run's
-processes), and where the OS lets us create cgroups (`cgroup` step: v1 memory/pids/cpuacct or v2)
-a fresh cgroup per run holding the whole run's memory (OOM kill -> "memory"), process count and CPU
-time (polled every 50 ms). Without cgroups the run's total CPU time is still checked afterwards from
+processes), and where the OS lets us create cgroups (`cgroup` step: v1 memory/pids/cpuacct or v2,
+nested in the caller's own) a cgroup holding one run at a time (a worker's next run reuses it once
+nothing is charged to it) that limits the whole run's memory (OOM kill -> "memory") and process
+count and measures its CPU time (polled every 50 ms, over `cpu_s` -> "timeout"). Without cgroups the run's total CPU time is still checked afterwards from
 the reaped process tree's rusage. Stdout is read with a byte cap (`output_kb`; more is status
 "output" and the run is killed) and every read or wait has the run's wall deadline.
 
