@@ -550,6 +550,24 @@ def test_cpp_cannot_read_the_parent_command_line():
 # ---------------------------------------------------------------------------- 6. nothing left on the host
 
 
+def test_write_outside_temp_dir(tmp_path, both):
+    target_tmp = Path("/tmp") / f"distill-escape-{uuid.uuid4().hex}"
+    target_here = tmp_path / "escape.txt"
+    src = (
+        "import os\n"
+        "open('inside.txt', 'w').write('ok')\n"
+        f"for p in [{str(target_tmp)!r}, {str(target_here)!r}, '/escape-root.txt']:\n"
+        "    try:\n        open(p, 'w').write('pwned')\n        print('wrote', p)\n"
+        "    except OSError as e:\n        print('blocked', p)\n"
+    )
+    with SandboxedProgram(src, "python", LIMITS, backend=both) as prog:
+        r = prog.run("")
+    assert r.status == "ok"
+    assert not target_tmp.exists() and not target_here.exists() and not Path("/escape-root.txt").exists()
+    if {"uid", "bwrap"} & set(r.isolation):
+        assert f"blocked {target_here}" in r.stdout
+
+
 def _world_writable_dirs() -> list[str]:
     out = []
     for base in (
