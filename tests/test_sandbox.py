@@ -53,18 +53,18 @@ def _needs(*steps: str) -> None:
         pytest.skip(f"this machine's sandbox lacks {', '.join(sorted(set(steps) - have))}")
 
 
-def _cleans(backend: str) -> bool:
+def _cleans(backend: str | None) -> bool:
     """Processes that left the run's session are found by the PID namespace, cgroup or uid only."""
     return bool({"pidns", "cgroup", "uid"} & set(isolation(backend)[0]))
 
 
-def _needs_cleanup(backend: str) -> None:
+def _needs_cleanup(backend: str | None) -> None:
     if not _cleans(backend):
         pytest.skip(f"the {backend} back-end here cannot find processes outside the run's session")
 
 
-@pytest.fixture(params=["auto", "fallback"])
-def both(request) -> str:
+@pytest.fixture(params=[None, "fallback"], ids=["default", "fallback"])
+def both(request) -> str | None:
     """The default back-end and the fallback (the same one where bwrap is missing)."""
     if request.param == "fallback" and BACKEND == "fallback":
         pytest.skip("the default back-end is the fallback here")
@@ -108,7 +108,7 @@ def _token() -> str:
     return "dx" + uuid.uuid4().hex[:13]  # 15 characters: fits a thread name
 
 
-def _honest_after(backend: str) -> None:
+def _honest_after(backend: str | None) -> None:
     """An honest program that needs threads and processes still runs right after a hostile one."""
     src = (
         "import subprocess, threading\n"
@@ -277,7 +277,7 @@ def test_cpp_thread_outliving_its_main_thread_is_killed():
         assert prog.build.status == "ok", prog.build.stderr
         r = prog.run("")
     assert _gone(tok) and r.status == "timeout"
-    _honest_after("auto")
+    _honest_after(None)
 
 
 def test_setuid_binary_holding_a_pipe_does_not_survive(both):
@@ -408,7 +408,7 @@ def test_memory_is_limited_for_the_run_not_per_process():
     )
     r = run_program(src, "", SandboxLimits(cpu_s=4, wall_s=6, memory_mb=300, nproc=16))
     assert "all held" not in r.stdout and r.status == "memory", (r.status, r.stdout, r.stderr)
-    _honest_after("auto")
+    _honest_after(None)
 
 
 def test_cpu_time_is_limited_for_the_run_not_per_process(both):
@@ -425,7 +425,7 @@ def test_cpu_time_is_limited_for_the_run_not_per_process(both):
     with SandboxedProgram(src, "python", lim, backend=both) as prog:
         r = prog.run("1\n")
     assert r.status == "timeout" and r.cpu_s > lim.cpu_s, (r.status, r.cpu_s, r.stderr)
-    if both == "auto":
+    if both is None:
         v = verify(_code(src), "", domain="code", gold=None, tests=TESTS, sandbox_limits=lim)
         assert v.status == "wrong" and "timeout" in v.detail
 
@@ -483,7 +483,7 @@ def test_disk_is_limited_for_the_run_not_per_file():
         "        except OSError:\n            break\nprint(total)\n"
     )
     lim = SandboxLimits(disk_mb=48, memory_mb=512, wall_s=6)
-    with SandboxedProgram(src, "python", lim, backend="auto") as prog:
+    with SandboxedProgram(src, "python", lim) as prog:
         r = prog.run("")
         assert os.listdir(prog.work) == []  # nothing landed in the host folder
     assert r.status == "ok" and 0 < int(r.stdout) <= 2 * lim.disk_mb  # /tmp (= the cwd) and /dev/shm
