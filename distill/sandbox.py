@@ -331,8 +331,12 @@ def _cgroups_work(root: _CgroupRoot) -> bool:
         cg = _RunCgroup(root, 64, 8)
     except OSError:
         return False
+    try:  # a process must be able to move in too
+        ok = subprocess.run([sys.executable, "-S", "-c", ""], preexec_fn=cg.join, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
     cg.remove()
-    return True
+    return ok
 
 
 # ---------------------------------------------------------------------------- child set-up
