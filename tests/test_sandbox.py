@@ -537,16 +537,21 @@ def test_files_outside_the_run_are_unreadable():
 
 @needs_cxx
 def test_cpp_cannot_read_the_parent_command_line():
+    """Every command line a C++ program can find in /proc: its own only (no parent, no pytest)."""
     _needs("pidns")
     src = (
-        "#include <fstream>\n#include <iostream>\n#include <unistd.h>\n"
-        'int main() { std::ifstream f("/proc/" + std::to_string(getppid()) + "/cmdline");\n'
-        '  std::string s((std::istreambuf_iterator<char>(f)), {}); std::cout << (s.find("py") != std::string::npos'
-        ' ? "leak" : "none") << "\\n"; }\n'
+        "#include <filesystem>\n#include <fstream>\n#include <iostream>\n"
+        "int main() { int n = 0, leak = 0;\n"
+        '  for (auto& e : std::filesystem::directory_iterator("/proc")) {\n'
+        "    auto name = e.path().filename().string(); if (!isdigit(name[0])) continue; n++;\n"
+        '    std::ifstream f(e.path() / "cmdline"); std::string s((std::istreambuf_iterator<char>(f)), {});\n'
+        '    if (s.find("py") != std::string::npos) leak++; }\n'
+        '  std::cout << n << " " << leak << "\\n"; }\n'
     )
     with SandboxedProgram(src, "cpp", LIMITS) as prog:
+        assert prog.build.status == "ok", prog.build.stderr
         r = prog.run("")
-    assert r.stdout == "none\n"
+    assert r.stdout == "1 0\n"
 
 
 # ---------------------------------------------------------------------------- 6. nothing left on the host
