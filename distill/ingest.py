@@ -134,6 +134,7 @@ class Item:
     where: str
     record: dict[str, Any] | None
     error: str | None = None  # a malformed line skipped under skip_bad_lines
+    format: str = ""  # the format the record was read as (traces, messages, sharegpt, columns)
 
 
 @dataclass
@@ -546,7 +547,7 @@ class TraceReader:
             recs = self._convert(fmt, row, where)
             for k, (sub, rec) in enumerate(recs):
                 key = f"{label}:{n}" if len(recs) == 1 else f"{label}:{n}:{k}"
-                yield Item(sub, self._finish(rec, sub, key))
+                yield Item(sub, self._finish(rec, sub, key), format=fmt)
         if not self.stats.records:
             self._empty()
 
