@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill.ingest import ALL_MARKERS
+from distill.ingest import ALL_MARKERS, find_marker, has_marker
 from distill.verify import GoldCache, JudgeConfig, verify_record
 
 # ---------------------------------------------------------------------------- context
@@ -50,17 +50,18 @@ class Context:
 
 
 def split_think(text: str, tags: tuple[str, str]) -> tuple[str | None, str, bool]:
-    """Split raw `<think>…</think>answer` text: (reasoning or None, answer, closed)."""
+    """Split raw `<think>…</think>answer` text (tags in any case): (reasoning or None, answer, closed)."""
     open_t, close_t = tags
     body = text.lstrip()
-    if body.startswith(open_t):
-        body = body[len(open_t) :]
-    elif close_t not in body:
+    o0, o1 = find_marker(body, open_t)
+    if o0 == 0:
+        body = body[o1:]
+    elif find_marker(body, close_t)[0] < 0:
         return None, text, True
-    if close_t not in body:
+    c0, c1 = find_marker(body, close_t)
+    if c0 < 0:
         return body, "", False
-    reasoning, _, answer = body.partition(close_t)
-    return reasoning, answer, True
+    return body[:c0], body[c1:], True
 
 
 def reasoning_and_answer(rec: dict[str, Any], tags: tuple[str, str]) -> tuple[str, str, bool]:
@@ -240,7 +241,8 @@ def check_complete(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags.
+    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags (in any case),
+    and no stray tags in any earlier assistant turn of a conversation (`history`).
 
     Answer-only data (`answer_only`: the input had no reasoning block at all, e.g. an eval dump of a
     non-reasoning model) needs no reasoning; its answer must still be there.
@@ -250,10 +252,23 @@ def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
         return {"ok": False, "why": "empty reasoning"}
     if not answer.strip():
         return {"ok": False, "why": "empty answer"}
-    for t in (*ctx.think_tags, *ALL_MARKERS):
-        if t in reasoning or t in answer:
-            return {"ok": False, "why": f"stray {t}"}
+    stray = _stray_marker(reasoning + "\n" + answer, ctx.think_tags)
+    if stray:
+        return {"ok": False, "why": f"stray {stray}"}
+    for i, turn in enumerate(rec.get("history") or []):
+        if turn.get("role") != "assistant":
+            continue
+        stray = _stray_marker(f"{turn.get('reasoning') or ''}\n{turn.get('content') or ''}", ctx.think_tags)
+        if stray:
+            return {"ok": False, "why": f"stray {stray} in history turn {i}"}
+        if not str(turn.get("content") or "").strip():
+            return {"ok": False, "why": f"empty answer in history turn {i}"}
     return {"ok": True}
+
+
+def _stray_marker(text: str, think_tags: tuple[str, str]) -> str | None:
+    """The first reasoning/solution marker (any case) left in split text, or None."""
+    return next((t for t in (*think_tags, *ALL_MARKERS) if has_marker(text, t)), None)
 
 
 def check_length(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:

@@ -40,6 +40,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -110,6 +111,10 @@ class BadLine(UserError):
     """A line of a JSON-lines file that is not a JSON object (`skip_bad_lines` counts and skips it)."""
 
 
+class DuplicateId(UserError):
+    """Two records with one id (never skipped: two dumps merged need `reassign_ids`)."""
+
+
 @dataclass
 class ReadOptions:
     """How to read an input (the `--format` and column flags of filter, select and train)."""
@@ -154,9 +159,10 @@ class ReadStats:
     labels: int = 0
     label_column: str | None = None
     reassigned_ids: int = 0
+    bad_reasons: Counter[str] = field(default_factory=Counter)  # why rows were skipped (skip_bad_lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: dict(v) if isinstance(v, Counter) else v for k, v in self.__dict__.items()}
 
     def notes(self) -> list[str]:
         """Human lines: the format and every default filled in (empty fields say nothing)."""
@@ -185,11 +191,33 @@ class ReadStats:
         if self.reassigned_ids:
             out.append(f"ids reassigned by source file and line for {self.reassigned_ids} traces")
         if self.bad_lines:
-            out.append(f"{self.bad_lines} malformed line(s) skipped")
+            why = "; ".join(f"{n} {r}" for r, n in Counter(self.bad_reasons).most_common())
+            out.append(f"{self.bad_lines} bad row(s) skipped ({why})")
         return out
 
 
 # ---------------------------------------------------------------------------- text
+
+
+@functools.lru_cache(maxsize=64)
+def marker_re(tag: str) -> re.Pattern[str]:
+    """A marker as a pattern that also matches its case variants and a space before `>` (`<THINK>`, `</Think >`)."""
+    if not (tag.startswith("<") and tag.endswith(">")):
+        return re.compile(re.escape(tag), re.IGNORECASE)
+    inner = tag[1:-1]
+    pattern = "<" + re.escape(inner) + r"\s*>"
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def find_marker(text: str, tag: str, start: int = 0) -> tuple[int, int]:
+    """(start, end) of the first `tag` (any case, see `marker_re`) in `text[start:]`, or (-1, -1)."""
+    m = marker_re(tag).search(text, start)
+    return (m.start(), m.end()) if m else (-1, -1)
+
+
+def has_marker(text: str, tag: str) -> bool:
+    """Whether `text` holds `tag` in any case (see `marker_re`)."""
+    return marker_re(tag).search(text) is not None
 
 
 def split_reasoning(
@@ -199,33 +227,43 @@ def split_reasoning(
 
     Recognises, for each marker pair, `<open>…<close>answer` and a lone `…<close>answer` (the
     opening tag was part of the prompt); `closed` is False when the block never ends (truncated).
-    A Sky-T1 `<|begin_of_solution|>…<|end_of_solution|>` wrapper around the answer is removed.
+    Markers match in any case (`<THINK>…</Think>`). A Sky-T1
+    `<|begin_of_solution|>…<|end_of_solution|>` wrapper around the answer is removed.
     """
     body = text.lstrip()
     for open_t, close_t in markers:
-        if body.startswith(open_t):
-            rest = body[len(open_t) :]
-            if close_t not in rest:
+        o0, o1 = find_marker(body, open_t)
+        if o0 == 0:
+            rest = body[o1:]
+            c0, c1 = find_marker(rest, close_t)
+            if c0 < 0:
                 return rest.strip(), "", False
-            reasoning, _, content = rest.partition(close_t)
-            content, closed = _unwrap_solution(content)
-            return reasoning.strip(), content, closed
-        if close_t in body:
-            reasoning, _, content = body.partition(close_t)
-            content, closed = _unwrap_solution(content)
-            return reasoning.strip(), content, closed
+            content, closed = _unwrap_solution(rest[c1:])
+            return rest[:c0].strip(), content, closed
+        c0, c1 = find_marker(body, close_t)
+        if c0 >= 0:
+            content, closed = _unwrap_solution(body[c1:])
+            return body[:c0].strip(), content, closed
     return None, text.strip(), True
 
 
 def _unwrap_solution(text: str) -> tuple[str, bool]:
     open_t, close_t = SOLUTION_MARKERS
     body = text.strip()
-    if not body.startswith(open_t):
+    o0, o1 = find_marker(body, open_t)
+    if o0 != 0:
         return body, True
-    body = body[len(open_t) :]
-    if close_t not in body:
+    body = body[o1:]
+    c0, _ = find_marker(body, close_t)
+    if c0 < 0:
         return body.strip(), False
-    return body.split(close_t, 1)[0].strip(), True
+    return body[:c0].strip(), True
+
+
+def _reason(message: str, where: str) -> str:
+    """A skipped row's error without its place (`file:3: the last message ...` -> `the last message ...`)."""
+    text = message.removeprefix(where).lstrip(": ")
+    return text.split(" (")[0][:80] if text else message[:80]
 
 
 def prompt_hash(text: str) -> str:
@@ -323,7 +361,7 @@ def resolve_files(source: str) -> list[Path] | None:
 
 
 def _iter_jsonl(path: Path, skip_bad_lines: bool) -> Iterator[tuple[int, str, Any]]:
-    with open(path, encoding="utf-8", errors="strict") as f:
+    with open(path, encoding="utf-8-sig", errors="strict") as f:  # -sig: a leading BOM is dropped
         lineno = 0
         try:
             for lineno, line in enumerate(f, 1):  # noqa: B007 - lineno is read in the except below
@@ -348,7 +386,7 @@ def _iter_jsonl(path: Path, skip_bad_lines: bool) -> Iterator[tuple[int, str, An
 
 def _iter_json(path: Path, skip_bad_lines: bool) -> Iterator[tuple[int, str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM is dropped
     except UnicodeDecodeError:
         raise UserError(f"{path}: not UTF-8 text; is this a binary file named .json?") from None
     try:
@@ -402,7 +440,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, str, Any]]:
 
 
 def _iter_csv(path: Path) -> Iterator[tuple[int, str, Any]]:
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         for i, row in enumerate(csv.DictReader(f), 2):
             yield i, f"{path}:{i}", dict(row)
 
@@ -461,7 +499,8 @@ class TraceReader:
 
     Raises `UserError` for a missing input, an unknown format, a row of the wrong shape (naming it),
     a duplicate id (naming both places), a problems-only set (pointing to `distill generate`) and an
-    input with no records at all. `stats` fills in as the iteration proceeds.
+    input with no records at all (unless `allow_empty`). Under `skip_bad_lines` a malformed line or a
+    row of the wrong shape is counted (`stats.bad_reasons`) and yielded as an `Item` with `error` set. `stats` fills in as the iteration proceeds.
     """
 
     def __init__(
@@ -470,8 +509,10 @@ class TraceReader:
         options: ReadOptions | None = None,
         skip_bad_lines: bool = False,
         think_tags: tuple[str, str] | None = None,
+        allow_empty: bool = False,
     ) -> None:
         self.source = str(source)
+        self.allow_empty = allow_empty  # 0 records is a valid read (a filter's empty rejected/)
         self.options = options or ReadOptions()
         if self.options.format not in FORMATS:
             raise UserError(f"--format: unknown '{self.options.format}' (expected {', '.join(FORMATS)})")
@@ -531,6 +572,7 @@ class TraceReader:
         for label, n, where, row in self._rows():
             if isinstance(row, BadLine):
                 self.stats.bad_lines += 1
+                self.stats.bad_reasons["malformed JSON"] += 1
                 yield Item(where, None, str(row))
                 continue
             if label != last_label:  # each file's format is detected from its first row
@@ -544,11 +586,21 @@ class TraceReader:
                     self._columns = resolve_columns(row, self.options, self.source)
                     self.stats.columns.update({k: v for k, v in self._columns.items() if v})
             self.stats.rows += 1
-            recs = self._convert(fmt, row, where)
-            for k, (sub, rec) in enumerate(recs):
-                key = f"{label}:{n}" if len(recs) == 1 else f"{label}:{n}:{k}"
-                yield Item(sub, self._finish(rec, sub, key), format=fmt)
-        if not self.stats.records:
+            try:
+                recs = self._convert(fmt, row, where)
+                done = []
+                for k, (sub, rec) in enumerate(recs):
+                    key = f"{label}:{n}" if len(recs) == 1 else f"{label}:{n}:{k}"
+                    done.append(Item(sub, self._finish(rec, sub, key), format=fmt))
+            except UserError as e:
+                if not self.skip_bad_lines or isinstance(e, BadLine | DuplicateId):
+                    raise
+                self.stats.bad_lines += 1  # a row of the wrong shape: counted and skipped, reason kept
+                self.stats.bad_reasons[_reason(str(e), where)] += 1
+                yield Item(where, None, str(e))
+                continue
+            yield from done
+        if not self.stats.records and not self.allow_empty:
             self._empty()
 
     def _format_of(self, row: dict[str, Any], where: str) -> str:
@@ -560,7 +612,8 @@ class TraceReader:
 
     def _empty(self) -> None:
         if self.stats.bad_lines:
-            raise UserError(f"{self.source}: 0 traces read ({self.stats.bad_lines} malformed lines skipped)")
+            why = "; ".join(f"{n} {r}" for r, n in self.stats.bad_reasons.most_common())
+            raise UserError(f"{self.source}: 0 traces read ({self.stats.bad_lines} bad rows skipped: {why})")
         raise UserError(f"{self.source}: no traces in this input (0 rows read)")
 
     def _convert(self, fmt: str, row: dict[str, Any], where: str) -> list[tuple[str, dict[str, Any]]]:
@@ -657,7 +710,7 @@ class TraceReader:
         rec["id"] = str(rid)
         first = self._ids.get(rec["id"])
         if first is not None:
-            raise UserError(
+            raise DuplicateId(
                 f"{where}: duplicate id '{rec['id']}' (first at {first}); two dumps merged? "
                 "Give each record a unique id, or pass --reassign-ids to key records by source file and line"
             )

@@ -162,13 +162,22 @@ def load_prompts(
     rejected: Path | None,
     keep_problem: bool = False,
     read: ReadOptions | None = None,
+    dropped: Counter[str] | None = None,
 ) -> tuple[dict[str, Prompt], bool]:
     """Per-prompt signals; returns (prompts with candidate traces, pass rates known).
+
+    A record `distill filter` never checked (no `checks` field: a raw dump) must pass filter's
+    `complete` and `format` checks to be a candidate (unfinished or malformed traces never reach the
+    subset); the others are counted in the denominator and, by reason, in `dropped`.
 
     The teacher pass rate is known when the filter ran the `correct` check and `rejected/` is
     there (the samples it dropped count in the denominator), or when the input carries its own
     correctness labels (then a sample labelled wrong is counted but never selected).
     """
+    from distill.filters import Context
+
+    ctx = Context()
+    dropped = dropped if dropped is not None else Counter()
     prompts: dict[str, Prompt] = {}
     others: dict[str, list[int]] = {}  # prompt_id -> [samples, correct] of non-candidate samples
     seen_correct = labelled = False
@@ -190,7 +199,10 @@ def load_prompts(
                 good = bool(label)
             else:
                 good = False
-            if rec.get("verdict", "kept") != "kept" or label is False:
+            why = _unfiltered_problem(rec, ctx) if "checks" not in rec else None
+            if why is not None:
+                dropped[why] += 1
+            if rec.get("verdict", "kept") != "kept" or label is False or why is not None:
                 acc = others.setdefault(pid, [0, 0])
                 acc[0] += 1
                 acc[1] += good
@@ -203,9 +215,9 @@ def load_prompts(
             p.traces.append((trace_length(rec), str(rec["id"])))
             p.samples += 1
             p.correct += good
-        if rejected is not None:
+        if rejected is not None and shard_paths(rejected):
             task = prog.add_task("read rejected", total=None)
-            for item in TraceReader(rejected):
+            for item in TraceReader(rejected, allow_empty=True):  # an empty rejected/: none rejected
                 rec = item.record
                 assert rec is not None
                 prog.advance(task)
@@ -225,6 +237,17 @@ def load_prompts(
     for p in prompts.values():
         p.teacher = p.correct / p.samples if known and p.samples else None
     return prompts, known
+
+
+def _unfiltered_problem(rec: dict[str, Any], ctx: Any) -> str | None:
+    """Why a record filter never saw cannot be selected (filter's `complete`/`format` check), or None."""
+    from distill.filters import check_complete, check_format
+
+    for name, check in (("complete", check_complete), ("format", check_format)):
+        r = check(rec, ctx)
+        if not r["ok"]:
+            return f"{name}: {r.get('why', 'failed')}"
+    return None
 
 
 def _student_files(root: Path) -> list[Path]:
@@ -720,8 +743,19 @@ def run(config: SelectConfig) -> dict[str, Any]:
         print_report(done)
         return done
 
-    prompts, known = load_prompts(kept, rejected, keep_problem=cfg.topic_model is not None, read=cfg.read)
+    dropped: Counter[str] = Counter()
+    prompts, known = load_prompts(
+        kept, rejected, keep_problem=cfg.topic_model is not None, read=cfg.read, dropped=dropped
+    )
     extra: dict[str, Any] = {"teacher_pass_rate_known": known}
+    if dropped:
+        extra["unfiltered_dropped"] = dict(dropped.most_common())
+        log.warning(
+            "select: %d unfiltered traces fail filter's complete/format checks and are never selected (%s); "
+            "run `distill filter` first for the full checks",
+            sum(dropped.values()),
+            ", ".join(f"{n} {why}" for why, n in dropped.most_common()),
+        )
     if cfg.strategy == "limo" and not known:
         why = (
             "the input has neither a rejected/ folder beside kept/ nor correctness labels (--label-column)"
@@ -751,6 +785,7 @@ def run(config: SelectConfig) -> dict[str, Any]:
     if not chosen:
         raise UserError(
             f"{cfg.strategy}: no prompt of {kept} passes the rule ({plan.rule}); dropped: {plan.dropped}; "
+            f"unfinished/malformed traces: {dict(dropped) or 'none'}; "
             f"teacher pass rates in the pool: {report['pool']['teacher_pass_rate']['histogram']}"
         )
     out.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,10 @@ THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 THOUGHT_OPEN, THOUGHT_CLOSE = "<|begin_of_thought|>", "<|end_of_thought|>"  # Sky-T1, Bespoke-Stratos
 SOLUTION_OPEN, SOLUTION_CLOSE = "<|begin_of_solution|>", "<|end_of_solution|>"
 # every think/thought tag: outside the one think block that opens an assistant turn, each is stray
-STRAY_TAG = re.compile(r"</?think>|</?thinking>|</?thought>|<\|(?:begin|end)_of_(?:thought|solution)\|>")
+STRAY_TAG = re.compile(
+    r"</?think\s*>|</?thinking\s*>|</?thought\s*>|<\|(?:begin|end)_of_(?:thought|solution)\|\s*>",
+    re.IGNORECASE,
+)
 # finish reasons that mean the teacher stopped on its own (OpenAI/vLLM `stop`; other harnesses' names)
 FINISHED = ("stop", "eos", "end_turn", "stop_sequence")
 
@@ -83,18 +86,19 @@ def split_thoughts(text: str) -> Thoughts:
     a second block or a stray tag stays in the answer (or reasoning), for the guard to refuse.
     """
     for open_t, close_t in ((THINK_OPEN, THINK_CLOSE), (THOUGHT_OPEN, THOUGHT_CLOSE)):
-        o, c = text.find(open_t), text.find(close_t)
+        o, o_end = ingest.find_marker(text, open_t)  # any case: <THINK>…</THINK> too
+        c, c_end = ingest.find_marker(text, close_t)
         if o < 0 and c < 0:
             continue
         if o >= 0 and (c < 0 or o < c):
-            before, rest = text[:o].strip(), text[o + len(open_t) :]
-            end = rest.find(close_t)
+            before, rest = text[:o].strip(), text[o_end:]
+            end, end_close = ingest.find_marker(rest, close_t)
             if end < 0:
                 return Thoughts(rest.strip(), "", False)
-            reasoning, after = rest[:end], rest[end + len(close_t) :]
+            reasoning, after = rest[:end], rest[end_close:]
             answer, closed = _solution(after)
             return Thoughts(reasoning.strip(), (before + "\n\n" + answer).strip(), closed)
-        answer, closed = _solution(text[c + len(close_t) :])
+        answer, closed = _solution(text[c_end:])
         return Thoughts(text[:c].strip(), answer, closed)
     answer, closed = _solution(text)
     return Thoughts(None, answer, closed)
@@ -103,12 +107,16 @@ def split_thoughts(text: str) -> Thoughts:
 def _solution(text: str) -> tuple[str, bool]:
     """The answer inside `<|begin_of_solution|>…<|end_of_solution|>` when it is wrapped so; (answer, closed)."""
     body = text.strip()
-    if not body.startswith(SOLUTION_OPEN):
+    o, o_end = ingest.find_marker(body, SOLUTION_OPEN)
+    if o != 0:
         return body, True
-    body = body[len(SOLUTION_OPEN) :]
-    if not body.rstrip().endswith(SOLUTION_CLOSE):
-        return body.strip(), SOLUTION_CLOSE in body  # a solution cut short never closes
-    return body.rstrip()[: -len(SOLUTION_CLOSE)].strip(), True
+    body = body[o_end:]
+    c, c_end = ingest.find_marker(body, SOLUTION_CLOSE)
+    if c < 0:
+        return body.strip(), False  # a solution cut short never closes
+    if body[c_end:].strip():
+        return body.strip(), True  # text after the wrapper: left for the guard to refuse
+    return body[:c].strip(), True
 
 
 def assistant_turn(reasoning: str | None, answer: str, with_reasoning: bool = True) -> str:

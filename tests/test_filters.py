@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from distill.benchmarks import BENCHMARKS, load_benchmark
 from distill.filters import (
     Context,
@@ -17,6 +19,7 @@ from distill.filters import (
     check_readability,
     dedup_key,
     run_record_checks,
+    split_think,
 )
 
 
@@ -169,3 +172,54 @@ def test_registry_and_local_loading(tmp_path, benchmarks_dir):
     )
     (row,) = load_benchmark(str(p))
     assert row["choices"][0] == "x" and len(row["choices"]) == 4 and row["domain"] == "multiple_choice"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "x <THINK>again</THINK> \\boxed{1}",
+        "x </Think> \\boxed{1}",
+        "\\boxed{1} <|BEGIN_OF_SOLUTION|>",
+        "done </think > \\boxed{1}",
+    ],
+)
+def test_format_sees_stray_markers_in_any_case(content):
+    assert check_format(rec(content=content), CTX)["why"].startswith("stray")
+
+
+@pytest.mark.parametrize(
+    "content, reasoning",
+    [("<THINK>hmm</THINK>\\boxed{1}", "hmm"), ("<Think>\nhmm\n</Think >\n\\boxed{1}", "\nhmm\n")],
+)
+def test_uppercase_think_block_in_content_is_split(content, reasoning):
+    r = rec(reasoning="", content=content)
+    assert check_format(r, CTX)["ok"] and check_complete(r, CTX)["ok"]
+    got = split_think(content, CTX.think_tags)
+    assert got[0] == reasoning and got[1].strip() == "\\boxed{1}" and got[2]
+
+
+HISTORY_BAD = [
+    ({"role": "assistant", "reasoning": "", "content": "<think>a</think> x"}, "stray <think>"),
+    ({"role": "assistant", "reasoning": "r", "content": "ans </THINK> more"}, "stray </think>"),
+    (
+        {"role": "assistant", "reasoning": "r <|end_of_thought|>", "content": "ans"},
+        "stray <|end_of_thought|>",
+    ),
+    ({"role": "assistant", "reasoning": "r", "content": "  "}, "empty answer"),
+]
+
+
+@pytest.mark.parametrize("turn, why", HISTORY_BAD)
+def test_format_checks_every_assistant_turn_of_the_history(turn, why):
+    history = [{"role": "user", "content": "first"}, turn]
+    got = check_format(rec(history=history), CTX)
+    assert not got["ok"] and got["why"] == f"{why} in history turn 1"
+
+
+def test_clean_history_passes_format():
+    history = [
+        {"role": "user", "content": "a < b, think > c?"},  # not markers
+        {"role": "assistant", "reasoning": "r", "content": "yes"},
+        {"role": "assistant", "reasoning": "", "content": "answer only", "answer_only": True},
+    ]
+    assert check_format(rec(history=history), CTX)["ok"]

@@ -366,3 +366,91 @@ def test_subset_trains_with_distill_train(pool, tmp_path, tiny_qwen):
     assert summary["steps"] == 2
     assert summary["examples"] + summary.get("dropped_overlength", 0) == 6
     assert (tmp_path / "student" / "train_log.csv").exists()
+
+
+# ---------------------------------------------------------------------------- fix-train regressions
+
+
+def _filter_out(root: Path, n_kept: int, n_rejected: int) -> Path:
+    """A filter output folder: kept records with a passed `correct` check, rejected wrong ones."""
+    kept, rejected = ShardWriter(root / "kept"), ShardWriter(root / "rejected")
+    for i in range(n_kept):
+        kept.write(_record(f"p{i}", 0, "math", "s", 100 + i, True, "kept"))
+    for i in range(n_rejected):
+        rejected.write(_record(f"p{i}", 1, "math", "s", 50, False, "correct"))
+    kept.close()
+    rejected.close()
+    return root
+
+
+@pytest.mark.parametrize("n_rejected", [0, 2])
+def test_a_filter_output_that_rejected_nothing_selects(tmp_path, n_rejected):
+    src = _filter_out(tmp_path / "f", 6, n_rejected)
+    if n_rejected == 0:  # ShardWriter leaves an empty shard: zero rejected, not an unreadable input
+        assert all(p.stat().st_size == 0 for p in shard_paths(src / "rejected"))
+    prompts, known = load_prompts(str(src / "kept"), src / "rejected")
+    assert known and len(prompts) == 6
+    rates = sorted(p.teacher for p in prompts.values())
+    assert rates == [0.5] * n_rejected + [1.0] * (6 - n_rejected)
+    report = run(SelectConfig(str(src), str(tmp_path / "o"), budget=3, strategy="random"))
+    assert report["selected"]["traces"] == 3
+
+
+def test_an_empty_rejected_folder_without_shards_is_zero_rejected(tmp_path):
+    src = _filter_out(tmp_path / "f", 4, 0)
+    for p in shard_paths(src / "rejected"):
+        p.unlink()
+    prompts, known = load_prompts(str(src / "kept"), src / "rejected")
+    assert known and [p.teacher for p in prompts.values()] == [1.0] * 4
+
+
+RAW_BAD = {
+    # finish_reason length: never closed its reasoning
+    "truncated": {"content": "<think>Let me compute 6*7 = ", "finish_reason": "length"},
+    "length_closed": {"content": "<think>6*7=42</think>The answer is", "finish_reason": "length"},
+    "two_blocks": {"content": "<think>6*7</think>so<think>=42</think>\\boxed{42}"},
+    "empty_think": {"content": "<think>  </think>\\boxed{42}"},
+    "bespoke_unclosed": {"content": "<|begin_of_thought|>6 times 7 is 42, so"},
+    "upper_stray": {"content": "<think>a</think>ok <THINK>again</THINK> \\boxed{42}"},
+    "empty_answer": {"content": "<think>6*7=42</think>   "},
+}
+
+
+def test_select_on_raw_data_never_picks_unfinished_or_malformed_traces(tmp_path):
+    rows = [
+        {
+            "problem": f"Good problem {i}",
+            "answer": "42",
+            "content": f"<think>6*7=42 ({i})</think>\\boxed{{42}}",
+        }
+        for i in range(3)
+    ]
+    rows += [{"problem": f"Bad problem {k}", "answer": "42", **row} for k, row in RAW_BAD.items()]
+    src = tmp_path / "raw.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = run(SelectConfig(str(src), str(tmp_path / "o"), budget=50, strategy="random"))
+    got = _selected(tmp_path / "o")
+    assert sorted(r["problem"] for r in got) == [f"Good problem {i}" for i in range(3)]
+    dropped = report["unfiltered_dropped"]
+    assert sum(dropped.values()) == len(RAW_BAD)
+    # an empty answer makes the inferred finish_reason `length` (as filter infers it)
+    assert dropped == {
+        "complete: finish_reason=length": 4,
+        "format: stray <think>": 2,
+        "format: empty reasoning": 1,
+    }
+    import pyarrow.parquet as pq
+
+    for msgs in pq.read_table(tmp_path / "o" / "kept" / "data.parquet").column("messages").to_pylist():
+        text = msgs[-1]["content"]
+        assert (
+            text.count("<think>") == 1 and text.count("</think>") == 1 and text.split("</think>")[1].strip()
+        )
+
+
+def test_select_on_raw_data_where_nothing_is_finished_says_why(tmp_path):
+    src = tmp_path / "raw.jsonl"
+    src.write_text("".join(json.dumps({"problem": f"P {k}", **row}) + "\n" for k, row in RAW_BAD.items()))
+    with pytest.raises(UserError, match="unfinished/malformed traces: .*complete: finish_reason=length"):
+        run(SelectConfig(str(src), str(tmp_path / "o"), budget=5, strategy="random"))
+    assert not (tmp_path / "o").exists()
