@@ -261,9 +261,12 @@ def _unwrap_solution(text: str) -> tuple[str, bool]:
 
 
 def _reason(message: str, where: str) -> str:
-    """A skipped row's error without its place (`file:3: the last message ...` -> `the last message ...`)."""
-    text = message.removeprefix(where).lstrip(": ")
-    return text.split(" (")[0][:80] if text else message[:80]
+    """A skipped row's error without its place and trailing detail, to count rows by reason
+    (`f.jsonl:3: the last message must be the assistant's (got role 'user')` -> `the last message ...`)."""
+    text = re.sub(r"^ sample \d+", "", message.removeprefix(where)).lstrip(": ") or message
+    if text.endswith(")") and " (" in text:
+        text = text.rpartition(" (")[0]
+    return text[:100]
 
 
 def prompt_hash(text: str) -> str:

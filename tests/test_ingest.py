@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -539,3 +540,103 @@ def test_overwrite_with_an_unchanged_config_redoes_the_work(fixtures, tmp_path, 
             == first
         )
     assert calls == [1] and "unchanged config: redoing the filter work" in caplog.text
+
+
+# ---------------------------------------------------------------------------- fix-train regressions
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("<THINK>a</THINK>b", ("a", "b", True)),
+        ("<Think>\na\n</think >\nb", ("a", "b", True)),
+        ("step</THINK>\n**4**", ("step", "**4**", True)),
+        (
+            "<|BEGIN_OF_THOUGHT|>x<|End_Of_Thought|><|Begin_of_Solution|>42<|END_OF_SOLUTION|>",
+            ("x", "42", True),
+        ),
+        ("<THINK>cut", ("cut", "", False)),
+    ],
+)
+def test_markers_split_in_any_case(text, want):
+    assert split_reasoning(text) == want
+
+
+def test_uppercase_think_reaches_train_text_clean(tmp_path):
+    from distill.train_data import load_rows, split_thoughts
+
+    assert split_thoughts("<THINK>r</THINK>a").reasoning == "r"
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": c}]}
+        for i, c in enumerate(["<THINK>r0</THINK>a0", "<Think>r1</Think>a1", "r2</THINK>a2"])
+    ]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for with_reasoning in (True, False):
+        for i, row in enumerate(load_rows(str(path), with_reasoning=with_reasoning)):
+            text = row.messages[-1]["content"]
+            assert "THINK" not in text and "Think" not in text, text
+            assert text.endswith(f"a{i}") and (f"r{i}" in text) == with_reasoning
+            assert text.count("<think>") == text.count("</think>") == int(with_reasoning)
+
+
+BAD_SHAPES = [
+    ({"messages": [{"role": "user", "content": "q"}]}, "the last message must be the assistant's"),
+    (
+        {"messages": [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        "must follow a user turn",
+    ),
+    ({"problem": "q", "generations": ["a", "b"], "correctness_math_verify": [True]}, "lists 1 values for 2"),
+    ({"messages": "not json"}, "is a string but not JSON"),
+    ({"problem": "  ", "content": "x"}, "problem (prompt text) is empty"),
+]
+
+
+@pytest.mark.parametrize("bad, needle", BAD_SHAPES)
+def test_skip_bad_lines_skips_rows_of_the_wrong_shape(tmp_path, bad, needle):
+    good = [{"problem": f"q{i}", "content": f"<think>r</think>{i}"} for i in range(3)]
+    if "generations" in bad:
+        good = [
+            {"problem": f"q{i}", "generations": ["<think>r</think>1"], "correctness_math_verify": [True]}
+            for i in range(3)
+        ]
+    elif "messages" in bad:
+        good = [
+            {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "4"}]}
+            for i in range(3)
+        ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good[0], bad, *good[1:]]))
+    with pytest.raises(UserError, match=re.escape(needle)) as err:  # without the flag: the clear error stays
+        read_traces(path)
+    assert f"{path}:2" in str(err.value)
+    reader = TraceReader(path, skip_bad_lines=True)
+    items = list(reader)
+    assert [i.record is None for i in items] == [False, True, False, False]
+    assert reader.stats.bad_lines == 1 and needle.split(" (")[0] in next(iter(reader.stats.bad_reasons))
+    assert any("1 bad row(s) skipped" in n and needle[:20] in n for n in reader.stats.notes())
+
+
+def test_skip_bad_lines_never_hides_a_duplicate_id(tmp_path):
+    path = tmp_path / "d.jsonl"
+    row = {"id": "x", "problem": "q", "content": "<think>r</think>4"}
+    path.write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(UserError, match="duplicate id"):
+        list(TraceReader(path, skip_bad_lines=True))
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv"])
+def test_a_utf8_bom_is_read(tmp_path, suffix):
+    rows = [{"problem": "What is 2+2?", "content": "<think>2+2=4</think>4", "id": "a"}]
+    if suffix == ".jsonl":
+        text = json.dumps(rows[0]) + "\n"
+    elif suffix == ".json":
+        text = json.dumps(rows)
+    else:
+        text = "problem,content,id\n" + '"What is 2+2?","<think>2+2=4</think>4",a\n'
+    path = tmp_path / f"bom{suffix}"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    recs = read_traces(path)
+    assert [(r["id"], r["problem"], r["reasoning"], r["content"]) for r in recs] == [
+        ("a", "What is 2+2?", "2+2=4", "4")
+    ]
