@@ -82,6 +82,7 @@ RUNTIME_FIELDS = (
     "cache_dir",
     "merge",
     "logging_steps",
+    "allow_unformatted",
 )
 
 
@@ -128,6 +129,25 @@ class TrainConfig:
     gradient_checkpointing: bool | None = None  # None: on, except for tiny (<100M) models
     bf16: bool | None = None  # None: on when a CUDA GPU supports it
     cache_dir: str | None = None
+    # objectives beyond SFT (distill/onpolicy.py, distill/logit_kd.py)
+    objective: str = "sft"  # sft | opd
+    teacher: str | None = None  # opd: teacher card or model folder
+    teacher_url: str | None = None  # opd: a vLLM server scoring the student's samples
+    teacher_top_k: int | None = None  # opd with --teacher-url: teacher logprobs per token
+    prompts: str | None = None  # opd: the prompts the student samples on
+    prompt_template: str | None = None  # opd: overrides the teacher card's template
+    beta: float | None = None  # opd: 0 forward KL, 0.5 JSD, 1 reverse KL (default)
+    max_new_tokens: int | None = None  # opd: longest student sample (default --max-length)
+    temperature: float | None = None  # opd: sampling and loss temperature (default 1.0)
+    allow_unformatted: bool = False  # opd: train a student that fails the format guard
+    kd_weight: float = 0.0  # sft: weight of the top-K teacher-logit KL term
+
+
+# fields added after the first release: absent from a manifest while at their default, so older runs resume
+NEW_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in (
+    "objective", "teacher", "teacher_url", "teacher_top_k", "prompts", "prompt_template", "beta",
+    "max_new_tokens", "temperature", "allow_unformatted", "kd_weight")}  # fmt: skip
+OBJECTIVES = ("sft", "opd")
 
 
 # ---------------------------------------------------------------------------- resolving
@@ -186,8 +206,12 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, cards.StudentCard | None,
         raise UserError(f"--launcher: unknown '{r.launcher}' (expected {', '.join(LAUNCHERS)})")
     if r.chat_template not in ("chatml", "llama3", "model"):
         raise UserError(f"--chat-template: unknown '{r.chat_template}' (chatml | llama3 | model)")
+    if r.objective not in OBJECTIVES:
+        raise UserError(f"--objective: unknown '{r.objective}' (expected {', '.join(OBJECTIVES)})")
     if not r.plan:
-        if not r.data:
+        if r.objective == "opd" and not r.prompts:
+            raise UserError("--objective opd needs --prompts (the prompts the student samples on)")
+        if r.objective == "sft" and not r.data:
             raise UserError("--data is required (a kept/ folder, .jsonl, .parquet or dataset id)")
         if not r.output:
             raise UserError("--output is required")
@@ -202,6 +226,11 @@ def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
         d.pop(k, None)
     if not d.get("all_turns"):  # absent when off: runs from before the option still resume
         d.pop("all_turns", None)
+    for k, default in NEW_FIELD_DEFAULTS.items():
+        if d.get(k) == default:
+            d.pop(k, None)
+    if d.get("prompts") and Path(d["prompts"]).exists():
+        d["prompts"] = str(Path(d["prompts"]).resolve())
     d["data"] = (
         str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
     )
@@ -241,8 +270,9 @@ def _launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
 
 
-def launch(resolved: TrainConfig) -> dict[str, Any]:
-    """Run this stage under `accelerate launch` with a packaged (or given) config; return its summary."""
+def launch(resolved: TrainConfig, module: str = "distill.train") -> dict[str, Any]:
+    """Run `module` (its `main(spec.json)`) under `accelerate launch` with a packaged (or given) config;
+    return its summary."""
     name = resolved.accelerate_config or "ddp"
     cfg_path = ACCELERATE_CONFIGS.get(name, Path(name))
     if not cfg_path.exists():
@@ -261,7 +291,7 @@ def launch(resolved: TrainConfig) -> dict[str, Any]:
         cmd += ["--num_processes", str(resolved.num_processes)]
     if not torch.cuda.is_available():  # CPU data-parallel over gloo (tests, laptops)
         cmd += ["--mixed_precision", "no"]
-    cmd += ["-m", "distill.train", str(spec)]
+    cmd += ["-m", module, str(spec)]
     log.info("launching: %s", " ".join(cmd))
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
@@ -509,6 +539,8 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
     """Train (or resume, or plan); returns the summary dict also stored in manifest.json."""
     if config.plan:
         return run_plan(config)
+    if config.objective != "sft":
+        raise UserError(f"--objective {config.objective}: run it with distill.onpolicy.run (the CLI does)")
     resolved, card, model_id = resolve(config)
     if resolved.launcher == "accelerate" and not _launched():
         out = Path(resolved.output)
