@@ -103,6 +103,40 @@ def check_tokenizers(student_tok: Any, teacher_tok: Any) -> None:
         )
 
 
+def check_served_tokenizer(url: str, tokenizer: Any, probe: str) -> None:
+    """Tokenize `probe` on the vLLM server (`POST /tokenize`) and refuse ids other than the student's.
+
+    A server without the endpoint is warned about: the guard cannot run, the loss would be silently wrong
+    with another vocabulary."""
+    import requests
+
+    base = url.rstrip("/").removesuffix("/v1")
+    try:
+        model = requests.get(f"{base}/v1/models", timeout=30).json()["data"][0]["id"]
+        resp = requests.post(
+            f"{base}/tokenize",
+            json={"model": model, "prompt": probe, "add_special_tokens": False},
+            timeout=30,
+        )
+    except (requests.RequestException, KeyError, IndexError, ValueError) as e:
+        raise UserError(f"--teacher-url {url}: cannot reach the teacher server ({e})") from None
+    if resp.status_code != 200:
+        log.warning("--teacher-url: the server has no /tokenize endpoint; the tokenizer guard could not run")
+        return
+    served = resp.json().get("tokens", [])
+    mine = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    if served != mine:
+        first = next(
+            (i for i, (a, b) in enumerate(zip(served, mine, strict=False)) if a != b),
+            min(len(served), len(mine)),
+        )
+        raise UserError(
+            f"--teacher-url: the served teacher's tokenizer is not the student's: {probe!r} is {len(mine)} tokens "
+            f"for the student and {len(served)} for the teacher, first differing at token {first}; on-policy "
+            "distillation needs one vocabulary"
+        )
+
+
 @dataclass
 class FormatCheck:
     """Greedy samples of the student: how many close the reasoning and end with the end-of-turn token."""
@@ -371,6 +405,15 @@ def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str,
         except OSError as e:
             raise UserError(f"--teacher {teacher_id}: cannot load the tokenizer ({e})") from None
         check_tokenizers(tokenizer, teacher_tok)
+    else:
+        probe = tokenizer.apply_chat_template(
+            [
+                {"role": "user", "content": texts[0]},
+                {"role": "assistant", "content": "<think>\nok\n</think>\n\nok"},
+            ],
+            tokenize=False,
+        )
+        check_served_tokenizer(r.teacher_url, tokenizer, probe)
 
     bf16 = sft._use_bf16(r)
     model = load_student(model_id, r.method, bf16, tokenizer)

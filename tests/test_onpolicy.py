@@ -199,3 +199,41 @@ def test_cli_opd_and_errors(tmp_path, opd_env, run_cli):
         )
         assert bad.returncode == 2, bad.stderr
         assert bad.stderr.strip().splitlines()[-1].startswith("distill: error:") and msg in bad.stderr
+
+
+def test_served_teacher_through_trl_server_distillation(tmp_path, opd_env, monkeypatch):
+    """--teacher-url: TRL's ServerDistillationTrainer asks a vLLM-style server for the teacher's logprobs
+    of the student's samples. The server here is a real tiny teacher behind vLLM's `prompt_logprobs`
+    API (tests/fake_vllm_teacher.py); only TRL's "is vllm installed" check is patched, as vLLM needs a GPU."""
+    import trl.generation.vllm_client as vllm_client
+
+    from tests.fake_vllm_teacher import ScoringServer
+
+    monkeypatch.setattr(vllm_client, "is_vllm_available", lambda *a, **k: True)
+    server = ScoringServer(opd_env["teacher"]).start()
+    try:
+        out = tmp_path / "served"
+        s = onpolicy.run(opd_cfg(opd_env, out, teacher=None, teacher_url=server.url + "/v1", max_steps=6))
+    finally:
+        server.stop()
+    assert s["objective"] == "opd" and s["teacher"] == server.url + "/v1" and s["steps"] == 6
+    assert server.requests >= 6  # one scoring call per optimizer step
+    div = [float(r["divergence"]) for r in read_log(out)]
+    assert len(div) == 6 and div[-1] < div[0], div
+    assert json.loads((out / "manifest.json").read_text())["config"]["teacher_url"] == server.url + "/v1"
+
+
+def test_served_teacher_with_another_tokenizer_is_refused(tmp_path, opd_env):
+    from distill.tiny import build_model, build_tokenizer
+    from tests.fake_vllm_teacher import ScoringServer
+
+    build_tokenizer(
+        tmp_path / "tok", corpus=["completely other words for another vocabulary"], vocab_size=300
+    )
+    server = ScoringServer(build_model(tmp_path / "other", tmp_path / "tok")).start()
+    try:
+        with pytest.raises(UserError, match="served teacher's tokenizer is not the student's"):
+            onpolicy.run(opd_cfg(opd_env, tmp_path / "out", teacher=None, teacher_url=server.url))
+    finally:
+        server.stop()
+    assert server.requests == 0
