@@ -103,6 +103,14 @@ def test_full_opd_divergence_falls_and_writes_files(tmp_path, opd_env):
     from transformers import AutoTokenizer
 
     assert eot == AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("<|im_end|>")
+    # `distill push` takes it unchanged; the card names the objective and the teacher
+    from distill.hub import PushConfig
+    from distill.hub import run as push
+
+    push(PushConfig(model=str(out), repo="me/tiny-opd", dry_run=True, to_dir=str(tmp_path / "staged")))
+    card = (tmp_path / "staged" / "model" / "README.md").read_text()
+    assert "on-policy-distillation" in card and "Objective: on-policy distillation" in card
+    assert str(opd_env["teacher"]) in card and "reverse_kl" in card
 
 
 def test_lora_opd_continues_the_sft_adapter(tmp_path, opd_env):
