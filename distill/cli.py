@@ -90,6 +90,14 @@ def generate(
         int | None, typer.Option(help="Max new tokens per sample (default: the card's).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    logprobs: Annotated[
+        int | None,
+        typer.Option(
+            "--logprobs",
+            help="Also store the teacher's top-K log-probabilities of every completion token, in "
+            "shard-*.jsonl.logprobs side files (~(4+6K)x4/3 bytes a token), for train --kd-weight.",
+        ),
+    ] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     limit: Annotated[
         int | None, typer.Option(help="Use only the first N prompts (a mixture: N in total).")
@@ -181,6 +189,7 @@ def generate(
         top_k=top_k,
         max_tokens=max_tokens,
         seed=seed,
+        logprobs=logprobs,
         stop=list(stop or []),
         limit=limit,
         overwrite=overwrite,
@@ -553,6 +562,14 @@ def train_cmd(
     temperature: Annotated[
         float | None, typer.Option("--temperature", help="opd: sampling and loss temperature (default 1.0).")
     ] = None,
+    kd_weight: Annotated[
+        float,
+        typer.Option(
+            "--kd-weight",
+            help="sft: add this weight x KL to the teacher's top-K logprobs stored by generate --logprobs "
+            "(see kd_loss/kd_share in train_log.csv).",
+        ),
+    ] = 0.0,
     allow_unformatted: Annotated[
         bool,
         typer.Option(
@@ -620,6 +637,7 @@ def train_cmd(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         allow_unformatted=allow_unformatted,
+        kd_weight=kd_weight,
     )
     summary = run_stage(run, config)
     if not plan and summary:

@@ -551,6 +551,10 @@ def run(config: FilterConfig) -> dict[str, Any]:
     _pass1(cfg, files, work, ctx, checks)
     fails = _pass2(cfg, work, checks)
     funnel = _pass3(cfg, files, work, out, checks, fails, unit)
+    from distill import logit_kd
+
+    if carried := logit_kd.carry(files, out / "kept"):  # teacher logprobs of kept traces (generate --logprobs)
+        log.info("carried the teacher logprobs of %d kept traces", carried)
     atomic_write_json(out / "funnel.json", funnel)
     write_manifest(
         out,

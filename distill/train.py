@@ -208,6 +208,8 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, cards.StudentCard | None,
         raise UserError(f"--chat-template: unknown '{r.chat_template}' (chatml | llama3 | model)")
     if r.objective not in OBJECTIVES:
         raise UserError(f"--objective: unknown '{r.objective}' (expected {', '.join(OBJECTIVES)})")
+    if r.kd_weight < 0:
+        raise UserError(f"--kd-weight {r.kd_weight}: must be >= 0")
     if not r.plan:
         if r.objective == "opd" and not r.prompts:
             raise UserError("--objective opd needs --prompts (the prompts the student samples on)")
@@ -323,8 +325,15 @@ class CountingCollator:
 
 
 def _make_callbacks(
-    out: Path, counter: CountingCollator, world: int, resume_step: int, total_steps_hint: int
+    out: Path,
+    counter: CountingCollator,
+    world: int,
+    resume_step: int,
+    total_steps_hint: int,
+    extra_columns: tuple[str, ...] = (),
 ):
+    columns = LOG_COLUMNS + list(extra_columns)  # extra: logged metrics (e.g. the KD loss terms)
+
     from transformers import TrainerCallback
 
     class LogCallback(TrainerCallback):
@@ -346,9 +355,7 @@ def _make_callbacks(
             if self.path.exists() and resume_step > 0:
                 with open(self.path, newline="") as f:
                     kept = [row for row in csv.DictReader(f) if int(float(row["step"])) <= resume_step]
-            buf = [",".join(LOG_COLUMNS)] + [
-                ",".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in kept
-            ]
+            buf = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in kept]
             records.atomic_write_text(self.path, "\n".join(buf) + "\n")
             self.last_t = time.time()
             self.last_tokens = counter.real
@@ -392,7 +399,8 @@ def _make_callbacks(
                 "time_s": round(now - self.t0, 2),
             }
             with open(self.path, "a", newline="") as f:
-                f.write(",".join(str(row[c]) for c in LOG_COLUMNS) + "\n")
+                row.update({c: logs.get(c, "") for c in extra_columns})
+                f.write(",".join(str(row[c]) for c in columns) + "\n")
             msg = (
                 f"step {state.global_step}/{state.max_steps} loss {float(row['loss']):.4f} "
                 f"lr {float(row['learning_rate'] or 0):.2e} tok/s {tps:,.0f}"
@@ -600,6 +608,18 @@ def _train(
             cache_dir=r.cache_dir,
             progress=main,
         )
+    aligned = kd_stats = None
+    if r.kd_weight:  # teacher top-K logprobs stored beside the traces (distill generate --logprobs)
+        from distill import logit_kd
+
+        aligned, kd_stats = logit_kd.attach(dataset, r.data, tokenizer, not r.no_reasoning, r.all_turns)
+        dataset = dataset.add_column("kd_index", list(range(len(dataset))))
+        if main:
+            log.info(
+                "kd: teacher logprobs on %d of %d trained tokens",
+                kd_stats["kd_tokens"],
+                kd_stats["trained_tokens"],
+            )
     if stats.dropped_overlength and main:
         log.warning(
             "dropped %d of %d examples longer than %d tokens",
@@ -623,6 +643,10 @@ def _train(
     flash = "flash" in attn
     packing_ok = model.config.model_type in PACKING_MODEL_TYPES or flash
     packing = flash if r.packing is None else r.packing
+    if r.kd_weight and packing:
+        if r.packing:
+            raise UserError("--kd-weight works on padded batches: drop --packing")
+        packing = False
     if packing and not packing_ok:
         raise UserError(
             f"--packing: {model.config.model_type} with {attn} attention cannot keep packed examples apart; "
@@ -694,13 +718,14 @@ def _train(
         use_liger_kernel=use_liger,
         remove_unused_columns=True,
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
+    trainer_kwargs = dict(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    if r.kd_weight:
+        trainer = logit_kd.make_trainer(r.kd_weight, **trainer_kwargs)
+        trainer.data_collator = logit_kd.KDCollator(trainer.data_collator, aligned)
+    else:
+        trainer = SFTTrainer(**trainer_kwargs)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our LogCallback prints one line per log to stderr
@@ -710,7 +735,8 @@ def _train(
     resume_step = int(resume.name.split("-")[1]) if resume else 0
     if resume:
         log.info("resuming from %s", resume)
-    for cb in _make_callbacks(out, counter, state.num_processes, resume_step, 0) + callbacks:
+    extra = ("ce_loss", "kd_loss", "kd_share") if r.kd_weight else ()
+    for cb in _make_callbacks(out, counter, state.num_processes, resume_step, 0, extra) + callbacks:
         trainer.add_callback(cb)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -751,6 +777,8 @@ def _train(
             "log": str(out / "train_log.csv"),
             "manifest": str(out / records.MANIFEST),
         }
+        if r.kd_weight:
+            summary.update(kd_stats, **logit_kd.loss_scale(trainer.state.log_history, r.kd_weight))
         if r.merge and r.method != "full":
             summary["merged"] = str(merge_adapter(out, model_id, tokenizer, gen, bf16))
         _finish_manifest(out, cfg, r, summary, stats)
