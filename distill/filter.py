@@ -553,7 +553,8 @@ def run(config: FilterConfig) -> dict[str, Any]:
     funnel = _pass3(cfg, files, work, out, checks, fails, unit)
     from distill import logit_kd
 
-    if carried := logit_kd.carry(files, out / "kept"):  # teacher logprobs of kept traces (generate --logprobs)
+    # the teacher logprobs of the kept traces (generate --logprobs), next to their shards
+    if carried := logit_kd.carry(files, out / "kept"):
         log.info("carried the teacher logprobs of %d kept traces", carried)
     atomic_write_json(out / "funnel.json", funnel)
     write_manifest(

@@ -284,7 +284,9 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
     check_config(cfg)
     if cfg.executor == "ray":
         if cfg.logprobs:
-            raise UserError("--logprobs is not supported with --executor ray yet (run the shards without ray)")
+            raise UserError(
+                "--logprobs is not supported with --executor ray yet (run the shards without ray)"
+            )
         from distill.ray_executor import run_ray
 
         return run_ray(cfg)
