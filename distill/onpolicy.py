@@ -369,12 +369,8 @@ def validate(r: sft.TrainConfig) -> None:
 
 
 def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str, Any]:
-    import torch
     from accelerate import PartialState
     from datasets import Dataset
-    from transformers import AutoTokenizer
-
-    from distill import train_data
 
     state = PartialState()
     out = Path(r.output)
@@ -392,28 +388,9 @@ def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str,
 
     teacher_card, teacher_id = resolve_teacher(r)
     texts = prompt_texts(r, teacher_card.templates)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
-    except OSError as e:
-        raise UserError(f"--student {model_id}: cannot load the tokenizer ({e})") from None
-    eos = train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
+    tokenizer, teacher_tok = _tokenizers(r, model_id, teacher_id, texts[0])
+    eos = tokenizer.eos_token
     eos_id = tokenizer.convert_tokens_to_ids(eos)
-    tokenizer.padding_side = "left"  # TRL generates from left-padded prompts
-    if teacher_id is not None:
-        try:
-            teacher_tok = AutoTokenizer.from_pretrained(teacher_id)
-        except OSError as e:
-            raise UserError(f"--teacher {teacher_id}: cannot load the tokenizer ({e})") from None
-        check_tokenizers(tokenizer, teacher_tok)
-    else:
-        probe = tokenizer.apply_chat_template(
-            [
-                {"role": "user", "content": texts[0]},
-                {"role": "assistant", "content": "<think>\nok\n</think>\n\nok"},
-            ],
-            tokenize=False,
-        )
-        check_served_tokenizer(r.teacher_url, tokenizer, probe)
 
     bf16 = sft._use_bf16(r)
     model = load_student(model_id, r.method, bf16, tokenizer)
@@ -434,46 +411,11 @@ def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str,
         counts = {"prompts": len(texts), "format_probes": check.samples, "format_ok": check.formatted}
         records.write_manifest(out, "train", cfg, inputs=_inputs(r), counts=counts, status="running")
 
-    peft_config = None
-    if r.method == "lora" and not hasattr(model, "peft_config"):
-        from peft import LoraConfig
-
-        targets: Any = r.lora_targets
-        peft_config = LoraConfig(
-            r=r.lora_r,
-            lora_alpha=r.lora_alpha,
-            lora_dropout=r.lora_dropout,
-            target_modules="all-linear" if targets in (["all-linear"], "all-linear") else targets,
-            task_type="CAUSAL_LM",
-        )
+    peft_config = _lora_config(r) if r.method == "lora" and not hasattr(model, "peft_config") else None
     n_params = sum(p.numel() for p in model.parameters())
     ckpt = r.gradient_checkpointing if r.gradient_checkpointing is not None else n_params >= 100e6
     beta = DEFAULT_BETA if r.beta is None else r.beta
-    common = dict(
-        output_dir=str(out / "checkpoints"),
-        max_completion_length=max_new,
-        temperature=r.temperature if r.temperature is not None else 1.0,
-        beta=beta,
-        per_device_train_batch_size=r.batch_size,
-        gradient_accumulation_steps=r.grad_accum,
-        learning_rate=r.learning_rate,
-        num_train_epochs=r.epochs or 1.0,
-        max_steps=r.max_steps,
-        warmup_steps=r.warmup_ratio if (r.warmup_ratio or 0) < 1 else int(r.warmup_ratio),
-        lr_scheduler_type=r.lr_scheduler,
-        weight_decay=r.weight_decay,
-        logging_steps=r.logging_steps,
-        save_steps=r.save_steps,
-        save_total_limit=r.save_total_limit,
-        seed=r.seed,
-        bf16=bf16,
-        fp16=False,
-        activation_checkpointing=ckpt,  # transformers 5 name of gradient_checkpointing
-        report_to=r.report_to if r.report_to != "none" else "none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
-    )
+    common = _trainer_args(r, out, max_new, beta, bf16, ckpt)
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": t}] for t in texts]})
     trainer = _make_trainer(r, common, model, teacher, dataset, tokenizer, peft_config)
     from transformers.trainer_callback import PrinterCallback
@@ -545,7 +487,95 @@ def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str,
     return summary
 
 
-def _make_trainer(r, common, model, teacher, dataset, tokenizer, peft_config):
+def _tokenizers(r: sft.TrainConfig, model_id: str, teacher_id: str | None, prompt: str) -> tuple[Any, Any]:
+    """The student's tokenizer (chat template and eos as for SFT, left padding) and the teacher's
+    (None when served), after the vocabulary guard."""
+    from transformers import AutoTokenizer
+
+    from distill import train_data
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+    except OSError as e:
+        raise UserError(f"--student {model_id}: cannot load the tokenizer ({e})") from None
+    train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
+    tokenizer.padding_side = "left"  # TRL generates from left-padded prompts
+    if teacher_id is None:
+        probe = tokenizer.apply_chat_template(
+            [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": "<think>\nok\n</think>\n\nok"},
+            ],
+            tokenize=False,
+        )
+        check_served_tokenizer(r.teacher_url, tokenizer, probe)
+        return tokenizer, None
+    try:
+        teacher_tok = AutoTokenizer.from_pretrained(teacher_id)
+    except OSError as e:
+        raise UserError(f"--teacher {teacher_id}: cannot load the tokenizer ({e})") from None
+    check_tokenizers(tokenizer, teacher_tok)
+    return tokenizer, teacher_tok
+
+
+def _trainer_args(
+    r: sft.TrainConfig, out: Path, max_new: int, beta: float, bf16: bool, ckpt: bool
+) -> dict[str, Any]:
+    """DistillationConfig fields from the resolved options (the SFT stage's names and defaults)."""
+    import torch
+
+    return dict(
+        output_dir=str(out / "checkpoints"),
+        max_completion_length=max_new,
+        temperature=r.temperature if r.temperature is not None else 1.0,
+        beta=beta,
+        per_device_train_batch_size=r.batch_size,
+        gradient_accumulation_steps=r.grad_accum,
+        learning_rate=r.learning_rate,
+        num_train_epochs=r.epochs or 1.0,
+        max_steps=r.max_steps,
+        warmup_steps=r.warmup_ratio if (r.warmup_ratio or 0) < 1 else int(r.warmup_ratio),
+        lr_scheduler_type=r.lr_scheduler,
+        weight_decay=r.weight_decay,
+        logging_steps=r.logging_steps,
+        save_steps=r.save_steps,
+        save_total_limit=r.save_total_limit,
+        seed=r.seed,
+        bf16=bf16,
+        fp16=False,
+        activation_checkpointing=ckpt,  # transformers 5 name of gradient_checkpointing
+        report_to=r.report_to if r.report_to != "none" else "none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _lora_config(r: sft.TrainConfig) -> Any:
+    """A new LoRA adapter (a student that is an SFT adapter keeps training its own instead)."""
+    from peft import LoraConfig
+
+    targets: Any = r.lora_targets
+    return LoraConfig(
+        r=r.lora_r,
+        lora_alpha=r.lora_alpha,
+        lora_dropout=r.lora_dropout,
+        target_modules="all-linear" if targets in (["all-linear"], "all-linear") else targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _make_trainer(
+    r: sft.TrainConfig,
+    common: dict[str, Any],
+    model: Any,
+    teacher: Any,
+    dataset: Any,
+    tokenizer: Any,
+    peft_config: Any,
+) -> Any:
+    """TRL's DistillationTrainer with a local teacher, or its experimental ServerDistillationTrainer for
+    --teacher-url (a vLLM server returning the teacher's top-k logprobs of the student's samples)."""
     if r.teacher_url is None:
         from trl import DistillationConfig, DistillationTrainer
 
