@@ -1,6 +1,6 @@
 """Benchmark: beyond SFT in miniature: more SFT vs on-policy distillation, SFT vs SFT + top-K logit KD.
 
-    nice python benchmarks/distill_objectives.py                 # ~20-30 min on 2 shared CPU cores
+    nice python benchmarks/distill_objectives.py                 # ~30 min on 2 shared CPU cores
     python benchmarks/distill_objectives.py --seeds 0 1 --opd-steps 60 --keep runs/objectives
 
 On the demo's task (distill/demo.py, quick sizes: 3-digit addition with a column-by-column chain of
@@ -12,7 +12,8 @@ thought; teacher 0.63M and student 0.13M parameters sharing one tokenizer):
      `--opd-steps`, timed; (b) more SFT for as many steps as fit in the same wall time; (c) SFT with
      `--kd-weight` for the same steps as (b); each evaluated greedy and at T=0.7 on the held-out problems.
   4. a headroom check: the teacher's accuracy and a student SFT'd for the demo's full step budget.
-Prints one table (pass@1 %, steps, training wall seconds), and the per-seed rows.
+Prints one table (pass@1 %, steps, training wall seconds), and the per-seed rows. With --keep, a re-run
+with other settings reuses the teacher, traces and filter output (run folders are named by settings).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--short-steps", type=int, default=100, help="the short SFT every method starts from")
-    ap.add_argument("--opd-steps", type=int, default=40)
+    ap.add_argument("--short-steps", type=int, default=200, help="the short SFT every method starts from")
+    ap.add_argument("--opd-steps", type=int, default=60)
     ap.add_argument("--opd-lr", type=float, default=1e-3)
     ap.add_argument("--opd-batch", type=int, default=16)
     ap.add_argument("--kd-weight", type=float, default=1.0)
@@ -68,17 +69,19 @@ def main() -> None:
                "--decontaminate-file", str(data / "eval.jsonl")])  # fmt: skip
     kept = work / "filtered" / "kept"
     lr, batch = sizes.student_lr, sizes.batch_size
-    demo.train_model(work, "sft-short", work / "student-init", kept, args.short_steps, lr, 0, batch)
+    short = f"sft-short-{args.short_steps}"  # run folders named by the settings: re-runs reuse the rest
+    demo.train_model(work, short, work / "student-init", kept, args.short_steps, lr, 0, batch)
     demo.train_model(work, "sft-full", work / "student-init", kept, sizes.student_steps, lr, 0, batch)
-    sft_step_s = _train_seconds(work / "sft-short") / args.short_steps
+    sft_step_s = _train_seconds(work / short) / args.short_steps
 
     acc: dict[str, dict[str, float]] = {}
-    for name in ("teacher", "sft-short", "sft-full"):
+    for name in ("teacher", short, "sft-full"):
         acc[name] = {m: demo.eval_model(work, work / name, m, 0) for m in ("greedy", "sampled")}
     rows = []
     for seed in args.seeds:
-        opd = f"opd-s{seed}"
-        demo._cmd(["train", "--objective", "opd", "--student", str(work / "sft-short"), "--teacher",
+        tag = f"{args.short_steps}-s{seed}"
+        opd = f"opd-{tag}-{args.opd_steps}x{args.opd_batch}-lr{args.opd_lr:g}"
+        demo._cmd(["train", "--objective", "opd", "--student", str(work / short), "--teacher",
                    str(work / "teacher"), "--prompts", str(data / "prompts.jsonl"), "--prompt-template", "{problem}",
                    "--output", str(work / opd), "--method", "full", "--max-steps", str(args.opd_steps),
                    "--learning-rate", str(args.opd_lr), "--batch-size", str(args.opd_batch), "--grad-accum", "1",
@@ -87,9 +90,9 @@ def main() -> None:
                    "--no-gradient-checkpointing"])  # fmt: skip
         opd_s = _train_seconds(work / opd)
         steps = max(1, round(opd_s / sft_step_s))  # more SFT: as many steps as OPD's wall time buys
-        more, kd = f"sft-more-s{seed}", f"sft-kd-s{seed}"
-        demo.train_model(work, more, work / "sft-short", kept, steps, lr, seed, batch)
-        demo.train_model(work, kd, work / "sft-short", kept, steps, lr, seed, batch, "--kd-weight",
+        more, kd = f"sft-more-{tag}-{steps}", f"sft-kd-{tag}-{steps}-w{args.kd_weight:g}"
+        demo.train_model(work, more, work / short, kept, steps, lr, seed, batch)
+        demo.train_model(work, kd, work / short, kept, steps, lr, seed, batch, "--kd-weight",
                          str(args.kd_weight))  # fmt: skip
         kd_summary = json.loads((work / kd / "manifest.json").read_text())["summary"]
         for name, label, n in ((opd, "on-policy distillation", args.opd_steps), (more, "more SFT", steps),
@@ -104,7 +107,7 @@ def main() -> None:
           f"{time.time() - t0:.0f} s in all, work folder {work}")  # fmt: skip
     print(f"{'model':42} {'seed':>4} {'steps':>6} {'train s':>8} {'greedy':>7} {'T=0.7':>7}")
     for name, label in (("teacher", "teacher"), ("sft-full", f"student, full SFT ({sizes.student_steps} steps)"),
-                        ("sft-short", f"start: short SFT ({args.short_steps} steps)")):  # fmt: skip
+                        (short, f"start: short SFT ({args.short_steps} steps)")):  # fmt: skip
         print(
             f"{label:42} {'':>4} {'':>6} {'':>8} {100 * acc[name]['greedy']:7.1f} {100 * acc[name]['sampled']:7.1f}"
         )
