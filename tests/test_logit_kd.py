@@ -52,13 +52,25 @@ def teacher(tmp_path_factory, tiny_qwen) -> Path:
 
 @pytest.fixture(scope="module")
 def traces(tmp_path_factory, teacher) -> Path:
-    """8 prompts x 2 samples from the teacher with its top-4 logprobs (transformers backend)."""
+    """8 prompts x 2 samples from the teacher with its top-4 logprobs (transformers backend; T=0.5, so
+    that most pass the training data guard)."""
     root = tmp_path_factory.mktemp("kd")
     out = root / "traces"
     generate(GenerateConfig(teacher=str(teacher), prompts=write_prompts(root / "p.jsonl", 8), output=str(out),
-                            num_samples=2, max_tokens=48, temperature=1.0, logprobs=4, progress=False,
+                            num_samples=2, max_tokens=48, temperature=0.5, logprobs=4, progress=False,
                             id_column="id"))  # fmt: skip
     return out
+
+
+@pytest.fixture(scope="module")
+def kept(traces) -> Path:
+    """The traces through `distill filter` (complete, format): kept/ with the side data carried."""
+    from distill.filter import FilterConfig
+    from distill.filter import run as filter_run
+
+    filter_run(FilterConfig(input=str(traces), output=str(traces.parent / "filtered"), workers=1,
+                            checks=["complete", "format"]))  # fmt: skip
+    return traces.parent / "filtered" / "kept"
 
 
 def test_transformers_side_file_holds_the_teachers_top_k(traces, teacher):
@@ -204,12 +216,16 @@ def read_log(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_kd_weight_adds_a_falling_kl_term_and_reports_its_scale(tmp_path, traces, tiny_qwen):
+def test_kd_weight_adds_a_falling_kl_term_and_reports_its_scale(tmp_path, kept, tiny_qwen):
     from distill.tiny import build_model
 
     student = build_model(tmp_path / "student", tiny_qwen, seed=3)
-    s = train(kd_cfg(traces, tmp_path / "kd", student, kd_weight=1.0))
-    assert s["kd_weight"] == 1.0 and s["kd_examples"] == 16 and 0.5 < s["kd_coverage"] <= 1.0
+    s = train(kd_cfg(kept, tmp_path / "kd", student, kd_weight=1.0))
+    assert (
+        s["kd_weight"] == 1.0
+        and s["kd_examples"] == s["kept_examples"] >= 4
+        and 0.5 < s["kd_coverage"] <= 1.0
+    )
     assert s["final_kd_loss"] < s["first_kd_loss"] and 0.05 < s["kd_share"] < 0.95
     rows = read_log(tmp_path / "kd")
     assert {"ce_loss", "kd_loss", "kd_share"} <= set(rows[0]) and len(rows) == 4
@@ -219,16 +235,14 @@ def test_kd_weight_adds_a_falling_kl_term_and_reports_its_scale(tmp_path, traces
     assert m["config"]["kd_weight"] == 1.0 and m["summary"]["kd_share"] == s["kd_share"]
 
 
-def test_negligible_kd_weight_is_reported(tmp_path, traces, tiny_qwen, caplog):
+def test_negligible_kd_weight_is_reported(tmp_path, kept, tiny_qwen, caplog):
     with caplog.at_level(logging.WARNING, logger="distill.logit_kd"):
-        s = train(
-            kd_cfg(traces, tmp_path / "tiny-w", tiny_qwen, kd_weight=1e-4, max_steps=3, logging_steps=1)
-        )
+        s = train(kd_cfg(kept, tmp_path / "tiny-w", tiny_qwen, kd_weight=1e-4, max_steps=3, logging_steps=1))
     assert s["kd_share"] < 0.01
     assert "too small to matter" in caplog.text
 
 
-def test_kd_refuses_another_tokenizer_and_missing_side_data(tmp_path, traces, tiny_qwen):
+def test_kd_refuses_another_tokenizer_and_missing_side_data(tmp_path, kept, tiny_qwen):
     import shutil
 
     from distill.tiny import build_model, build_tokenizer
@@ -236,10 +250,10 @@ def test_kd_refuses_another_tokenizer_and_missing_side_data(tmp_path, traces, ti
     build_tokenizer(tmp_path / "tok", corpus=["other words, other vocabulary"], vocab_size=300)
     other = build_model(tmp_path / "other", tmp_path / "tok")
     with pytest.raises(UserError, match="another tokenizer than the student's"):
-        train(kd_cfg(traces, tmp_path / "x", other, kd_weight=1.0))
+        train(kd_cfg(kept, tmp_path / "x", other, kd_weight=1.0))
     bare = tmp_path / "bare"
     bare.mkdir()
-    for p in shard_paths(traces):
+    for p in shard_paths(kept):
         shutil.copy(p, bare / p.name)
     with pytest.raises(UserError, match="no teacher logprobs"):
         train(kd_cfg(bare, tmp_path / "y", tiny_qwen, kd_weight=1.0))
