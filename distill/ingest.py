@@ -18,6 +18,10 @@ Formats (`format="auto"` looks at the first row):
 - `messages`: chat `messages`, `[{role, content}]`, the reasoning inside the assistant's content or in its
   `reasoning_content` (or `reasoning`) field; the last assistant turn is the trace, earlier turns its history;
 - `sharegpt`: `conversations`, `[{from: system|human|gpt, value}]` (a top-level `system` too);
+- `openai-response`: raw OpenAI-compatible `chat.completion` responses (an R1/DeepSeek API dump):
+  `choices[].message.{content, reasoning_content}` and `choices[].finish_reason`, one trace per
+  choice, the prompt under `request.messages` (or `messages`, `prompt`, `request.prompt`); an
+  OpenAI Batch output line (`custom_id`, `response.body`) too, `custom_id` as the prompt id;
 - `columns`: a problem column and response columns (`--reasoning-column`, `--content-column`, or
   known names such as `deepseek_reasoning`/`deepseek_solution`, `generations`, `response`); a list
   column of generations becomes one trace per sample, with parallel per-sample label and
@@ -49,7 +53,7 @@ from typing import Any
 
 from distill.errors import UserError
 
-FORMATS = ("auto", "traces", "messages", "sharegpt", "columns")
+FORMATS = ("auto", "traces", "messages", "sharegpt", "columns", "openai-response")
 
 # reasoning markers, (opening, closing); the first whose tags appear in a response is split
 THOUGHT_MARKERS: tuple[tuple[str, str], ...] = (
@@ -59,6 +63,22 @@ THOUGHT_MARKERS: tuple[tuple[str, str], ...] = (
 SOLUTION_MARKERS = ("<|begin_of_solution|>", "<|end_of_solution|>")
 # every marker a clean assistant turn must not hold once split (train's guard and --no-reasoning)
 ALL_MARKERS = tuple(t for pair in THOUGHT_MARKERS for t in pair) + SOLUTION_MARKERS
+
+# end-of-sequence / end-of-turn text teachers' servers leak into a response (DeepSeek, ChatML, Llama 3,
+# Phi, gpt-oss, Gemma, Llama 2/Mistral). Trailing ones are stripped on read; text after the first
+# unambiguous one (a leaked next turn) is cut. TODO(integrator): issue-15's
+# distill.teachers.protocol.END_TOKENS/strip_end_tokens hold the same list; use them once on main.
+END_OF_TURN = (
+    "<｜end▁of▁sentence｜>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<|return|>",
+    "<end_of_turn>",
+)
+END_TOKENS = (*END_OF_TURN, "<eos>", "</s>")  # the last two only at the very end (`</s>` is HTML too)
 
 # known column names, most specific first (the `columns` format)
 PROBLEM_COLUMNS = ("problem", "question", "prompt", "instruction", "query", "input")
@@ -119,7 +139,7 @@ class DuplicateId(UserError):
 class ReadOptions:
     """How to read an input (the `--format` and column flags of filter, select and train)."""
 
-    format: str = "auto"  # auto | traces | messages | sharegpt | columns
+    format: str = "auto"  # auto | traces | messages | sharegpt | columns | openai-response
     split: str = "train"  # Hub ids and saved datasets
     dataset_config: str | None = None  # Hub config name (--config)
     problem_column: str | None = None
@@ -159,6 +179,8 @@ class ReadStats:
     labels: int = 0
     label_column: str | None = None
     reassigned_ids: int = 0
+    end_token_stripped: int = 0  # responses ending in end-of-sequence text (`<|im_end|>`), stripped
+    end_token_cut: int = 0  # responses running on past an end-of-turn string (a leaked next turn), cut
     bad_reasons: Counter[str] = field(default_factory=Counter)  # why rows were skipped (skip_bad_lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +212,13 @@ class ReadStats:
             out.append(f"{self.labels} traces carry the dataset's own label (column {self.label_column})")
         if self.reassigned_ids:
             out.append(f"ids reassigned by source file and line for {self.reassigned_ids} traces")
+        if self.end_token_stripped:
+            out.append(f"end-of-sequence text stripped from the end of {self.end_token_stripped} responses")
+        if self.end_token_cut:
+            out.append(
+                f"{self.end_token_cut} responses ran on past an end-of-turn string (a leaked next turn): "
+                "cut there"
+            )
         if self.bad_lines:
             why = "; ".join(f"{n} {r}" for r, n in Counter(self.bad_reasons).most_common())
             out.append(f"{self.bad_lines} bad row(s) skipped ({why})")
@@ -258,6 +287,31 @@ def _unwrap_solution(text: str) -> tuple[str, bool]:
     if c0 < 0:
         return body.strip(), False
     return body[:c0].strip(), True
+
+
+def cut_end_tokens(text: str) -> tuple[str, str | None]:
+    """`text` without leaked end-of-sequence text: (text, what was done: None, "stripped" or "cut").
+
+    Trailing `END_TOKENS` (and whitespace) are stripped (`4.<｜end▁of▁sentence｜>` -> `4.`); text
+    after the first `END_OF_TURN` string (a leaked next turn: `4.<|im_end|>\n<|im_start|>user\nhi`)
+    is cut off there.
+    """
+    cut = min((i for i in (text.find(t) for t in END_OF_TURN) if i >= 0), default=-1)
+    how = None
+    if cut >= 0:
+        rest = text[cut:]
+        for t in END_OF_TURN:
+            rest = rest.replace(t, "")
+        how = "cut" if rest.strip() else "stripped"
+        text = text[:cut]
+    stripped = text.rstrip()
+    changed = True
+    while changed:
+        changed = False
+        for t in END_TOKENS:
+            if stripped.endswith(t):
+                stripped, changed, how = stripped[: -len(t)].rstrip(), True, how or "stripped"
+    return (stripped if how else text), how
 
 
 def _reason(message: str, where: str) -> str:
@@ -411,6 +465,8 @@ def _json_rows(data: Any, path: Path) -> list[Any]:
     holding one array of objects."""
     if isinstance(data, list):
         return data
+    if isinstance(data, dict) and _openai_body(data) is not None:
+        return [data]  # one chat.completion response
     if isinstance(data, dict):
         lists = {k: v for k, v in data.items() if isinstance(v, list)}
         if lists and len(lists) == len(data) and len({len(v) for v in lists.values()}) == 1:
@@ -626,6 +682,8 @@ class TraceReader:
             return [(where, from_messages(row, "messages", where, self.options))]
         if fmt == "sharegpt":
             return [(where, from_messages(row, "conversations", where, self.options))]
+        if fmt == "openai-response":
+            return from_openai(row, where, self.options)
         return from_columns(row, self._columns, where, self.options)
 
     def _finish(self, rec: dict[str, Any], where: str, file_key: str) -> dict[str, Any]:
@@ -666,7 +724,11 @@ class TraceReader:
 
     def _split(self, rec: dict[str, Any]) -> None:
         reasoning = rec.get("reasoning")
-        content = _text(rec.get("content"))
+        content, how = cut_end_tokens(_text(rec.get("content")))
+        if how == "cut":
+            self.stats.end_token_cut += 1
+        elif how:
+            self.stats.end_token_stripped += 1
         if isinstance(reasoning, str) and reasoning.strip():
             r2, c2, closed = split_reasoning(reasoning, self.markers)  # reasoning wrapped in its own tags
             if r2 is not None and not c2:
@@ -747,6 +809,8 @@ def detect_format(row: dict[str, Any], options: ReadOptions, where: str) -> str:
     """The format of a row (`--format auto`): see the module docstring for the rules."""
     if any((options.problem_column, options.reasoning_column, options.content_column)):
         return "columns"
+    if _openai_body(row) is not None:
+        return "openai-response"  # before `messages`: a dump may keep the prompt there
     if isinstance(row.get("generations"), list):
         return "columns"  # OpenR1 style: several samples per row (its `messages` holds only one)
     if isinstance(row.get("messages"), list | str):
@@ -759,7 +823,7 @@ def detect_format(row: dict[str, Any], options: ReadOptions, where: str) -> str:
         return "columns"
     raise UserError(
         f"{where}: cannot tell the format of this row (columns: {', '.join(sorted(row)) or 'none'}); "
-        "pass --format (traces, messages, sharegpt, columns) and --problem-column/--content-column"
+        "pass --format (traces, messages, sharegpt, columns, openai-response) and --problem-column/--content-column"
     )
 
 
@@ -836,10 +900,85 @@ def from_messages(row: dict[str, Any], key: str, where: str, options: ReadOption
     return rec
 
 
+def _openai_body(row: dict[str, Any]) -> dict[str, Any] | None:
+    """The `chat.completion` object of a row (the row itself, or a Batch line's `response.body`), or None."""
+    resp = row.get("response")
+    body = resp.get("body") if isinstance(resp, dict) and isinstance(resp.get("body"), dict) else row
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and all(isinstance(c, dict) for c in choices):
+        if any("message" in c or "text" in c for c in choices):
+            return body
+    return None
+
+
+def from_openai(row: dict[str, Any], where: str, options: ReadOptions) -> list[tuple[str, dict[str, Any]]]:
+    """The traces of one OpenAI-compatible `chat.completion` response: one per choice.
+
+    Raises `UserError` naming the place when the row has no choices or no prompt.
+    """
+    body = _openai_body(row)
+    if body is None:
+        raise UserError(f"{where}: not a chat.completion response (no 'choices' with a 'message')")
+    req = row.get("request") if isinstance(row.get("request"), dict) else {}
+    prompt = next(
+        (p for p in (req.get("messages"), row.get("messages"), req.get("prompt"), row.get("prompt")) if p),
+        None,
+    )
+    if prompt is None:
+        raise UserError(
+            f"{where}: a chat.completion response without its prompt: keep the request's messages "
+            "under 'request.messages' (or 'messages', or the prompt text under 'prompt')"
+        )
+    base: dict[str, Any] = {}
+    if isinstance(prompt, str):
+        base["problem"] = prompt
+    else:
+        msgs = _norm_messages(prompt, "messages", where)
+        if msgs[0]["role"] == "system":
+            base["system"] = msgs[0]["content"]
+            msgs = msgs[1:]
+        if not msgs or msgs[-1]["role"] != "user":
+            raise UserError(f"{where}: the request's last message must be the user's")
+        base["problem"] = msgs[-1]["content"]
+        if len(msgs) > 1:
+            base["history"] = [_split_turn(m) for m in msgs[:-1]]
+    meta = row.get("metadata") if isinstance(row.get("metadata"), dict) else {}
+    names = [options.answer_column] if options.answer_column else ANSWER_COLUMNS
+    base["answer"] = _first(row, names) or _first(meta, names)
+    pid = row.get(options.id_column) if options.id_column else row.get("custom_id")
+    if pid not in (None, ""):
+        base["prompt_id"] = str(pid)
+    if body.get("model"):
+        base["teacher"] = {"model": str(body["model"])}
+    for key in ("domain", "source"):
+        if isinstance(row.get(key), str) and row[key]:
+            base[key] = row[key]
+    label_col = options.label_column or next((c for c in LABEL_COLUMNS if c in row), None)
+    out = []
+    choices = body["choices"]
+    for k, choice in enumerate(choices):
+        sub = f"{where} choice {k}" if len(choices) > 1 else where
+        msg = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        rec = dict(base, content=_text(msg.get("content", choice.get("text"))))
+        reasoning = msg.get("reasoning_content", msg.get("reasoning"))
+        if reasoning not in (None, ""):
+            rec["reasoning"] = _text(reasoning)
+        if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
+            rec["finish_reason"] = choice["finish_reason"]
+        if label_col:
+            if label_col not in row:
+                raise UserError(f"{where}: no column '{label_col}' (--label-column)")
+            label = _per_sample(row[label_col], len(choices), label_col, where)[k]
+            rec["label"], rec["_label_column"] = to_label(label, sub), label_col
+        out.append((sub, rec))
+    return out
+
+
 def _split_turn(m: dict[str, Any]) -> dict[str, Any]:
     """An earlier turn of a conversation; an assistant turn gets its reasoning split out."""
     if m["role"] != "assistant":
         return {"role": m["role"], "content": m["content"]}
+    m = {**m, "content": cut_end_tokens(m["content"])[0]}
     if m.get("reasoning"):
         return {"role": "assistant", "reasoning": m["reasoning"].strip(), "content": m["content"].strip()}
     r, c, _ = split_reasoning(m["content"])

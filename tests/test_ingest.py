@@ -640,3 +640,115 @@ def test_a_utf8_bom_is_read(tmp_path, suffix):
     assert [(r["id"], r["problem"], r["reasoning"], r["content"]) for r in recs] == [
         ("a", "What is 2+2?", "2+2=4", "4")
     ]
+
+
+def _completion(content, reasoning=None, finish="stop", **extra):
+    msg = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        msg["reasoning_content"] = reasoning
+    return {"index": 0, "message": msg, "finish_reason": finish, **extra}
+
+
+OPENAI_ROWS = [
+    # DeepSeek API dump: reasoning_content, prompt under request.messages
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "deepseek-reasoner",
+        "request": {
+            "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
+        },
+        "choices": [_completion("\\boxed{4}", "2+2=4")],
+        "answer": "4",
+    },
+    # an R1 served with <think> in content, prompt under `messages`, two choices (one truncated)
+    {
+        "id": "chatcmpl-2",
+        "object": "chat.completion",
+        "messages": [{"role": "user", "content": "3+3?"}],
+        "choices": [
+            _completion("<think>3+3=6</think>\\boxed{6}"),
+            {**_completion("<think>3+3 is", finish="length"), "index": 1},
+        ],
+    },
+    # prompt text under `prompt`, reasoning under `reasoning` (vLLM's field name)
+    {
+        "object": "chat.completion",
+        "prompt": "4+4?",
+        "choices": [{"message": {"content": "8", "reasoning": "4+4=8"}, "finish_reason": "stop"}],
+    },
+    # an OpenAI Batch output line: custom_id + response.body
+    {
+        "custom_id": "q-9",
+        "request": {"messages": [{"role": "user", "content": "5+5?"}]},
+        "response": {
+            "status_code": 200,
+            "body": {"object": "chat.completion", "choices": [_completion("</think>10")]},
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_openai_chat_completion_dumps_are_read(tmp_path, suffix):
+    path = tmp_path / f"api{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in OPENAI_ROWS))
+    else:
+        path.write_text(json.dumps(OPENAI_ROWS))
+    reader = TraceReader(path)
+    recs = [i.record for i in reader]
+    assert reader.stats.format == "openai-response"
+    got = [(r["problem"], r["reasoning"], r["content"], r["finish_reason"]) for r in recs]
+    assert got == [
+        ("2+2?", "2+2=4", "\\boxed{4}", "stop"),
+        ("3+3?", "3+3=6", "\\boxed{6}", "stop"),
+        ("3+3?", "3+3 is", "", "length"),
+        ("4+4?", "4+4=8", "8", "stop"),
+        ("5+5?", "", "10", "stop"),
+    ]
+    assert recs[0]["system"] == "Be brief." and recs[0]["answer"] == "4"
+    assert recs[0]["teacher"] == {"model": "deepseek-reasoner"}
+    assert recs[1]["prompt_id"] == recs[2]["prompt_id"] and recs[4]["prompt_id"] == "q-9"
+    # a single response saved as one .json object
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(OPENAI_ROWS[0]))
+    assert [r["content"] for r in read_traces(one)] == ["\\boxed{4}"]
+
+
+def test_openai_response_without_its_prompt_is_a_clear_error(tmp_path):
+    path = tmp_path / "api.jsonl"
+    path.write_text(json.dumps({"object": "chat.completion", "choices": [_completion("4", "r")]}) + "\n")
+    with pytest.raises(
+        UserError, match=r"api.jsonl:1: a chat.completion response without its prompt.*request.messages"
+    ):
+        read_traces(path)
+    # not a response at all: still the old "cannot tell the format" error
+    path.write_text(json.dumps({"choices": [1, 2], "text": "x"}) + "\n")
+    with pytest.raises(UserError, match="cannot tell the format"):
+        read_traces(path)
+
+
+@pytest.mark.parametrize(
+    "content, want, how",
+    [
+        ("<think>r</think>x = 4.<｜end▁of▁sentence｜>", "x = 4.", "stripped"),
+        ("<think>r</think>4<|endoftext|>", "4", "stripped"),
+        ("<think>r</think>4 <|eot_id|>\n", "4", "stripped"),
+        ("r</think>4<|im_end|>", "4", "stripped"),
+        ("<think>r</think>4 </s>", "4", "stripped"),
+        ("<think>r</think>4.<|im_end|>\n<|im_start|>user\nhi", "4.", "cut"),
+        ("<think>r</think>4<|eot_id|><|start_header_id|>user<|end_header_id|>more", "4", "cut"),
+        ("<think>r</think>use <s>old</s> new", "use <s>old</s> new", None),  # reverse: HTML kept
+        ("<think>r</think>4", "4", None),
+    ],
+)
+def test_end_of_sequence_text_is_stripped_on_read(tmp_path, content, want, how):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"problem": "q", "content": content}) + "\n")
+    reader = TraceReader(path)
+    (rec,) = [i.record for i in reader]
+    assert rec["content"] == want and rec["reasoning"] == "r"
+    assert (reader.stats.end_token_stripped, reader.stats.end_token_cut) == (how == "stripped", how == "cut")
+    if how:
+        assert any(("stripped" if how == "stripped" else "cut there") in n for n in reader.stats.notes())
