@@ -558,6 +558,11 @@ def funnel_notes(funnel: dict[str, Any]) -> list[str]:
     out = ReadStats(**funnel["ingest"]).notes() if funnel.get("ingest") else []
     if funnel.get("bad_lines") and not funnel.get("ingest"):
         out.append(f"{funnel['bad_lines']} malformed input line(s) skipped")
+    if funnel.get("trust_labels_unused"):
+        out.append(
+            "--trust-labels: the input has no label column (correctness_math_verify, correct, is_correct, "
+            "correctness; or --label-column), so the `correct` check verified every answer itself"
+        )
     lab = funnel.get("labels")
     if lab and lab.get("compared"):
         out.append(
@@ -592,6 +597,7 @@ def run(config: FilterConfig) -> dict[str, Any]:
         print_funnel(done)
         return done
     work = out / ".work"
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     names = [str(i[0]) for i in inputs]
     write_manifest(out, "filter", resolved, inputs=names, complete=False)
@@ -602,9 +608,13 @@ def run(config: FilterConfig) -> dict[str, Any]:
         if fresh:  # the input cannot be read: leave no half-made folder that a fixed re-run would refuse
             shutil.rmtree(work, ignore_errors=True)
             (out / MANIFEST).unlink(missing_ok=True)
+            if made and not any(out.iterdir()):
+                out.rmdir()  # nor an empty output folder
         raise
     fails = _pass2(cfg, work, checks)
     funnel = _pass3(cfg, reader, work, out, checks, fails, unit)
+    if cfg.trust_labels and not funnel.get("labels"):
+        funnel["trust_labels_unused"] = True  # shown under the funnel table (funnel_notes)
     from distill import logit_kd
 
     # the teacher logprobs of the kept traces (generate --logprobs), next to their shards

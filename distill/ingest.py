@@ -56,9 +56,13 @@ from distill.errors import UserError
 FORMATS = ("auto", "traces", "messages", "sharegpt", "columns", "openai-response")
 
 # reasoning markers, (opening, closing); the first whose tags appear in a response is split
+# (any case: `<THINK>` too); the variants other harnesses write come after R1's and Sky-T1's
 THOUGHT_MARKERS: tuple[tuple[str, str], ...] = (
     ("<think>", "</think>"),
     ("<|begin_of_thought|>", "<|end_of_thought|>"),
+    ("<thinking>", "</thinking>"),
+    ("<thought>", "</thought>"),
+    ("<reasoning>", "</reasoning>"),
 )
 SOLUTION_MARKERS = ("<|begin_of_solution|>", "<|end_of_solution|>")
 # every marker a clean assistant turn must not hold once split (train's guard and --no-reasoning)

@@ -292,6 +292,11 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
     rows = train_data.load_rows(r.data, with_reasoning=not r.no_reasoning, read=r.read)
     rows, cut = train_data.finished_rows(rows, r.data, r.allow_unfiltered)
     n = int(r.show_example or 0)
+    if not rows:
+        raise UserError(
+            f"--show-example {n}: {r.data} has 0 trainable examples: all {len(cut)} are unfinished traces "
+            f"({train_data.reason_counts(train_data.unfinished_counts(cut))}), e.g. {cut[0].where}"
+        )
     if not 0 <= n < len(rows):
         raise UserError(
             f"--show-example {n}: {r.data} has {len(rows)} trainable examples (0..{len(rows) - 1})"

@@ -60,7 +60,7 @@ THOUGHT_OPEN, THOUGHT_CLOSE = "<|begin_of_thought|>", "<|end_of_thought|>"  # Sk
 SOLUTION_OPEN, SOLUTION_CLOSE = "<|begin_of_solution|>", "<|end_of_solution|>"
 # every think/thought tag: outside the one think block that opens an assistant turn, each is stray
 STRAY_TAG = re.compile(
-    r"</?think\s*>|</?thinking\s*>|</?thought\s*>|<\|(?:begin|end)_of_(?:thought|solution)\|\s*>",
+    r"</?think\s*>|</?thinking\s*>|</?thought\s*>|</?reasoning\s*>|<\|(?:begin|end)_of_(?:thought|solution)\|\s*>",
     re.IGNORECASE,
 )
 # finish reasons that mean the teacher stopped on its own (OpenAI/vLLM `stop`; other harnesses' names)
@@ -212,9 +212,12 @@ def load_rows(
     once; `_row` renders it (system prompt and history of chat data included)."""
     reader = TraceReader(data, read or ReadOptions(split=split))
     out: list[Row] = []
+    verdicts: dict[str, int] = {}  # rejected records by verdict
     for item in reader:
         rec = item.record
         if rec is None or rec.get("verdict") not in (None, "kept"):
+            if rec is not None:
+                verdicts[str(rec["verdict"])] = verdicts.get(str(rec["verdict"]), 0) + 1
             continue
         row = _row(rec, item.where, with_reasoning)
         row.unfiltered = row.unfiltered and item.format == "traces"  # chat/column sets are curated data
@@ -222,7 +225,10 @@ def load_rows(
     for note in reader.stats.notes():
         log.info("data: %s", note)
     if not out:
-        raise UserError(f"{data}: no training examples found (every record has a verdict other than kept)")
+        raise UserError(
+            f"{data}: 0 training examples: every record has a verdict other than kept "
+            f"({reason_counts(verdicts)}); train on the filter's kept/ folder"
+        )
     return out
 
 
@@ -744,21 +750,39 @@ class DataStats:
     trainable_tokens: int = 0
     think_block: str = ""  # where the trained think blocks come from (the guard's report)
     dropped_rows: list[str] = field(default_factory=list)  # the first dropped rows: "place: why"
+    unfinished_reasons: dict[str, int] = field(default_factory=dict)  # why -> unfinished rows
+    guard_rows: list[str] = field(default_factory=list)  # those of `dropped_rows` the guard refused
     cached: bool = False
 
     def lines(self) -> list[str]:
-        """What the load and the template guard did, for the log."""
+        """What the load and the template guard did, for the log (each count under its own heading)."""
         out = [
             f"template guard: {self.examples - self.dropped_unfinished} rows checked, think blocks: {self.think_block}"
         ]
         if self.dropped_unfinished:
             out.append(
-                f"dropped {self.dropped_unfinished} unfinished traces (never trained as complete ones)"
+                f"dropped {self.dropped_unfinished} unfinished traces before the guard "
+                f"({reason_counts(self.unfinished_reasons)}; never trained as complete ones)"
             )
+            out += [f"  {row}" for row in self.dropped_rows if row not in self.guard_rows]
         if self.dropped_guard:
             out.append(f"template guard dropped {self.dropped_guard} rows it cannot accept")
-        out += [f"  {row}" for row in self.dropped_rows]
+            out += [f"  {row}" for row in self.guard_rows]
         return out
+
+
+def reason_counts(counts: dict[str, int]) -> str:
+    """`{"finish_reason=length": 2, ...}` as `2 finish_reason=length, ...`, most first."""
+    return ", ".join(f"{n} {why}" for why, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def unfinished_counts(rows: list[Row]) -> dict[str, int]:
+    """How many rows are unfinished, by reason."""
+    out: dict[str, int] = {}
+    for r in rows:
+        if r.unfinished is not None:
+            out[r.unfinished] = out.get(r.unfinished, 0) + 1
+    return out
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -825,9 +849,11 @@ def tokenize_dataset(
     rows, cut = finished_rows(load_rows(data, with_reasoning, read=read), data, allow_unfiltered)
     stats = DataStats(examples=len(rows) + len(cut), dropped_unfinished=len(cut))
     stats.dropped_rows = [f"{r.where}: {r.unfinished}" for r in cut[:MAX_NAMED]]
+    stats.unfinished_reasons = unfinished_counts(cut)
     if not rows:
         raise UserError(
-            f"{data}: all {len(cut)} examples are unfinished traces, e.g. {stats.dropped_rows[0]}"
+            f"{data}: 0 trainable examples: all {len(cut)} are unfinished traces "
+            f"({reason_counts(stats.unfinished_reasons)}), e.g. {stats.dropped_rows[0]}"
         )
     pairs: list[tuple[list[dict[str, str]], Tokenized]] = []
     for row in _progress(rows, "tokenizing", progress):
@@ -836,7 +862,8 @@ def tokenize_dataset(
     stats.think_block = report.think_block
     stats.dropped_guard = len(report.failures)
     named = MAX_NAMED - len(stats.dropped_rows)
-    stats.dropped_rows += [f"{rows[i].where}: {why}" for i, why in report.failures[: max(named, 0)]]
+    stats.guard_rows = [f"{rows[i].where}: {why}" for i, why in report.failures[: max(named, 0)]]
+    stats.dropped_rows += stats.guard_rows
     refused = {i for i, _ in report.failures}
 
     input_ids: list[list[int]] = []
@@ -859,8 +886,10 @@ def tokenize_dataset(
     stats.kept = len(input_ids)
     if not input_ids:
         raise UserError(
-            f"{data}: all {len(pairs) - len(refused)} examples left are longer than --max-length {max_length} "
-            "(raise --max-length or pass --overlong truncate)"
+            f"{data}: 0 trainable examples: {stats.dropped_overlength} longer than --max-length {max_length} "
+            f"(raise --max-length or pass --overlong truncate), {stats.dropped_empty} with nothing left to "
+            f"train once truncated, {len(refused)} refused by the template guard, {len(cut)} unfinished"
+            + (f" ({reason_counts(stats.unfinished_reasons)})" if cut else "")
         )
     ds = datasets.Dataset.from_dict({"input_ids": input_ids, "labels": labels})
     tmp = root / f".{key}.tmp-{os.getpid()}"

@@ -556,6 +556,9 @@ def test_overwrite_with_an_unchanged_config_redoes_the_work(fixtures, tmp_path, 
             ("x", "42", True),
         ),
         ("<THINK>cut", ("cut", "", False)),
+        ("<thinking>a</thinking>b", ("a", "b", True)),  # other harnesses' variants
+        ("<Reasoning>\na\n</Reasoning>\n\nb", ("a", "b", True)),
+        ("<thought>a</thought>b", ("a", "b", True)),
     ],
 )
 def test_markers_split_in_any_case(text, want):
@@ -752,3 +755,55 @@ def test_end_of_sequence_text_is_stripped_on_read(tmp_path, content, want, how):
     assert (reader.stats.end_token_stripped, reader.stats.end_token_cut) == (how == "stripped", how == "cut")
     if how:
         assert any(("stripped" if how == "stripped" else "cut there") in n for n in reader.stats.notes())
+
+
+def test_trust_labels_without_a_label_column_says_so(tmp_path):
+    rows = [
+        {
+            "problem": f"What is {i} + {i}?",
+            "answer": str(2 * i),
+            "content": f"<think>x</think>\\boxed{{{2 * i}}}",
+        }
+        for i in range(3)
+    ]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    funnel = filter_stage.run(
+        FilterConfig(
+            str(tmp_path / "t.jsonl"), str(tmp_path / "o"), workers=1, trust_labels=True, skip=["duplicate"]
+        )
+    )
+    notes = filter_stage.funnel_notes(funnel)
+    assert funnel["trust_labels_unused"] and any(
+        "--trust-labels: the input has no label column" in n for n in notes
+    )
+    assert funnel["kept"] == 3  # verified instead
+    # reverse: with labels there is no such note
+    funnel = filter_stage.run(
+        FilterConfig(str(_labelled_openr1(tmp_path)), str(tmp_path / "o2"), workers=1, trust_labels=True)
+    )
+    assert "trust_labels_unused" not in funnel
+    assert not any("--trust-labels: the input" in n for n in filter_stage.funnel_notes(funnel))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"messages": [{"role": "user", "content": "q"}]},  # a row of the wrong shape
+        {"problem": "", "content": "x"},
+        {"id": "p:0", "problem": "q", "content": "<think>r</think>4"},  # a duplicate id
+    ],
+)
+def test_a_failed_filter_run_leaves_no_empty_output_folder(tmp_path, bad):
+    good = {"id": "p:0", "problem": "q", "content": "<think>r</think>4"}
+    src = tmp_path / "d.jsonl"
+    src.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    out = tmp_path / "nested" / "o"
+    with pytest.raises(UserError):
+        filter_stage.run(FilterConfig(str(src), str(out), workers=1))
+    assert not out.exists()
+    # reverse: an existing output folder (the user's) is left in place, emptied of our files only
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError):
+        filter_stage.run(FilterConfig(str(src), str(out), workers=1))
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

@@ -615,3 +615,68 @@ def test_show_example_and_allow_unfiltered_through_the_cli(tmp_path, tiny_tokeni
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "<|im_start|>assistant\n⟦The answer is 4.<|im_end|>⟧" in proc.stdout
     assert "think block: none (answer-only)" in proc.stdout and not out.exists()
+
+
+# ---------------------------------------------------------------------------- fix-train regressions
+
+
+def test_the_log_counts_unfinished_and_guard_drops_apart(tmp_path, tok):
+    rows = [
+        trace(0),
+        {**trace(1), "finish_reason": "length", "content": ""},  # unfinished, not the guard's
+        {**trace(2), "reasoning_closed": False, "id": "p2:1", "sample": 1},  # unfinished too
+        {**trace(3), "content": "The answer is 4.</think>"},  # the guard's
+        trace(4),
+        trace(5),
+    ]
+    _, stats = tokenize(tmp_path, write_kept(tmp_path / "k", rows), tok)
+    assert (stats.kept, stats.dropped_unfinished, stats.dropped_guard) == (3, 2, 1)
+    assert stats.unfinished_reasons == {"finish_reason=length": 1, "reasoning never closed": 1}
+    lines = stats.lines()
+    i_cut = next(i for i, ln in enumerate(lines) if ln.startswith("dropped 2 unfinished"))
+    i_guard = lines.index("template guard dropped 1 rows it cannot accept")
+    assert "1 finish_reason=length" in lines[i_cut] and "1 reasoning never closed" in lines[i_cut]
+    assert [ln for ln in lines[i_guard + 1 :]] == [f"  {stats.guard_rows[0]}"]
+    assert "shard-00000.jsonl:4" in stats.guard_rows[0]
+    assert all("shard-00000.jsonl:4" not in ln for ln in lines[i_cut:i_guard])
+
+
+@pytest.mark.parametrize(
+    "rows, needle",
+    [
+        (
+            [{**trace(0), "finish_reason": "length", "content": ""}, {**trace(1), "reasoning_closed": False}],
+            r"0 trainable examples: all 2 are unfinished traces \(1 finish_reason=length, 1 reasoning never closed\)",
+        ),
+        (
+            [
+                {**trace(0), "verdict": "format"},
+                {**trace(1), "verdict": "correct"},
+                {**trace(2), "verdict": "correct"},
+            ],
+            r"0 training examples: every record has a verdict other than kept \(2 correct, 1 format\)",
+        ),
+        (
+            [{**trace(0), "content": "x" * 3000}, {**trace(1), "reasoning": "y " * 3000}],
+            r"0 trainable examples: 2 longer than --max-length 512.*0 refused by the template guard, 0 unfinished",
+        ),
+    ],
+)
+def test_zero_trainable_examples_says_why(tmp_path, tok, rows, needle):
+    with pytest.raises(UserError, match=needle):
+        tokenize(tmp_path, write_kept(tmp_path / "k", rows), tok)
+
+
+def test_show_example_with_nothing_trainable_says_why(tmp_path, tiny_tokenizer):
+    from distill.train import TrainConfig, run
+
+    rows = [generated(0, finish_reason="length", content=""), generated(1, content="")]
+    data = write_kept(tmp_path / "traces", rows)
+    cfg = TrainConfig(
+        student=str(tiny_tokenizer), data=data, chat_template="chatml", show_example=0, allow_unfiltered=True
+    )
+    with pytest.raises(
+        UserError,
+        match=r"0 trainable examples: all 2 are unfinished traces \(1 empty answer, 1 finish_reason=length\)",
+    ):
+        run(cfg)
