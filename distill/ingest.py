@@ -82,6 +82,7 @@ END_OF_TURN = (
     "<|return|>",
     "<end_of_turn>",
 )
+START_TOKENS = ("<｜begin▁of▁sentence｜>", "<|begin_of_text|>", "<|startoftext|>", "<bos>")
 END_TOKENS = (*END_OF_TURN, "<eos>", "</s>")  # the last two only at the very end (`</s>` is HTML too)
 
 # known column names, most specific first (the `columns` format)
@@ -294,7 +295,10 @@ def _unwrap_solution(text: str) -> tuple[str, bool]:
 
 
 def cut_end_tokens(text: str) -> tuple[str, str | None]:
-    """`text` without leaked end-of-sequence text: (text, what was done: None, "stripped" or "cut").
+    """An answer without leaked end-of-sequence text: (text, what was done: None, "stripped" or "cut").
+
+    Applied to the answer once the reasoning is split off (special-token text inside the reasoning
+    stays: it is trained as plain text, and filter's `format` check judges it).
 
     Trailing `END_TOKENS` (and whitespace) are stripped (`4.<｜end▁of▁sentence｜>` -> `4.`); text
     after the first `END_OF_TURN` string (a leaked next turn: `4.<|im_end|>\n<|im_start|>user\nhi`)
@@ -316,6 +320,15 @@ def cut_end_tokens(text: str) -> tuple[str, str | None]:
             if stripped.endswith(t):
                 stripped, changed, how = stripped[: -len(t)].rstrip(), True, how or "stripped"
     return (stripped if how else text), how
+
+
+def strip_start_tokens(text: str) -> str:
+    """`text` without leaked begin-of-sequence text at its start (`<｜begin▁of▁sentence｜><think>…`)."""
+    body = text.lstrip()
+    for t in START_TOKENS:
+        if body.startswith(t):
+            return body[len(t) :]
+    return text
 
 
 def _reason(message: str, where: str) -> str:
@@ -727,12 +740,17 @@ class TraceReader:
         return rec
 
     def _split(self, rec: dict[str, Any]) -> None:
-        reasoning = rec.get("reasoning")
-        content, how = cut_end_tokens(_text(rec.get("content")))
+        """Split the reasoning out of the response, then clean the answer of leaked end-of-sequence text."""
+        self._split_markers(rec)
+        rec["content"], how = cut_end_tokens(rec["content"])
         if how == "cut":
             self.stats.end_token_cut += 1
         elif how:
             self.stats.end_token_stripped += 1
+
+    def _split_markers(self, rec: dict[str, Any]) -> None:
+        reasoning = rec.get("reasoning")
+        content = strip_start_tokens(_text(rec.get("content")))
         if isinstance(reasoning, str) and reasoning.strip():
             r2, c2, closed = split_reasoning(reasoning, self.markers)  # reasoning wrapped in its own tags
             if r2 is not None and not c2:
@@ -982,10 +1000,11 @@ def _split_turn(m: dict[str, Any]) -> dict[str, Any]:
     """An earlier turn of a conversation; an assistant turn gets its reasoning split out."""
     if m["role"] != "assistant":
         return {"role": m["role"], "content": m["content"]}
-    m = {**m, "content": cut_end_tokens(m["content"])[0]}
     if m.get("reasoning"):
-        return {"role": "assistant", "reasoning": m["reasoning"].strip(), "content": m["content"].strip()}
-    r, c, _ = split_reasoning(m["content"])
+        content = cut_end_tokens(m["content"].strip())[0]
+        return {"role": "assistant", "reasoning": m["reasoning"].strip(), "content": content}
+    r, c, _ = split_reasoning(strip_start_tokens(m["content"]))
+    c = cut_end_tokens(c)[0]
     if r is None:
         return {"role": "assistant", "reasoning": "", "content": c, "answer_only": True}
     return {"role": "assistant", "reasoning": r, "content": c}

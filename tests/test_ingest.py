@@ -807,3 +807,31 @@ def test_a_failed_filter_run_leaves_no_empty_output_folder(tmp_path, bad):
     with pytest.raises(UserError):
         filter_stage.run(FilterConfig(str(src), str(out), workers=1))
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "content, reasoning, answer",
+    [
+        ("<think>2+2=4 <|im_end|> ok</think>4", "2+2=4 <|im_end|> ok", "4"),  # inside the reasoning: kept
+        ("<｜begin▁of▁sentence｜><think>r</think>4", "r", "4"),  # a leaked start token
+        ("<|begin_of_text|>r</think>4<|eot_id|>", "r", "4"),
+    ],
+)
+def test_only_the_answer_is_cut_at_end_of_sequence_text(tmp_path, content, reasoning, answer):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"problem": "q", "content": content}) + "\n")
+    (rec,) = read_traces(path)
+    assert (rec["reasoning"], rec["content"], rec["finish_reason"]) == (reasoning, answer, "stop")
+
+
+def test_history_turns_lose_end_of_sequence_text_too(tmp_path):
+    msgs = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "<think>r</think>1.<|im_end|>\n<|im_start|>user\nleak"},
+        {"role": "user", "content": "b"},
+        {"role": "assistant", "content": "<think>s</think>2"},
+    ]
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"messages": msgs}) + "\n")
+    (rec,) = read_traces(path)
+    assert rec["history"][1] == {"role": "assistant", "reasoning": "r", "content": "1."}
