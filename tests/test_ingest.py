@@ -835,3 +835,19 @@ def test_history_turns_lose_end_of_sequence_text_too(tmp_path):
     path.write_text(json.dumps({"messages": msgs}) + "\n")
     (rec,) = read_traces(path)
     assert rec["history"][1] == {"role": "assistant", "reasoning": "r", "content": "1."}
+
+
+def test_an_openai_dump_through_filter_and_train_text(tmp_path):
+    from distill.train_data import load_rows
+
+    path = tmp_path / "api.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in OPENAI_ROWS))
+    funnel = filter_stage.run(FilterConfig(str(path), str(tmp_path / "o"), workers=1, skip=["duplicate"]))
+    kept = {r["problem"]: r for r in read_records(tmp_path / "o" / "kept")}
+    rejected = [r["verdict"] for r in read_records(tmp_path / "o" / "rejected")]
+    assert funnel["input"] == 5 and "complete" in rejected and "2+2?" in kept
+    assert kept["2+2?"]["teacher"] == {"model": "deepseek-reasoner"}
+    rows = load_rows(str(tmp_path / "o" / "kept"))
+    first = next(r for r in rows if r.messages[-2]["content"] == "2+2?")
+    assert first.messages[0] == {"role": "system", "content": "Be brief."}
+    assert first.messages[-1]["content"] == "<think>\n2+2=4\n</think>\n\n\\boxed{4}"
