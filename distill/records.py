@@ -415,13 +415,16 @@ def write_manifest(
 def assistant_text(record: dict[str, Any], with_reasoning: bool = True) -> str:
     """The assistant turn a student learns: `<think>\n{reasoning}\n</think>\n\n{content}`.
 
-    Answer-only records (`answer_only`: the data had no reasoning block) and `with_reasoning=False`
-    give the content alone.
+    Answer-only records (`answer_only`: the data had no reasoning block), empty reasoning and
+    `with_reasoning=False` give the content alone (no empty think block). Reasoning that never closed
+    (`reasoning_closed: false`, a truncated trace) stays unclosed: a closing tag is never invented.
     """
     content = (record.get("content") or "").strip()
-    if not with_reasoning or record.get("answer_only"):
-        return content
     reasoning = (record.get("reasoning") or "").strip()
+    if not with_reasoning or record.get("answer_only") or not reasoning:
+        return content
+    if record.get("reasoning_closed") is False:
+        return f"<think>\n{reasoning}" + (f"\n\n{content}" if content else "")
     return f"<think>\n{reasoning}\n</think>\n\n{content}"
 
 

@@ -454,3 +454,21 @@ def test_select_on_raw_data_where_nothing_is_finished_says_why(tmp_path):
     with pytest.raises(UserError, match="unfinished/malformed traces: .*complete: finish_reason=length"):
         run(SelectConfig(str(src), str(tmp_path / "o"), budget=5, strategy="random"))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "rec, want",
+    [
+        ({"reasoning": "6*7 =", "content": "", "reasoning_closed": False}, "<think>\n6*7 ="),
+        ({"reasoning": "6*7 =", "content": "4", "reasoning_closed": False}, "<think>\n6*7 =\n\n4"),
+        ({"reasoning": "  ", "content": "42"}, "42"),  # no empty think block
+        (
+            {"reasoning": "6*7=42", "content": "42", "reasoning_closed": True},
+            "<think>\n6*7=42\n</think>\n\n42",
+        ),
+    ],
+)
+def test_the_sft_text_never_invents_a_closing_tag(rec, want):
+    from distill.records import assistant_text
+
+    assert assistant_text(rec) == want
