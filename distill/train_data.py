@@ -161,7 +161,8 @@ def _row(row: dict[str, Any], where: str, with_reasoning: bool) -> Row:
     messages, why = normalize_turns(records.to_messages(row, with_reasoning), with_reasoning)
     reasoning, content = str(row.get("reasoning") or ""), str(row.get("content") or "")
     finish = row.get("finish_reason")
-    if finish is not None and str(finish) not in FINISHED:
+    inferred = "finish_reason" in (row.get("inferred") or {})  # the reader's guess: say what it saw instead
+    if finish is not None and not inferred and str(finish) not in FINISHED:
         why = f"finish_reason={finish}"
     elif reasoning.strip() and row.get("reasoning_closed") is False:
         why = "reasoning never closed"

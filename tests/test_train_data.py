@@ -680,3 +680,24 @@ def test_show_example_with_nothing_trainable_says_why(tmp_path, tiny_tokenizer):
         match=r"0 trainable examples: all 2 are unfinished traces \(1 empty answer, 1 finish_reason=length\)",
     ):
         run(cfg)
+
+
+@pytest.mark.parametrize(
+    "assistant, why",
+    [
+        ("", "empty answer"),
+        ("<think>\n2+2=", "reasoning never closed"),
+        ("<think>2+2=4</think>  ", "empty answer"),
+        ("<|begin_of_thought|>2+2=", "reasoning never closed"),
+    ],
+)
+def test_unfinished_chat_rows_name_what_the_text_shows_not_an_inferred_finish_reason(
+    tmp_path, tok, assistant, why
+):
+    rows = [chat(assistant), chat("<think>3+1=4</think>It is 4.", user="Other?")]
+    _, stats = tokenize(tmp_path, write_jsonl(tmp_path / "m.jsonl", rows), tok)
+    assert stats.unfinished_reasons == {why: 1} and stats.kept == 1
+    # reverse: a finish_reason the data itself gives is named as such
+    rows = [{**generated(0), "finish_reason": "length"}, generated(1)]
+    _, stats = tokenize(tmp_path, write_kept(tmp_path / "k", rows), tok, allow_unfiltered=True)
+    assert stats.unfinished_reasons == {"finish_reason=length": 1}
