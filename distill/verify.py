@@ -700,6 +700,7 @@ _LETTER_VERBS = {"is", "was", "and", "or", "because", "since", "as", "fits", "ma
 _NAMED_CORRECT_RE = re.compile(
     r"(?i:option|choice)?\s*(?:\(([A-J])\)|\*\*\(?([A-J])\)?\*\*|(?<![\w'])([A-J])\)?(?![\w']))"
     r"\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b"
+    r"(?!\s+(?:only|if|when|for|under|in|unless|provided|as\s+long)\b)"  # "correct only for small n"
 )
 _BOLD_RE = re.compile(r"\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*")
 _LONE_LINE_RE = re.compile(r"(?m)^[ \t]*(?:\$|\\\(|\*\*)?\s*\(?([A-J])\)?[.)]?\s*(?:\$|\\\)|\*\*)?[ \t]*$")
@@ -723,8 +724,10 @@ def _statement_letter(tail: str) -> str | None:
 def choice_candidates(text: str) -> list[tuple[int, int, str]]:
     """(strength, position, letter) of every place `text` presents a letter as its choice.
 
-    Strength 2: an explicit statement ("Answer: (B)", "The correct option is B", "I choose B",
-    a boxed letter, "(B) is correct"); strength 1: a bold letter or a line that is only a letter.
+    Strength 3: an explicit statement ("Answer: (B)", "The correct option is B", "I choose B") or
+    a boxed letter; strength 2: an option named correct in prose ("(B) is correct"), so an
+    explanation after the stated answer never overrides it; strength 1: a bold letter or a line
+    that is only a letter.
     Prose that happens to be one letter ("I", "a") is never a candidate.
     """
     out: list[tuple[int, int, str]] = []
@@ -732,11 +735,11 @@ def choice_candidates(text: str) -> list[tuple[int, int, str]]:
         line = text[m.end() :].split("\n", 1)[0][:300]
         letter = _statement_letter(line)
         if letter is not None:
-            out.append((2, m.start(), letter))
+            out.append((3, m.start(), letter))
     for start, box in _boxes(text):
         letter = _letter(box)
         if letter is not None and box.strip("$ ") and not re.search(r"=", box):
-            out.append((2, start, letter))
+            out.append((3, start, letter))
     for m in _NAMED_CORRECT_RE.finditer(text):
         out.append((2, m.start(), next(g for g in m.groups() if g is not None)))
     for rx in (_BOLD_RE, _LONE_LINE_RE):

@@ -310,3 +310,29 @@ def test_truncated_share_counts_unclosed_reasoning():
     ]
     r = summarize(samples)
     assert r["truncated_share"] == 0.5 and r["pass@1"] == 0.25
+
+
+# grader round 2 (issue 13 follow-up): each kind is a table of the grader's examples, more of
+# the kind and the reverse (a wrong answer is still rejected)
+OPTIONS = ["alpha", "beta", "gamma", "delta"]
+
+
+def _mc(gold: str, content: str, reasoning: str = "") -> str:
+    return verify(content, reasoning, domain="multiple_choice", gold=gold, choices=OPTIONS).status
+
+
+# A1. an explanation after the stated answer never overrides it
+MC_EXPLANATION = [
+    ("A", "Answer: D\n\nExplanation: (A) is correct only for small n.", "wrong"),  # grader
+    ("D", "Answer: D\n\nExplanation: (A) is correct only for small n.", "correct"),  # reverse
+    ("D", "The answer is (D).\n\nWhy not the others: (B) is correct if friction is ignored.", "correct"),
+    ("B", "The answer is (D).\n\nWhy not the others: (B) is correct if friction is ignored.", "wrong"),
+    ("C", "$\\boxed{C}$\n\nNote that (A) is the right answer when n is small.", "correct"),
+    ("A", "**Answer: C**\n\n(A) is true under other assumptions.", "wrong"),
+    ("B", "Option (B) is correct; (A) fails because it ignores friction.", "correct"),  # prose alone
+]
+
+
+@pytest.mark.parametrize("gold,content,want", MC_EXPLANATION)
+def test_mc_explanation_after_the_answer(gold, content, want):
+    assert _mc(gold, content) == want
