@@ -706,8 +706,13 @@ _BOLD_RE = re.compile(r"\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*")
 _LONE_LINE_RE = re.compile(r"(?m)^[ \t]*(?:\$|\\\(|\*\*)?\s*\(?([A-J])\)?[.)]?\s*(?:\$|\\\)|\*\*)?[ \t]*$")
 
 
+HEDGE = "?"  # an answer statement naming two options ("Answer: B or C"): no choice
+_HEDGE_RE = re.compile(r"\s*(?:(?:,|/|&|\b(?:or|and|nor|maybe|possibly|perhaps)\b)\s*)+")
+
+
 def _statement_letter(tail: str) -> str | None:
-    """The first letter written as a choice in the text after an answer statement."""
+    """The first letter written as a choice in the text after an answer statement; `HEDGE` when
+    a second option is joined to it ("B or C", "(C) and (D)", "B/C")."""
     for m in _CHOICE_TOKEN_RE.finditer(tail):
         if re.search(r"(?i)\b(?:not|n't)\s*$", tail[: m.start()]):
             continue  # "the answer is not (A) but (C)"
@@ -716,9 +721,27 @@ def _statement_letter(tail: str) -> str | None:
             word = m.group("word")
             if bare in "AI" and word is not None and word not in _LETTER_VERBS:
                 continue
-            return bare
-        return next(g for g in m.group("boxed", "text", "paren", "bold", "math") if g is not None).upper()
+            letter = bare
+            end = m.start("bare") + 1
+        else:
+            letter = next(
+                g for g in m.group("boxed", "text", "paren", "bold", "math") if g is not None
+            ).upper()
+            end = m.end()
+        return HEDGE if _joined_letter(tail, end, letter) else letter
     return None
+
+
+def _joined_letter(tail: str, end: int, letter: str) -> bool:
+    """Whether another option letter is joined to the one ending at `end` ("B or C")."""
+    j = _HEDGE_RE.match(tail, end)
+    if j is None or j.end() == end:
+        return False
+    m = _CHOICE_TOKEN_RE.match(tail, j.end())
+    if m is None:
+        return False
+    other = next((g for g in m.group("boxed", "text", "paren", "bold", "math", "bare") if g is not None), "")
+    return other.upper() != letter
 
 
 def choice_candidates(text: str) -> list[tuple[int, int, str]]:
@@ -750,11 +773,12 @@ def choice_candidates(text: str) -> list[tuple[int, int, str]]:
 def extract_choice(content: str, reasoning: str = "", letters: str = _LETTER) -> str | None:
     """The letter the response chooses: of the answer part's candidates (see `choice_candidates`)
     naming one of `letters`, the last of the strongest; the reasoning's explicit statements only
-    when the answer part presents no choice."""
+    when the answer part presents no choice. None when that choice is a hedge ("Answer: B or C")."""
     for text, min_strength in ((content or "", 1), (reasoning or "", 2)):
-        cands = [c for c in choice_candidates(text) if c[2] in letters and c[0] >= min_strength]
+        cands = [c for c in choice_candidates(text) if c[2] in letters + HEDGE and c[0] >= min_strength]
         if cands:
-            return max(cands)[2]
+            best = max(cands)[2]
+            return None if best == HEDGE else best
     return None
 
 

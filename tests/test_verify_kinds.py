@@ -336,3 +336,24 @@ MC_EXPLANATION = [
 @pytest.mark.parametrize("gold,content,want", MC_EXPLANATION)
 def test_mc_explanation_after_the_answer(gold, content, want):
     assert _mc(gold, content) == want
+
+
+# A2. an answer naming two options is a hedge: no choice
+MC_HEDGES = [
+    ("B", "Answer: B or C", "no_answer"),  # grader
+    ("C", "Answer: (C) and (D)", "no_answer"),  # grader
+    ("C", "The answer is C/D.", "no_answer"),
+    ("A", "The correct option is (A), or maybe (B).", "no_answer"),
+    ("D", "**Answer: D, B**", "no_answer"),
+    ("B", "Answer: B", "correct"),  # reverse: one option is a choice
+    ("B", "Answer: B or C\n\nOn reflection, the answer is B.", "correct"),  # a later single choice
+    ("D", "Either C or D, but the answer is D.", "correct"),
+    ("B", "Answer: B, since the energy is conserved.", "correct"),
+    ("B", "Answer: B and not C.", "correct"),
+    ("C", "Answer: B, and not C.", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", MC_HEDGES)
+def test_mc_hedges_are_no_choice(gold, content, want):
+    assert _mc(gold, content) == want
