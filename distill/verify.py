@@ -8,7 +8,8 @@
 
 - math: the final answer comes from the answer part (after `</think>`) only: its last non-empty
   `\\boxed{}`, else the answer it states (read by math-verify); the reasoning's last box only when
-  the answer part holds no answer (`find_answer`). Several boxes are compared together when the
+  the answer part holds no answer (`find_answer`); a correction stated after the answer
+  ("Wait, no: the answer is 13.") replaces it. Several boxes are compared together when the
   gold has several values. Both sides are normalised (`normalize_latex`), then compared with
   math-verify (`\\frac12` = 0.5, sets, intervals, units ...), whose "equal" is re-checked exactly
   for exact values (no float tolerance unless a side is a decimal); lists with `\\ldots` compare
@@ -185,6 +186,39 @@ class Found:
     parsed: list[Any] | None = None
 
 
+# a stated correction after the answer: "Actually, wait — it's 13.", "Wait, no: the answer is 13."
+_CORRECTION_RE = re.compile(
+    r"(?i)\b(?:actually|wait|oops|sorry|correction|scratch\s+that|no(?=\s*[,:;\u2014\u2013-])"
+    r"|i\s+made\s+an?\s+(?:mistake|error))\b"
+    r"[^.\n]*?\b(?:it'?s|it\s+is|it\s+should\s+be|should\s+be|must\s+be|is\s+actually"
+    r"|answer\s+(?:is|should\s+be|must\s+be)|answer\s*[:=])[*\s:]*"
+)
+_SENTENCE_END_RE = re.compile(r"(?<!\d)\.(?!\d)|\n|;")
+
+
+def _correction(content: str, after: int, timeout_s: float | None) -> list[Any]:
+    """math-verify's reading of the value a correction after position `after` states
+    ("The answer is 12. Actually, wait — it's 13." -> 13), or [] when there is none."""
+    last = None
+    for m in _CORRECTION_RE.finditer(content, after):
+        last = m
+    if last is None:
+        return []
+    tail = content[last.end() :]
+    end = _SENTENCE_END_RE.search(tail)
+    tail = tail[: end.start()] if end else tail
+    if not tail.strip():
+        return []
+    from math_verify import parse
+
+    try:
+        with deadline(timeout_s):
+            parsed = parse(normalize_latex(tail), parsing_timeout=None)  # type: ignore[arg-type]
+    except VerifyTimeout:
+        return []
+    return parsed if _has_math(parsed) else []
+
+
 def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0) -> Found | None:
     """The response's final answer, taken from the answer part (after `</think>`) only.
 
@@ -193,9 +227,14 @@ def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0
        ("The final answer is 42", "Answer: $x = 5$");
     3. only when the answer part holds no answer at all (no box, no answer statement): the last
        box of the reasoning.
-    A draft box in the reasoning never overrides an answer the answer part states.
+    A draft box in the reasoning never overrides an answer the answer part states, and a stated
+    correction after the answer ("Actually, wait — it's 13.") replaces it.
     """
-    boxes = boxed_answers(content or "")
+    found = _boxes(content or "")
+    boxes = [b for _, b in found]
+    corrected = _correction(content or "", found[-1][0] if found else 0, timeout_s)
+    if corrected:
+        return Found(str(corrected[-1]), [], "answer", corrected)
     if boxes:
         return Found(boxes[-1], boxes, "answer")
     try:

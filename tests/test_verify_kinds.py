@@ -357,3 +357,25 @@ MC_HEDGES = [
 @pytest.mark.parametrize("gold,content,want", MC_HEDGES)
 def test_mc_hedges_are_no_choice(gold, content, want):
     assert _mc(gold, content) == want
+
+
+# A3. a correction stated after the answer replaces it
+CORRECTIONS = [
+    ("12", "The answer is 12. Actually, wait — it's 13.", "wrong"),  # grader
+    ("12", "The answer is $\\boxed{12}$. Wait, no: the answer is 13.", "wrong"),  # grader
+    ("13", "The answer is 12. Actually, wait — it's 13.", "correct"),  # reverse
+    ("13", "The answer is $\\boxed{12}$. Wait, no: the answer is 13.", "correct"),
+    ("12", "The answer is 12. Actually, the answer is 13.", "wrong"),
+    ("7", "So $x = \\boxed{5}$. Oops, I made an error: it should be $7$.", "correct"),
+    ("5", "So $x = \\boxed{5}$. Oops, I made an error: it should be $7$.", "wrong"),
+    ("\\frac12", "The answer is $\\frac13$. Sorry, it is $\\frac{1}{2}$.", "correct"),
+    # no correction: the answer stands
+    ("12", "The answer is $\\boxed{12}$. Wait, let me double-check: yes.", "correct"),
+    ("12", "Wait, it's 13? No. Checking again gives $\\boxed{12}$.", "correct"),
+    ("12", "The answer is $\\boxed{12}$. No other value works.", "correct"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", CORRECTIONS)
+def test_stated_correction_replaces_the_answer(gold, content, want):
+    assert _math(gold, content) == want
