@@ -343,6 +343,21 @@ def _fast_compare(gold: str, pred: str) -> bool | None:
     return False
 
 
+_PERCENT_RE = re.compile(
+    r"(?:\\[,;:! ]|\s|~)*(?:\\%|%|\\text\s*\{\s*\\?%\s*\}|\\text\s*\{\s*percent\s*\}|percent)\s*$"
+)
+
+
+def _percent_equal(gold: str, pred: str) -> bool:
+    """Whether a number with a percent sign and the same number without one (`25` and `25\\%`,
+    either side) are equal: the question asked for the percentage. `25\\%` against `\\frac14`
+    is math-verify's (it reads 25% as 0.25)."""
+    g, p = _PERCENT_RE.sub("", gold), _PERCENT_RE.sub("", pred)
+    if g == gold and p == pred:
+        return False
+    return bool(_fast_compare(g, p)) or (bool(g.strip()) and _norm(g) == _norm(p))
+
+
 @dataclass
 class ParsedGold:
     raw: str
@@ -612,6 +627,8 @@ def _compare(
     based = _same_base_number(pg.text, pred_text)
     if based is not None:
         return based, "number in base b"
+    if _percent_equal(pg.text, pred_text):
+        return True, "percent"
     fast = _fast_compare(pg.text, pred_text)
     if fast is not None:  # both plain numbers: no LaTeX parser needed
         return fast, "numeric"
@@ -639,6 +656,8 @@ def verify_math(
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
     gtext = gold_text(gold)
+    if _percent_equal(gtext, found.text):
+        return Verdict("correct", found.text, "percent" + where)
     fast = _fast_compare(gtext, found.text)
     if fast is not None:  # both plain numbers: no LaTeX parser needed, not even for the gold
         return Verdict("correct" if fast else "wrong", found.text, "numeric" + where)

@@ -379,3 +379,25 @@ CORRECTIONS = [
 @pytest.mark.parametrize("gold,content,want", CORRECTIONS)
 def test_stated_correction_replaces_the_answer(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B8. a percentage written with or without the percent sign is the same answer
+PERCENT = [
+    ("25", "\\boxed{25\\%}", "correct"),  # grader
+    ("25\\%", "\\boxed{25}", "correct"),  # grader
+    ("50", "\\boxed{50\\%}", "correct"),  # grader
+    ("12.5\\%", "\\boxed{12.5}", "correct"),  # grader
+    ("25\\%", "\\boxed{\\frac14}", "correct"),  # grader: keep
+    ("40", "The answer is $40\\,\\%$.", "correct"),
+    ("7.5\\%", "\\boxed{7.5\\text{ percent}}", "correct"),
+    ("\\frac{1}{3}\\%", "\\boxed{\\frac{1}{3}}", "correct"),
+    ("25", "\\boxed{26\\%}", "wrong"),  # reverse
+    ("25\\%", "\\boxed{0.25\\%}", "wrong"),
+    ("25\\%", "\\boxed{24}", "wrong"),
+    ("25", "\\boxed{0.25}", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", PERCENT)
+def test_percent_sign_either_side(gold, content, want):
+    assert _math(gold, content) == want
