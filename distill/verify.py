@@ -15,8 +15,9 @@
   for exact values (no float tolerance unless a side is a decimal); lists with `\\ldots` compare
   element by element. A gold math-verify cannot parse gives `unverifiable`, never a silent pass.
 - multiple_choice: the letter the answer presents as its choice (`extract_choice`: answer
-  statements, boxed, bold or lone letters, an option named correct; the final explicit one wins;
-  only the record's option letters) against the gold letter.
+  statements, boxed, bold or lone letters, an option named correct, an option's text, the option
+  left after elimination; the final explicit one wins; "B or C" is no choice; only the record's
+  option letters) against the gold letter.
 - code: the last fenced program of the answer runs on the record's stdin/stdout tests in
   `distill.sandbox` (resource limits, no network, private temp dir, scrubbed env); output tokens
   compare exactly, decimals within 1e-6 (`same_token`), never NaN or infinities.
@@ -705,6 +706,7 @@ def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
 # ---------------------------------------------------------------------------- multiple choice
 
 _LETTER = "ABCDEFGHIJ"
+_STYLE_RE = re.compile(r"\\(?:text(?:bf|rm|it|sf|tt)?|math(?:bf|rm|it|sf|tt|bb)|bm|bf|mbox)\s*\{([^{}]*)\}")
 
 
 def _letter(text: str | None) -> str | None:
@@ -712,12 +714,41 @@ def _letter(text: str | None) -> str | None:
     or an option written out (`D) 2.1 eV`); else None."""
     if text is None:
         return None
-    t = re.sub(r"\\text(?:bf|rm)?\{([^{}]*)\}", r"\1", str(text)).strip().strip("$*").strip()
+    t = re.sub(_STYLE_RE, r"\1", str(text)).strip().strip("$*").strip()
     t = t.strip("().*: ").strip()
     if len(t) == 1 and t.upper() in _LETTER:
         return t.upper()
     m = re.match(r"^([A-J])[\).:]\s", t + " ")
     return m.group(1) if m else None
+
+
+def option_texts(choices: Any = None, problem: str = "") -> dict[str, str]:
+    """{letter: option text} from the record's `choices` (a list, or a dict keyed by letter),
+    else from the options listed in the problem (`A) 1.2 eV` lines); {} when there are none."""
+    if isinstance(choices, list | tuple) and 1 < len(choices) <= len(_LETTER):
+        return {_LETTER[i]: str(c) for i, c in enumerate(choices)}
+    if isinstance(choices, dict):
+        return {str(k).strip().upper(): str(v) for k, v in choices.items() if len(str(k).strip()) == 1}
+    listed = re.findall(r"(?m)^\s*(?:\*\*)?\(?([A-J])(?:\)|\.|:)(?:\*\*)?[ \t]+(\S[^\n]*)$", problem or "")
+    return dict(reversed(listed))
+
+
+def _plain_words(text: str) -> str:
+    """Lower-cased text without markup (`**`, `$`, `\\text{}`) and with single spaces."""
+    t = re.sub(_STYLE_RE, r"\1", text).replace("**", "").replace("$", "")
+    return re.sub(r"\s+", " ", t).strip().lower()
+
+
+def _option_named(tail: str, options: dict[str, str]) -> str | None:
+    """The letter of the option whose text the answer statement gives ("The answer is beta.")."""
+    said = _plain_words(tail).lstrip(": ")
+    best = None
+    for letter, text in options.items():
+        want = _plain_words(text).rstrip(".")
+        if want and said.startswith(want) and not said[len(want) : len(want) + 1].isalnum():
+            if best is None or len(want) > len(_plain_words(options[best])):
+                best = letter
+    return best
 
 
 def option_letters(choices: Any = None, problem: str = "") -> str:
@@ -741,8 +772,12 @@ def option_letters(choices: Any = None, problem: str = "") -> str:
 _STATEMENT_RE = re.compile(
     r"(?i)(?:\banswer\b(?:\s*\*\*)?\s*(?:is|:|=|-|would\s+be|should\s+be|must\s+be|will\s+be)"
     r"|\b(?:option|choice)\s*(?:is|:|would\s+be|should\s+be|must\s+be)"
-    r"|\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with))"
+    r"|\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with)"
+    r"|\b(?:left\s+with|leaves(?:\s+us\s+with)?|leaving(?:\s+only)?"
+    r"|(?:only|remaining)\s+(?:option|choice)(?:\s+(?:left|remaining))?\s+is))"  # elimination
 )
+# a lower-case letter that is the whole answer ("Answer: c", "Final answer: b)")
+_LOWER_LETTER_RE = re.compile(r"[\s*$]*(?:\(([a-j])\)|([a-j])\)|([a-j])[.:]?[\s*$.]*$)")
 # A letter written as a choice: (B), **B**, $B$, \text{B}, \boxed{B}, or a bare capital
 _CHOICE_TOKEN_RE = re.compile(
     r"\\boxed\s*\{\s*(?:\\text(?:bf)?\{)?\s*\(?(?P<boxed>[A-Ja-j])\)?\s*\}?\s*\}"
@@ -790,6 +825,11 @@ def _statement_letter(tail: str) -> str | None:
     return None
 
 
+def _lower_letter(tail: str) -> str | None:
+    m = _LOWER_LETTER_RE.match(tail)
+    return next(g for g in m.groups() if g is not None).upper() if m else None
+
+
 def _joined_letter(tail: str, end: int, letter: str) -> bool:
     """Whether another option letter is joined to the one ending at `end` ("B or C")."""
     j = _HEDGE_RE.match(tail, end)
@@ -802,19 +842,20 @@ def _joined_letter(tail: str, end: int, letter: str) -> bool:
     return other.upper() != letter
 
 
-def choice_candidates(text: str) -> list[tuple[int, int, str]]:
+def choice_candidates(text: str, options: dict[str, str] | None = None) -> list[tuple[int, int, str]]:
     """(strength, position, letter) of every place `text` presents a letter as its choice.
 
     Strength 3: an explicit statement ("Answer: (B)", "The correct option is B", "I choose B") or
     a boxed letter; strength 2: an option named correct in prose ("(B) is correct"), so an
     explanation after the stated answer never overrides it; strength 1: a bold letter or a line
     that is only a letter.
-    Prose that happens to be one letter ("I", "a") is never a candidate.
+    Prose that happens to be one letter ("I", "a") is never a candidate. An answer statement
+    may also give an option's text (`options`: {letter: text}) instead of its letter.
     """
     out: list[tuple[int, int, str]] = []
     for m in _STATEMENT_RE.finditer(text):
         line = text[m.end() :].split("\n", 1)[0][:300]
-        letter = _statement_letter(line)
+        letter = _statement_letter(line) or _lower_letter(line) or _option_named(line, options or {})
         if letter is not None:
             out.append((3, m.start(), letter))
     for start, box in _boxes(text):
@@ -828,24 +869,34 @@ def choice_candidates(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def extract_choice(content: str, reasoning: str = "", letters: str = _LETTER) -> str | None:
+def extract_choice(
+    content: str, reasoning: str = "", letters: str = _LETTER, options: dict[str, str] | None = None
+) -> str | None:
     """The letter the response chooses: of the answer part's candidates (see `choice_candidates`)
     naming one of `letters`, the last of the strongest; the reasoning's explicit statements only
     when the answer part presents no choice. None when that choice is a hedge ("Answer: B or C")."""
     for text, min_strength in ((content or "", 1), (reasoning or "", 2)):
-        cands = [c for c in choice_candidates(text) if c[2] in letters + HEDGE and c[0] >= min_strength]
+        cands = [
+            c for c in choice_candidates(text, options) if c[2] in letters + HEDGE and c[0] >= min_strength
+        ]
         if cands:
             best = max(cands)[2]
             return None if best == HEDGE else best
     return None
 
 
-def verify_choice(content: str, reasoning: str, gold: str | None, letters: str = _LETTER) -> Verdict:
-    """The chosen letter (see `extract_choice`) against the gold letter."""
+def verify_choice(
+    content: str,
+    reasoning: str,
+    gold: str | None,
+    letters: str = _LETTER,
+    options: dict[str, str] | None = None,
+) -> Verdict:
+    """The chosen letter (see `extract_choice`; `options`: {letter: text}) against the gold letter."""
     gold_letter = _letter(gold)
     if gold_letter is None:
         return Verdict("unverifiable", None, f"gold is not a choice letter: {str(gold)[:40]!r}")
-    letter = extract_choice(content, reasoning, letters)
+    letter = extract_choice(content, reasoning, letters, options)
     if letter is None:
         return Verdict("no_answer", None, f"no choice among {letters[0]}-{letters[-1]} found")
     return Verdict("correct" if letter == gold_letter else "wrong", letter, f"gold {gold_letter}")
@@ -1146,7 +1197,9 @@ def verify(
     if kind == "math":
         v = verify_math(content, reasoning, gold, cache, timeout_s)
     elif kind == "choice":
-        v = verify_choice(content, reasoning, gold, option_letters(choices, problem))
+        v = verify_choice(
+            content, reasoning, gold, option_letters(choices, problem), option_texts(choices, problem)
+        )
     else:
         v = verify_code(content, tests, sandbox_limits)
     if v.status == "unverifiable" and judge_cfg is not None and gold and kind != "code":

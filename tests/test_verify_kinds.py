@@ -401,3 +401,38 @@ PERCENT = [
 @pytest.mark.parametrize("gold,content,want", PERCENT)
 def test_percent_sign_either_side(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B12. more ways to state the choice: a lower-case letter, a styled box, the option's text,
+# the one left after eliminating the others
+MC_FORMS = [
+    ("C", "Answer: c", "correct"),  # grader
+    ("B", "Final answer: b)", "correct"),  # grader
+    ("B", "$\\boxed{\\mathbf{B}}$", "correct"),  # grader
+    ("B", "The answer is beta.", "correct"),  # grader
+    ("B", "The answer is **beta**.", "correct"),  # grader
+    ("D", "After ruling out A, B, and C, we are left with D.", "correct"),  # grader
+    ("A", "**Final Answer:** (a)", "correct"),
+    ("C", "$\\boxed{\\textbf{(C)}}$", "correct"),
+    ("D", "The correct answer is: $\\text{delta}$", "correct"),
+    ("B", "A, C and D contradict the data, which leaves B.", "correct"),
+    ("C", "The only option left is C.", "correct"),
+    # reverse
+    ("A", "The answer is beta.", "wrong"),
+    ("C", "After ruling out A, B, and C, we are left with D.", "wrong"),
+    ("B", "Answer: c", "wrong"),
+    ("B", "The answer is betamax.", "no_answer"),  # not an option's text
+    ("A", "So we are left with a quadratic to solve.", "no_answer"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", MC_FORMS)
+def test_mc_more_ways_to_state_the_choice(gold, content, want):
+    assert _mc(gold, content) == want
+
+
+def test_option_text_from_the_problem():
+    v = verify("The answer is 2.0 eV.", "", domain="multiple_choice", gold="C", problem=PROBLEM)
+    assert v.status == "correct"
+    v = verify("The answer is 2.1 eV.", "", domain="multiple_choice", gold="C", problem=PROBLEM)
+    assert v.status == "wrong"
