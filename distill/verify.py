@@ -12,7 +12,7 @@
   ("Wait, no: the answer is 13.") replaces it. Several boxes are compared together when the
   gold has several values. Both sides are normalised (`normalize_latex`), then compared with
   math-verify (`\\frac12` = 0.5, sets, intervals, units ...), whose "equal" is re-checked exactly
-  for exact values (no float tolerance unless a side is a decimal); lists with `\\ldots` compare
+  for exact values (a relative 1e-6 only when a side is a decimal or E notation); lists with `\\ldots` compare
   element by element. A gold math-verify cannot parse gives `unverifiable`, never a silent pass.
 - multiple_choice: the letter the answer presents as its choice (`extract_choice`: answer
   statements, boxed, bold or lone letters, an option named correct, an option's text, the option
@@ -276,6 +276,8 @@ _UPRIGHT_RE = re.compile(r"\\(?:mathrm|mathit|mathnormal|textrm|textit|text|oper
 # commands the parser misses, and what it reads for them
 _SAME_COMMANDS = (("\\lbrace", "\\{"), ("\\rbrace", "\\}"), ("\\varnothing", "\\emptyset"),
                   ("\\mathbb{R}", "(-\\infty, \\infty)"), ("\\mathbb R", "(-\\infty, \\infty)"))  # fmt: skip
+# 1.5e-4, 8.67E+19: a number in E notation (never Euler's e: digits on both sides, no space)
+_E_NOTATION_RE = re.compile(r"(?<![\w.\\])((?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)(?![\w.])")
 _OPNAME_RE = re.compile(r"\\operatorname\*?\s*\{\s*([A-Za-z]+)\s*\}")
 
 
@@ -286,13 +288,15 @@ def normalize_latex(s: str) -> str:
     become the plain letter (so `e` is Euler's number on both sides; units such as `\\mathrm{m}`
     are left to math-verify); `\\operatorname{sin}` becomes
     `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
-    `\\dbinom`/`\\tbinom` -> `\\binom`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
+    `\\dbinom`/`\\tbinom` -> `\\binom`, E notation `1.5e-4` -> `1.5\\times 10^{-4}`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
     `\\emptyset`, `\\mathbb{R}` -> `(-\\infty, \\infty)`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
     degree signs become their LaTeX commands.
     """
     for u, latex in _UNICODE.items():
         if u in s:
             s = s.replace(u, latex)
+    if "e" in s or "E" in s:
+        s = _E_NOTATION_RE.sub(r"\1\\times 10^{\2}", s)
     if "\\" not in s:
         return s
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
@@ -309,10 +313,12 @@ def normalize_latex(s: str) -> str:
 _NUM_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _FRAC_RE = re.compile(r"([+-]?)\\frac(?:\{([+-]?\d+)\}|(\d))(?:\{(\d+)\}|(\d))")
 _SLASH_RE = re.compile(r"([+-]?\d+)/(\d+)")
+_SCI_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\\(?:times|cdot)10\^(?:\{([+-]?\d+)\}|(\d))")
 
 
 def simple_number(s: str) -> Fraction | None:
-    """An exact value for plain integers, decimals and fractions (`\\frac12`, `3/4`), else None.
+    """An exact value for plain integers, decimals, fractions (`\\frac12`, `3/4`) and scientific
+    notation (`1.5\\times 10^{-4}`, `1.5e-4`), else None.
 
     The fast path of `verify_math`: most gold answers are plain numbers, and comparing two of
     them needs no LaTeX parser. Anything else (units, symbols, sets ...) returns None.
@@ -328,6 +334,9 @@ def simple_number(s: str) -> Fraction | None:
     m = _SLASH_RE.fullmatch(t)
     if m and int(m.group(2)) != 0:
         return Fraction(int(m.group(1)), int(m.group(2)))
+    m = _SCI_RE.fullmatch(t)
+    if m and abs(int(m.group(2) or m.group(3))) <= 400:
+        return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2) or m.group(3))
     return None
 
 
@@ -338,10 +347,17 @@ def _fast_compare(gold: str, pred: str) -> bool | None:
         return None
     if g == p:
         return True
-    # math-verify rounds floats to 6 places: a long decimal may still match a fraction
-    if any("." in x and len(x.split(".")[-1]) >= 5 for x in (_norm(gold), _norm(pred))):
-        return None
+    if _is_decimal(gold) or _is_decimal(pred):  # a decimal is a rounded value
+        return abs(g - p) <= REL_TOL_FRACTION * max(abs(g), abs(p))
     return False
+
+
+REL_TOL_FRACTION = Fraction(1, 10**6)  # a decimal answer matches within a relative 1e-6
+
+
+def _is_decimal(s: str) -> bool:
+    """Whether a number is written with a decimal point or in E notation (a rounded value)."""
+    return bool(re.search(r"\d\.\d|\.\d|\d[eE][+-]?\d", s))
 
 
 _PERCENT_RE = re.compile(
@@ -511,6 +527,25 @@ def _conflict_or_mismatch(g: Any, p: Any) -> bool:
     return True
 
 
+def _relative_close(a: Any, b: Any) -> bool | None:
+    """For two numbers of which one is a decimal (a sympy Float): whether they agree to a relative
+    1e-6, else None. math-verify rounds to 6 decimal places, an absolute tolerance that lets
+    `0.0` pass for `10^{-9}` and fails `99.9999999` for `100`."""
+    from sympy import Basic, Float, N
+
+    if not (isinstance(a, Basic) and isinstance(b, Basic)) or not (a.has(Float) or b.has(Float)):
+        return None
+    if not (a.is_number and b.is_number) or a.free_symbols or b.free_symbols:
+        return None
+    try:
+        x, y = complex(N(a, 30)), complex(N(b, 30))
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (x.real, x.imag, y.real, y.imag)):
+        return None
+    return abs(x - y) <= 1e-6 * max(abs(x), abs(y))
+
+
 def _mv_equal(gold: list[Any], pred: list[Any]) -> bool:
     """math-verify's verdict, then exact values re-checked exactly (see `_exact_conflict`)."""
     from math_verify import verify as mv_verify
@@ -520,6 +555,11 @@ def _mv_equal(gold: list[Any], pred: list[Any]) -> bool:
     p_math = [p for p in pred if isinstance(p, Basic | MatrixBase)]
     for g in g_math:
         for p in p_math:
+            rel = _relative_close(g, p)
+            if rel is not None:
+                if rel:
+                    return True
+                continue
             if mv_verify([g], [p], timeout_seconds=None) and not _exact_conflict(g, p):
                 return True
     return False

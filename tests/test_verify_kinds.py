@@ -436,3 +436,53 @@ def test_option_text_from_the_problem():
     assert v.status == "correct"
     v = verify("The answer is 2.1 eV.", "", domain="multiple_choice", gold="C", problem=PROBLEM)
     assert v.status == "wrong"
+
+
+# B16. E notation is a number, never Euler's e
+E_NOTATION = [
+    ("0.00015", "\\boxed{1.5e-4}", "correct"),  # grader
+    ("150000", "\\boxed{1.5e5}", "correct"),  # grader
+    ("\\frac{1}{2^{60}}", "\\boxed{8.673617379884035e-19}", "correct"),  # grader
+    ("6.02\\times 10^{23}", "\\boxed{6.02E+23}", "correct"),
+    ("3 \\cdot 10^{-7}", "The answer is $3e-7$.", "correct"),
+    ("0.00015", "\\boxed{1.6e-4}", "wrong"),  # reverse
+    ("150000", "\\boxed{1.5e6}", "wrong"),
+    ("\\frac{1}{2^{61}}", "\\boxed{8.673617379884035e-19}", "wrong"),
+    ("2e", "\\boxed{2e}", "correct"),  # Euler's e stays e
+    ("e^{2}", "\\boxed{e^2}", "correct"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", E_NOTATION)
+def test_e_notation_is_a_number(gold, content, want):
+    assert _math(gold, content) == want
+
+
+# B15, A5. a decimal answer (either side) matches within a relative 1e-6, however the gold is
+# written; never an absolute tolerance, which lets 0.0 pass for 10^{-9}
+TOLERANCE = [
+    ("100", "\\boxed{99.9999999}", "correct"),  # grader
+    ("100", "\\boxed{100.0000001}", "correct"),  # grader
+    ("2", "\\boxed{1.9999999}", "correct"),  # grader
+    ("100.0", "\\boxed{99.9999999}", "correct"),  # grader
+    ("10^{-9}", "\\boxed{0.0}", "wrong"),  # grader
+    ("10^{-9}", "\\boxed{0.000000002}", "wrong"),  # grader
+    ("10^{-9}", "\\boxed{0}", "wrong"),  # grader
+    ("10^{-9}", "\\boxed{0.000000001}", "correct"),
+    ("3\\times 10^{-12}", "\\boxed{0.000000000003}", "correct"),
+    ("3\\times 10^{-12}", "\\boxed{0.000000000004}", "wrong"),
+    ("\\frac{2}{3}", "\\boxed{0.6666667}", "correct"),
+    ("\\frac{2}{3}", "\\boxed{0.667}", "wrong"),
+    ("1000000", "\\boxed{999999.9999}", "correct"),
+    ("1000000", "\\boxed{999990.0}", "wrong"),
+    ("2\\sqrt{2}", "\\boxed{2.8284271}", "correct"),
+    ("2\\sqrt{2}", "\\boxed{2.828}", "wrong"),
+    ("0.5", "\\boxed{0.5000001}", "correct"),
+    ("0.5", "\\boxed{0.50001}", "wrong"),
+    ("1000000007", "\\boxed{1000000006}", "wrong"),  # integers stay exact
+]
+
+
+@pytest.mark.parametrize("gold,content,want", TOLERANCE)
+def test_decimal_tolerance_is_relative(gold, content, want):
+    assert _math(gold, content) == want
