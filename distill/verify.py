@@ -116,10 +116,15 @@ _BLANK_RE = re.compile(r"\\(?:text|mathrm)\s*\{\s*\}|\\[,;:! ]|[\s$~{}]")
 
 
 def _boxes(text: str) -> list[tuple[int, str]]:
-    """(start, content) of every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, braces
+    """(start, content) of every box of `text` (see `_box_spans`)."""
+    return [(a, c) for a, _, c in _box_spans(text)]
+
+
+def _box_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, braces
     matched, in order. Empty and unbalanced boxes are skipped (they hold no answer), and a box
     inside another one is one answer (`\\boxed{\\boxed{3}}` is 3)."""
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, int, str]] = []
     end = -1  # where the previous box closed
     for m in _BOX_RE.finditer(text or ""):
         if m.start() < end:
@@ -136,12 +141,35 @@ def _boxes(text: str) -> list[tuple[int, str]]:
                     break
                 inner = inner[w.end() + 1 : -1].strip()  # \boxed{\boxed{3}} -> 3
             if _BLANK_RE.sub("", inner):  # \boxed{\text{ }} is no answer either
-                out.append((m.start(), inner))
+                out.append((m.start(), j + 1, inner))
             continue
         tail = re.match(r"([^\s$]+)", text[i:])
         if tail:
-            out.append((m.start(), tail.group(1)))
+            out.append((m.start(), i + tail.end(), tail.group(1)))
     return out
+
+
+# what may stand between boxes that list one answer's values: "$\boxed{3}$ and $\boxed{5}$",
+# "$x = \boxed{2}$ or $x = \boxed{-2}$"
+_LIST_JOIN_RE = re.compile(
+    r"[\s$,;]*(?:(?:and|or|&|\\quad|\\qquad|\\text\s*\{\s*(?:and|or)\s*\})[\s$,;]*)?"
+    r"(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*"
+)
+
+
+def listed_boxes(text: str) -> list[str]:
+    """The last box of `text` with the boxes before it that are joined to it only by commas,
+    "and"/"or" (and `x =`): the values the answer lists ("The solutions are $\\boxed{3}$ and
+    $\\boxed{5}$." -> ["3", "5"])."""
+    spans = _box_spans(text or "")
+    if not spans:
+        return []
+    run = [spans[-1]]
+    for prev in reversed(spans[:-1]):
+        if not _LIST_JOIN_RE.fullmatch(text[prev[1] : run[0][0]]):
+            break
+        run.insert(0, prev)
+    return [c for _, _, c in run]
 
 
 def boxed_answers(text: str) -> list[str]:
@@ -697,6 +725,9 @@ def verify_math(
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
     gtext = gold_text(gold)
+    listed = list(dict.fromkeys(listed_boxes(content))) if found.source == "answer" and found.boxes else []
+    if len(listed) > 1 and not _gold_is_multi(gold, gtext, cache):
+        return Verdict("wrong", ", ".join(listed), "several values listed, the gold has one" + where)
     if _percent_equal(gtext, found.text):
         return Verdict("correct", found.text, "percent" + where)
     fast = _fast_compare(gtext, found.text)
@@ -726,6 +757,13 @@ def verify_math(
         last = last or hit
     assert last is not None
     return Verdict(last.status, found.text if last.status == "wrong" else last.extracted, last.detail + where)
+
+
+def _gold_is_multi(gold: str | None, gtext: str, cache: GoldCache) -> bool:
+    if simple_number(gtext) is not None:  # the common case: no parse needed
+        return False
+    pg = cache.gold(gold)
+    return pg.ok and pg.multi
 
 
 def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:

@@ -486,3 +486,23 @@ TOLERANCE = [
 @pytest.mark.parametrize("gold,content,want", TOLERANCE)
 def test_decimal_tolerance_is_relative(gold, content, want):
     assert _math(gold, content) == want
+
+
+# A7. boxes listing several values are several answers: wrong for a single-valued gold
+LISTED = [
+    ("5", "The solutions are $\\boxed{3}$ and $\\boxed{5}$.", "wrong"),  # grader
+    ("5", "$x = \\boxed{3}$ or $x = \\boxed{5}$", "wrong"),
+    ("4", "The roots are $\\boxed{1}$, $\\boxed{2}$, and $\\boxed{4}$.", "wrong"),
+    ("\\frac12", "$\\boxed{\\frac12}$ or $\\boxed{-\\frac12}$", "wrong"),
+    ("3, 5", "The solutions are $\\boxed{3}$ and $\\boxed{5}$.", "correct"),  # several-valued gold
+    ("\\pm 2", "$\\boxed{2}$ or $\\boxed{-2}$", "correct"),
+    # reverse: an intermediate box is not a listed value
+    ("5", "so $x = \\boxed{3}$ and the answer is $\\boxed{5}$", "correct"),
+    ("5", "First $a = \\boxed{3}$. Then the total is $\\boxed{5}$.", "correct"),
+    ("5", "$\\boxed{5}$ and again $\\boxed{5}$", "correct"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", LISTED)
+def test_listed_boxes_are_several_answers(gold, content, want):
+    assert _math(gold, content) == want
