@@ -636,6 +636,15 @@ def _strip_brackets(s: str) -> tuple[str, str]:
     return "", t
 
 
+def _set_against_tuple(gold: str, pred: str) -> bool:
+    """Whether one side is a set `\\{1, 2\\}` and the other a bracketed tuple or interval `(1, 2)`:
+    different answers, whatever the order of the elements."""
+    (gb, gi), (pb, pi) = _strip_brackets(gold), _strip_brackets(pred)
+    if not (gb and pb) or gb == pb or "\\{" not in (gb, pb):
+        return False
+    return _top_level_commas(gi) > 0 and _top_level_commas(pi) > 0
+
+
 def _compare_ellipsis_lists(gold: str, pred: str, timeout_s: float | None) -> bool:
     """Lists written with `\\ldots`: same brackets, same length, the ellipsis at the same places,
     and every other element equal (each compared like an answer). math-verify drops the `\\ldots`
@@ -696,6 +705,8 @@ def _compare(
     based = _same_base_number(pg.text, pred_text)
     if based is not None:
         return based, "number in base b"
+    if _set_against_tuple(pg.text, pred_text):
+        return False, "a set is not an ordered tuple"
     if _percent_equal(pg.text, pred_text):
         return True, "percent"
     fast = _fast_compare(pg.text, pred_text)

@@ -506,3 +506,22 @@ LISTED = [
 @pytest.mark.parametrize("gold,content,want", LISTED)
 def test_listed_boxes_are_several_answers(gold, content, want):
     assert _math(gold, content) == want
+
+
+# A6. a set is not an ordered pair (or interval), whatever its order
+SET_VS_TUPLE = [
+    ("(1,2)", "\\boxed{\\{1,2\\}}", "wrong"),  # grader
+    ("(1,2)", "\\boxed{\\{2,1\\}}", "wrong"),  # grader
+    ("\\{1,2\\}", "\\boxed{(1,2)}", "wrong"),
+    ("(3, -1, 2)", "\\boxed{\\left\\{3, -1, 2\\right\\}}", "wrong"),
+    ("[0, 1]", "\\boxed{\\{0, 1\\}}", "wrong"),
+    ("(1,2)", "\\boxed{(1, 2)}", "correct"),  # reverse: same kind still matches
+    ("\\{1,2\\}", "\\boxed{\\{2, 1\\}}", "correct"),
+    ("\\{1,2\\}", "\\boxed{1, 2}", "correct"),
+    ("(1,2)", "\\boxed{(2, 1)}", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", SET_VS_TUPLE)
+def test_set_is_not_a_tuple(gold, content, want):
+    assert _math(gold, content) == want
