@@ -636,6 +636,45 @@ def _strip_brackets(s: str) -> tuple[str, str]:
     return "", t
 
 
+_TEXT_UNIT_RE = re.compile(
+    r"(?:\\[,;:! ]|\s|~)*\\(?:text|mathrm|textrm|mbox|operatorname)\s*\{\s*([A-Za-z][A-Za-z\s./]*?)\s*\}"
+    r"(\^\{?\d\}?)?\s*\.?$"
+)
+_WORD_UNIT_RE = re.compile(r"^[-+\d.,{}\\ ]*\d[}\s]*\s([A-Za-z]{2,})(\^\{?\d\}?)?\s*\.?$")
+_UNIT_NAMES = {
+    "m": "meter metre", "cm": "centimeter centimetre", "mm": "millimeter millimetre",
+    "km": "kilometer kilometre", "g": "gram gramme", "kg": "kilogram", "mg": "milligram",
+    "s": "sec second", "ms": "millisecond", "min": "minute", "h": "hr hour", "l": "liter litre",
+    "ml": "milliliter millilitre", "in": "inch inche", "ft": "foot feet", "yd": "yard", "mi": "mile",
+    "lb": "lbs pound", "oz": "ounce", "deg": "degree",
+}  # fmt: skip
+_UNIT_ALIASES = {alias: unit for unit, names in _UNIT_NAMES.items() for alias in names.split()}
+
+
+def _unit(text: str) -> str | None:
+    """The unit written after an answer's value (`5\\text{ cm}`, `5\\,\\mathrm{m}`, `5 cm`),
+    in a canonical spelling (`meters` -> `m`), or None."""
+    t = text.strip().strip("$")
+    m = _TEXT_UNIT_RE.search(t)
+    if m is None or not t[: m.start()].strip():
+        m = _WORD_UNIT_RE.match(t)
+    if m is None:
+        return None
+    name = re.sub(r"[\s.]", "", m.group(1)).lower()
+    if len(name) > 3 and name.endswith("s") and name not in _UNIT_ALIASES:
+        name = name[:-1]  # plural
+    return _UNIT_ALIASES.get(name, name) + (re.sub(r"[{}^]", "", m.group(2) or ""))
+
+
+def _units_differ(gold: str, pred: str) -> bool:
+    """Whether both sides name a unit and the units differ (`5\\text{ cm}` against `5\\text{ m}`);
+    an answer without a unit is read in the gold's unit."""
+    if not re.search(r"[A-Za-z]", gold) or not re.search(r"[A-Za-z]", pred):
+        return False
+    g, p = _unit(gold), _unit(pred)
+    return g is not None and p is not None and g != p
+
+
 def _set_against_tuple(gold: str, pred: str) -> bool:
     """Whether one side is a set `\\{1, 2\\}` and the other a bracketed tuple or interval `(1, 2)`:
     different answers, whatever the order of the elements."""
@@ -705,6 +744,8 @@ def _compare(
     based = _same_base_number(pg.text, pred_text)
     if based is not None:
         return based, "number in base b"
+    if _units_differ(pg.text, pred_text):
+        return False, "different units"
     if _set_against_tuple(pg.text, pred_text):
         return False, "a set is not an ordered tuple"
     if _percent_equal(pg.text, pred_text):

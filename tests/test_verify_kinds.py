@@ -525,3 +525,23 @@ SET_VS_TUPLE = [
 @pytest.mark.parametrize("gold,content,want", SET_VS_TUPLE)
 def test_set_is_not_a_tuple(gold, content, want):
     assert _math(gold, content) == want
+
+
+# A4. when both sides name a unit, the units must agree
+UNITS = [
+    ("5\\text{ cm}", "$\\boxed{5\\text{ m}}$", "wrong"),  # grader
+    ("5\\text{ cm}", "$\\boxed{5\\text{ cm}}$", "correct"),  # reverse
+    ("5\\text{ cm}", "$\\boxed{5}$", "correct"),  # no unit: read in the gold's unit
+    ("12\\text{ m}^2", "$\\boxed{12\\,\\mathrm{cm}^2}$", "wrong"),
+    ("12\\text{ m}^2", "$\\boxed{12\\text{ meters}^2}$", "correct"),
+    ("3\\text{ hours}", "$\\boxed{3\\text{ minutes}}$", "wrong"),
+    ("3\\text{ hours}", "$\\boxed{3 \\text{ hr}}$", "correct"),
+    ("7\\text{ kg}", "$\\boxed{7 \\mathrm{g}}$", "wrong"),
+    ("5", "\\boxed{5\\,\\mathrm{m}}", "correct"),  # the gold has no unit
+    ("5\\text{ cm}", "$\\boxed{6\\text{ cm}}$", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", UNITS)
+def test_units_must_agree(gold, content, want):
+    assert _math(gold, content) == want
