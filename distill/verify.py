@@ -794,6 +794,9 @@ def verify_math(
     unique = list(dict.fromkeys(found.boxes))
     if len(unique) > 1 and pg.multi:
         candidates.insert(0, (", ".join(unique), None))  # together the answer: compared first
+    values = _solution_values(found.text)
+    if values and pg.multi:
+        candidates.insert(0, (values, None))  # x = 3 or x = 5 -> 3, 5
     last: Verdict | None = None
     for text, parsed in candidates:
         hit = cache.pred_get(pg.raw, text)
@@ -809,6 +812,22 @@ def verify_math(
         last = last or hit
     assert last is not None
     return Verdict(last.status, found.text if last.status == "wrong" else last.extracted, last.detail + where)
+
+
+_OR_RE = re.compile(r"\s*(?:\\text\s*\{\s*(?:or|and)\s*\}|\\(?:quad|qquad|vee|lor)\b|\bor\b|\band\b|;)\s*")
+_VAR_EQ_RE = re.compile(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*")
+
+
+def _solution_values(text: str) -> str | None:
+    """The values of a solution list written as equations (`x=3 \\text{ or } x=5`,
+    `x = 3, x = 5`) as a plain list (`3, 5`), else None."""
+    if "=" not in text:
+        return None
+    parts = _split_top(_OR_RE.sub(", ", re.sub(r"\\[,;:! ]", " ", text)))
+    if len(parts) < 2 or not all(_VAR_EQ_RE.match(p) for p in parts):
+        return None
+    values = [_VAR_EQ_RE.sub("", p).strip() for p in parts]
+    return ", ".join(values) if all(values) and all("=" not in v for v in values) else None
 
 
 def _gold_is_multi(gold: str | None, gtext: str, cache: GoldCache) -> bool:

@@ -545,3 +545,22 @@ UNITS = [
 @pytest.mark.parametrize("gold,content,want", UNITS)
 def test_units_must_agree(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B9. a solution list written as equations is the list of its values
+SOLUTION_EQUATIONS = [
+    ("3, 5", "\\boxed{x=3 \\text{ or } x=5}", "correct"),  # grader
+    ("3, 5", "\\boxed{x = 3, x = 5}", "correct"),  # grader
+    ("-2, 2", "\\boxed{x = 2 \\text{ and } x = -2}", "correct"),
+    ("\\{1, 4\\}", "The solutions are $\\boxed{x = 1 \\quad x = 4}$.", "correct"),
+    ("\\frac12, 3", "\\boxed{t=\\frac{1}{2}, \\; t=3}", "correct"),
+    ("3, 5", "\\boxed{x=3 \\text{ or } x=6}", "wrong"),  # reverse
+    ("3, 5", "\\boxed{x = 3}", "wrong"),
+    ("3, 5", "\\boxed{x = 3, x = 5, x = 7}", "wrong"),
+    ("(3, 5)", "\\boxed{x = 3, y = 5}", "correct"),  # an ordered pair by its coordinates
+]
+
+
+@pytest.mark.parametrize("gold,content,want", SOLUTION_EQUATIONS)
+def test_solution_list_as_equations(gold, content, want):
+    assert _math(gold, content) == want
