@@ -794,6 +794,9 @@ def verify_math(
     unique = list(dict.fromkeys(found.boxes))
     if len(unique) > 1 and pg.multi:
         candidates.insert(0, (", ".join(unique), None))  # together the answer: compared first
+    interval = _inequality_interval(found.text) if _is_interval(pg.parsed) else None
+    if interval:
+        candidates.insert(0, (interval, None))  # 1 \le x \le 3 -> [1, 3]
     values = _solution_values(found.text)
     if values and pg.multi:
         candidates.insert(0, (values, None))  # x = 3 or x = 5 -> 3, 5
@@ -828,6 +831,57 @@ def _solution_values(text: str) -> str | None:
         return None
     values = [_VAR_EQ_RE.sub("", p).strip() for p in parts]
     return ", ".join(values) if all(values) and all("=" not in v for v in values) else None
+
+
+_LESS = r"(\\leq?(?:slant)?|<|\\lt|\\geq?(?:slant)?|>|\\gt)"
+_CHAIN_RE = re.compile(r"(.+?)" + _LESS + r"([a-zA-Z])" + _LESS + r"(.+)")
+_ONE_SIDE_RE = re.compile(r"([a-zA-Z])" + _LESS + r"(.+)")
+_ONE_SIDE_REV_RE = re.compile(r"(.+?)" + _LESS + r"([a-zA-Z])")
+_IN_RE = re.compile(r"[a-zA-Z]\\in(.+)")
+
+
+def _is_interval(parsed: list[Any]) -> bool:
+    from sympy import Interval, Union
+
+    return bool(parsed) and isinstance(parsed[0], Interval | Union)
+
+
+def _inequality_interval(text: str) -> str | None:
+    """An interval written as an inequality (`1 \\le x \\le 3` -> `[1, 3]`, `x > 2` ->
+    `(2, \\infty)`, `x \\in [1, 3]` -> `[1, 3]`), else None."""
+    t = _norm(text)
+    if m := _IN_RE.fullmatch(t):
+        return m.group(1)
+    if m := _CHAIN_RE.fullmatch(t):
+        lo, op1, _, op2, hi = m.groups()
+        if _greater(op1) and _greater(op2):
+            lo, op1, hi, op2 = hi, op2, lo, op1  # 3 \ge x \ge 1
+        elif _greater(op1) or _greater(op2):
+            return None
+        return ("[" if _closed(op1) else "(") + f"{lo}, {hi}" + ("]" if _closed(op2) else ")")
+    if m := _ONE_SIDE_RE.fullmatch(t):
+        op, v = m.group(2), m.group(3)
+    elif m := _ONE_SIDE_REV_RE.fullmatch(t):  # 1 \le x is x \ge 1
+        v, op = m.group(1), _flip(m.group(2))
+    else:
+        return None
+    if _greater(op):
+        return ("[" if _closed(op) else "(") + f"{v}, \\infty)"
+    return f"(-\\infty, {v}" + ("]" if _closed(op) else ")")
+
+
+def _flip(op: str) -> str:
+    if op in "<>":
+        return "<" if op == ">" else ">"
+    return ("\\g" if op.startswith("\\l") else "\\l") + op[2:]
+
+
+def _greater(op: str) -> bool:
+    return op.startswith(("\\g", ">"))
+
+
+def _closed(op: str) -> bool:
+    return op.startswith(("\\le", "\\ge"))
 
 
 def _gold_is_multi(gold: str | None, gtext: str, cache: GoldCache) -> bool:

@@ -564,3 +564,24 @@ SOLUTION_EQUATIONS = [
 @pytest.mark.parametrize("gold,content,want", SOLUTION_EQUATIONS)
 def test_solution_list_as_equations(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B11. an interval written as an inequality is that interval
+INEQUALITIES = [
+    ("[1,3]", "\\boxed{1 \\le x \\le 3}", "correct"),  # grader
+    ("(1,3]", "\\boxed{1 < x \\leq 3}", "correct"),
+    ("[2, \\infty)", "\\boxed{x \\geq 2}", "correct"),
+    ("(-\\infty, 5)", "\\boxed{x < 5}", "correct"),
+    ("[1,3]", "\\boxed{3 \\ge x \\ge 1}", "correct"),
+    ("[1,3]", "\\boxed{x \\in [1, 3]}", "correct"),
+    ("(2, \\infty)", "\\boxed{2 < x}", "correct"),
+    ("[1,3]", "\\boxed{1 < x \\le 3}", "wrong"),  # reverse: closedness counts
+    ("[1,3]", "\\boxed{1 \\le x \\le 4}", "wrong"),
+    ("[2, \\infty)", "\\boxed{x > 2}", "wrong"),
+    ("(-\\infty, 5)", "\\boxed{x > 5}", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", INEQUALITIES)
+def test_interval_as_inequality(gold, content, want):
+    assert _math(gold, content) == want
