@@ -306,6 +306,22 @@ _SAME_COMMANDS = (("\\lbrace", "\\{"), ("\\rbrace", "\\}"), ("\\varnothing", "\\
                   ("\\mathbb{R}", "(-\\infty, \\infty)"), ("\\mathbb R", "(-\\infty, \\infty)"))  # fmt: skip
 # 1.5e-4, 8.67E+19: a number in E notation (never Euler's e: digits on both sides, no space)
 _E_NOTATION_RE = re.compile(r"(?<![\w.\\])((?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)(?![\w.])")
+# a repeating decimal: 0.\overline{3}, 1.\overline{9}, 0.1\overline{6}
+_REPEATING_RE = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\overline\s*\{\s*(\d+)\s*\}")
+
+
+def _repeating_fraction(m: re.Match[str]) -> str:
+    """`0.1\\overline{6}` -> `\\frac{1}{6}` (the exact value of a repeating decimal)."""
+    whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+    value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(rep), 10 ** len(fixed) * (10 ** len(rep) - 1))
+    return (
+        str(value.numerator)
+        if value.denominator == 1
+        else f"\\frac{{{value.numerator}}}{{{value.denominator}}}"
+    )
+
+
 _OPNAME_RE = re.compile(r"\\operatorname\*?\s*\{\s*([A-Za-z]+)\s*\}")
 
 
@@ -316,7 +332,7 @@ def normalize_latex(s: str) -> str:
     become the plain letter (so `e` is Euler's number on both sides; units such as `\\mathrm{m}`
     are left to math-verify); `\\operatorname{sin}` becomes
     `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
-    `\\dbinom`/`\\tbinom` -> `\\binom`, E notation `1.5e-4` -> `1.5\\times 10^{-4}`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
+    `\\dbinom`/`\\tbinom` -> `\\binom`, repeating decimals `0.\\overline{3}` -> `\\frac{1}{3}`, E notation `1.5e-4` -> `1.5\\times 10^{-4}`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
     `\\emptyset`, `\\mathbb{R}` -> `(-\\infty, \\infty)`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
     degree signs become their LaTeX commands.
     """
@@ -327,6 +343,8 @@ def normalize_latex(s: str) -> str:
         s = _E_NOTATION_RE.sub(r"\1\\times 10^{\2}", s)
     if "\\" not in s:
         return s
+    if "overline" in s:
+        s = _REPEATING_RE.sub(_repeating_fraction, s)
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
     s = re.sub(r"\\[dt]binom(?![a-zA-Z])", r"\\binom", s)
     s = _UPRIGHT_RE.sub(r"\1", s)

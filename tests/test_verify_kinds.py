@@ -585,3 +585,21 @@ INEQUALITIES = [
 @pytest.mark.parametrize("gold,content,want", INEQUALITIES)
 def test_interval_as_inequality(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B14. a repeating decimal is its exact value
+REPEATING = [
+    ("\\frac{1}{3}", "\\boxed{0.\\overline{3}}", "correct"),  # grader
+    ("2", "\\boxed{1.\\overline{9}}", "correct"),  # grader
+    ("\\frac{1}{6}", "\\boxed{0.1\\overline{6}}", "correct"),
+    ("\\frac{4}{33}", "\\boxed{0.\\overline{12}}", "correct"),
+    ("-\\frac{7}{3}", "\\boxed{-2.\\overline{3}}", "correct"),
+    ("\\frac{1}{3}", "\\boxed{0.\\overline{4}}", "wrong"),  # reverse
+    ("\\frac{1}{6}", "\\boxed{0.\\overline{16}}", "wrong"),
+    ("\\frac{1}{3}", "\\boxed{0.3}", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", REPEATING)
+def test_repeating_decimals(gold, content, want):
+    assert _math(gold, content) == want
