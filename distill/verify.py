@@ -306,6 +306,8 @@ _SAME_COMMANDS = (("\\lbrace", "\\{"), ("\\rbrace", "\\}"), ("\\varnothing", "\\
                   ("\\mathbb{R}", "(-\\infty, \\infty)"), ("\\mathbb R", "(-\\infty, \\infty)"))  # fmt: skip
 # 1.5e-4, 8.67E+19: a number in E notation (never Euler's e: digits on both sides, no space)
 _E_NOTATION_RE = re.compile(r"(?<![\w.\\])((?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)(?![\w.])")
+# 1\ 000, 1\,234\,567, 10~000: digits grouped by a LaTeX space (a thousands separator)
+_SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.])\d{1,3}(?:(?:\\[ ,;:]|~|\\thinspace\s*)\d{3})+(?!\d)")
 # a repeating decimal: 0.\overline{3}, 1.\overline{9}, 0.1\overline{6}
 _REPEATING_RE = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\overline\s*\{\s*(\d+)\s*\}")
 
@@ -332,7 +334,7 @@ def normalize_latex(s: str) -> str:
     become the plain letter (so `e` is Euler's number on both sides; units such as `\\mathrm{m}`
     are left to math-verify); `\\operatorname{sin}` becomes
     `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
-    `\\dbinom`/`\\tbinom` -> `\\binom`, repeating decimals `0.\\overline{3}` -> `\\frac{1}{3}`, E notation `1.5e-4` -> `1.5\\times 10^{-4}`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
+    `\\dbinom`/`\\tbinom` -> `\\binom`, digits grouped by spaces `1\\ 000` -> `1000`, repeating decimals `0.\\overline{3}` -> `\\frac{1}{3}`, E notation `1.5e-4` -> `1.5\\times 10^{-4}`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
     `\\emptyset`, `\\mathbb{R}` -> `(-\\infty, \\infty)`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
     degree signs become their LaTeX commands.
     """
@@ -341,6 +343,8 @@ def normalize_latex(s: str) -> str:
             s = s.replace(u, latex)
     if "e" in s or "E" in s:
         s = _E_NOTATION_RE.sub(r"\1\\times 10^{\2}", s)
+    if "~" in s or "\\" in s:
+        s = _SPACED_THOUSANDS_RE.sub(lambda m: re.sub(r"\D", "", m.group(0)), s)
     if "\\" not in s:
         return s
     if "overline" in s:

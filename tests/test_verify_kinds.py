@@ -603,3 +603,21 @@ REPEATING = [
 @pytest.mark.parametrize("gold,content,want", REPEATING)
 def test_repeating_decimals(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B17. a space (any LaTeX space) between digit groups is a thousands separator
+SPACED_THOUSANDS = [
+    ("1000", "\\boxed{1\\ 000}", "correct"),  # grader
+    ("1234567", "\\boxed{1\\,234\\,567}", "correct"),
+    ("10000", "\\boxed{10~000}", "correct"),
+    ("250000", "The answer is $250\\;000$.", "correct"),
+    ("1000.5", "\\boxed{1\\ 000.5}", "correct"),
+    ("1000", "\\boxed{1\\ 001}", "wrong"),  # reverse
+    ("1000", "\\boxed{1, 000}", "wrong"),  # a list, as before
+    ("1000", "\\boxed{10\\ 00}", "wrong"),  # not groups of three
+]
+
+
+@pytest.mark.parametrize("gold,content,want", SPACED_THOUSANDS)
+def test_spaced_thousands(gold, content, want):
+    assert _math(gold, content) == want
