@@ -799,6 +799,10 @@ def verify_math(
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
     gtext = gold_text(gold)
+    gold_letter = _letter(gtext) if "(" in gtext or "\\" in gtext or len(gtext) == 1 else None
+    said = _leading_letter(found.text) if gold_letter else None
+    if gold_letter and said:  # AMC style: "(B) 12" against the gold letter (B)
+        return Verdict("correct" if said == gold_letter else "wrong", found.text, f"choice {said}" + where)
     listed = list(dict.fromkeys(listed_boxes(content))) if found.source == "answer" and found.boxes else []
     if len(listed) > 1 and not _gold_is_multi(gold, gtext, cache):
         return Verdict("wrong", ", ".join(listed), "several values listed, the gold has one" + where)
@@ -904,6 +908,16 @@ def _greater(op: str) -> bool:
 
 def _closed(op: str) -> bool:
     return op.startswith(("\\le", "\\ge"))
+
+
+_LEADING_LETTER_RE = re.compile(r"(?:\\text(?:bf|rm)?\s*\{\s*|\\mathbf\s*\{\s*)?\(([A-J])\)")
+
+
+def _leading_letter(text: str) -> str | None:
+    """The option letter an answer starts with (`\\text{(B) } 12`, `(C)\\ 7`), or the letter
+    written alone (`B`, `\\textbf{(B)}`), else None."""
+    m = _LEADING_LETTER_RE.match(text.strip().strip("$").strip())
+    return m.group(1) if m else _letter(text)
 
 
 def _gold_is_multi(gold: str | None, gtext: str, cache: GoldCache) -> bool:

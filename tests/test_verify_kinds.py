@@ -621,3 +621,21 @@ SPACED_THOUSANDS = [
 @pytest.mark.parametrize("gold,content,want", SPACED_THOUSANDS)
 def test_spaced_thousands(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B18. math with a letter gold (AMC style): the option letter the answer gives, value or not
+LETTER_GOLD = [
+    ("\\text{(B)}", "$\\boxed{\\text{(B) } 12}$", "correct"),  # grader
+    ("\\text{(B)}", "$\\boxed{\\textbf{(B)}}$", "correct"),
+    ("\\text{(B)}", "$\\boxed{B}$", "correct"),
+    ("(D)", "The answer is $\\boxed{(D)\\ 7}$.", "correct"),
+    ("\\textbf{(E)}", "$\\boxed{\\textbf{(E) }\\frac{1}{2}}$", "correct"),
+    ("\\text{(B)}", "$\\boxed{\\text{(C) } 12}$", "wrong"),  # reverse
+    ("\\text{(B)}", "$\\boxed{\\text{(C)}}$", "wrong"),
+    ("(D)", "The answer is $\\boxed{(A)\\ 7}$.", "wrong"),
+]
+
+
+@pytest.mark.parametrize("gold,content,want", LETTER_GOLD)
+def test_letter_gold_in_math(gold, content, want):
+    assert _math(gold, content) == want
