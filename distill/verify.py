@@ -225,6 +225,30 @@ _CORRECTION_RE = re.compile(
 _SENTENCE_END_RE = re.compile(r"(?<!\d)\.(?!\d)|\n|;")
 
 
+_DISCARDED_BEFORE_RE = re.compile(
+    r"(?i)\b(?:(?:earlier|previous|initial|wrong|incorrect|mistaken|rejected)\s+"
+    r"(?:guess|answer|attempt|result|value|try)|first\s+(?:guess|attempt|try))\b"
+)
+_DISCARDED_AFTER_RE = re.compile(
+    r"(?i)^[^.\n;\\]*?\b(?:was|is|were)\s+(?:wrong|incorrect|a\s+mistake|an\s+error|not\s+(?:right|correct))\b"
+)
+
+
+def _discarded(text: str, start: int, end: int) -> bool:
+    """Whether the sentence holding the box at [start, end) discards it ("Note: an earlier guess
+    of $\\boxed{5}$ was wrong.")."""
+    before = re.split(r"(?<!\d)\.(?!\d)|\n", text[max(0, start - 300) : start])[-1]
+    return bool(_DISCARDED_BEFORE_RE.search(before) or _DISCARDED_AFTER_RE.match(text[end : end + 300]))
+
+
+def _drop_discarded(text: str) -> str:
+    """`text` with the boxes it discards (see `_discarded`) blanked out."""
+    for a, e, _ in reversed(_box_spans(text)):
+        if _discarded(text, a, e):
+            text = text[:a] + " " * (e - a) + text[e:]
+    return text
+
+
 def _correction(content: str, after: int, timeout_s: float | None) -> list[Any]:
     """math-verify's reading of the value a correction after position `after` states
     ("The answer is 12. Actually, wait — it's 13." -> 13), or [] when there is none."""
@@ -259,7 +283,8 @@ def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0
     A draft box in the reasoning never overrides an answer the answer part states, and a stated
     correction after the answer ("Actually, wait — it's 13.") replaces it.
     """
-    found = _boxes(content or "")
+    content = _drop_discarded(content or "")
+    found = _boxes(content)
     boxes = [b for _, b in found]
     corrected = _correction(content or "", found[-1][0] if found else 0, timeout_s)
     if corrected:
@@ -803,7 +828,11 @@ def verify_math(
     said = _leading_letter(found.text) if gold_letter else None
     if gold_letter and said:  # AMC style: "(B) 12" against the gold letter (B)
         return Verdict("correct" if said == gold_letter else "wrong", found.text, f"choice {said}" + where)
-    listed = list(dict.fromkeys(listed_boxes(content))) if found.source == "answer" and found.boxes else []
+    listed = (
+        list(dict.fromkeys(listed_boxes(_drop_discarded(content or ""))))
+        if found.source == "answer" and found.boxes
+        else []
+    )
     if len(listed) > 1 and not _gold_is_multi(gold, gtext, cache):
         return Verdict("wrong", ", ".join(listed), "several values listed, the gold has one" + where)
     if _percent_equal(gtext, found.text):

@@ -639,3 +639,21 @@ LETTER_GOLD = [
 @pytest.mark.parametrize("gold,content,want", LETTER_GOLD)
 def test_letter_gold_in_math(gold, content, want):
     assert _math(gold, content) == want
+
+
+# B10. a box the text discards (a side note about an earlier guess) is not the answer
+SIDE_NOTE = "The answer is $\\boxed{6}$.\n\nNote: an earlier guess of $\\boxed{5}$ was wrong."
+DISCARDED_BOXES = [
+    ("6", SIDE_NOTE, "correct"),  # grader
+    ("5", SIDE_NOTE, "wrong"),  # reverse
+    ("6", "So $\\boxed{6}$. (My initial answer $\\boxed{4}$ missed a case.)", "correct"),
+    ("6", "$\\boxed{6}$ is the answer; $\\boxed{7}$ is incorrect because it double counts.", "correct"),
+    ("6", "The previous attempt gave $\\boxed{8}$. The answer is 6.", "correct"),
+    ("8", "The previous attempt gave $\\boxed{8}$. The answer is 6.", "wrong"),
+    ("7", "First $a = \\boxed{3}$, then the total is $\\boxed{7}$.", "correct"),  # nothing discarded
+]
+
+
+@pytest.mark.parametrize("gold,content,want", DISCARDED_BOXES)
+def test_discarded_box_is_not_the_answer(gold, content, want):
+    assert _math(gold, content) == want
