@@ -1455,7 +1455,19 @@ def verify(
 
     `choices` (multiple choice): the record's options, which fix the valid letters; without them
     the options listed in `problem` do, else A-J.
+
+    A `content` that still holds its reasoning block (`<think>…</think>answer`, or a lone
+    `…</think>answer`) is split first with `distill.ingest.split_reasoning`, so a draft box inside
+    the block is reasoning, never the answer; a block that never closes leaves no answer
+    (`no_answer`).
     """
+    from distill.ingest import THOUGHT_MARKERS, split_reasoning  # stdlib only; lazy: no cycle
+
+    if content and any(close in content or open_ in content for open_, close in THOUGHT_MARKERS):
+        inner, content, closed = split_reasoning(content)
+        if not closed:
+            return Verdict("no_answer", None, "the reasoning block never closes (truncated)")
+        reasoning = "\n\n".join(r for r in (reasoning, inner) if r)
     kind = verifier_for(domain, gold)
     if kind == "none":
         v = Verdict("unverifiable", None, "domain has no verifier")

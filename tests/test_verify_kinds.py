@@ -657,3 +657,23 @@ DISCARDED_BOXES = [
 @pytest.mark.parametrize("gold,content,want", DISCARDED_BOXES)
 def test_discarded_box_is_not_the_answer(gold, content, want):
     assert _math(gold, content) == want
+
+
+# C19. a content that still holds its reasoning block is split first: the draft box inside it
+# is reasoning, and an unclosed block leaves no answer
+RAW_CONTENT = [
+    ("73", "<think>Draft: $\\boxed{12}$.</think>\n\nThe answer is 73.", "correct"),  # grader
+    ("12", "<think>Draft: $\\boxed{12}$.</think>\n\nThe answer is 73.", "wrong"),  # reverse
+    ("73", "Draft: $\\boxed{12}$.</think>\n\nThe answer is $\\boxed{73}$.", "correct"),  # lone close tag
+    ("73", "<|begin_of_thought|>so \\boxed{12}<|end_of_thought|>\n\nFinal answer: 73", "correct"),
+    ("12", "<think>so it is \\boxed{12}</think>\n\n", "correct"),  # empty answer: reasoning fallback
+    ("42", "<think>So the answer is $\\boxed{42}$. But let me verify", "no_answer"),  # truncated
+]
+
+
+@pytest.mark.parametrize("gold,content,want", RAW_CONTENT)
+def test_content_with_think_block_is_split(gold, content, want):
+    from distill.verify import verify_record
+
+    assert _math(gold, content) == want
+    assert verify_record({"content": content, "domain": "math", "answer": gold}).status == want
