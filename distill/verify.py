@@ -791,6 +791,9 @@ def _compare(
     based = _same_base_number(pg.text, pred_text)
     if based is not None:
         return based, "number in base b"
+    words = _words_answer(pg.text)
+    if words:
+        return _plain_words(pred_text).rstrip(".!") == words, "words"
     if _units_differ(pg.text, pred_text):
         return False, "different units"
     if _set_against_tuple(pg.text, pred_text):
@@ -820,6 +823,11 @@ def verify_math(
     """
     cache = cache or GoldCache(timeout_s=timeout_s)
     found = find_answer(content, reasoning, timeout_s)
+    words = _words_answer(gold_text(gold))
+    if words and (found is None or not found.boxes):  # "The answer is **Monday**."
+        said = _stated_words(content)
+        if said:
+            return Verdict("correct" if said == words else "wrong", said, "words")
     if found is None:
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
@@ -947,6 +955,35 @@ def _leading_letter(text: str) -> str | None:
     written alone (`B`, `\\textbf{(B)}`), else None."""
     m = _LEADING_LETTER_RE.match(text.strip().strip("$").strip())
     return m.group(1) if m else _letter(text)
+
+
+_WORDS_RE = re.compile(r"[a-z][a-z'\- ]*[a-z]")
+_STYLED_RE = re.compile(r"\s*\\(?:text(?:bf|rm|it|sf|tt)?|math(?:rm|bf|it|sf)|mbox)\s*\{[^{}]*\}\s*\.?")
+
+
+def _words_answer(gold: str) -> str | None:
+    """The words of a gold that is a word answer (`\\text{Monday}`, `Monday`, `\\text{no solution}`),
+    lower-cased, else None. A plain gold counts only as a word of 3 or more letters (not `xy`)."""
+    styled = _STYLED_RE.fullmatch(gold)
+    plain = _plain_words(gold).rstrip(".")
+    if not _WORDS_RE.fullmatch(plain) or not (
+        styled or re.fullmatch(r"[A-Za-z]{3,}(?: [A-Za-z]+)*", gold.strip())
+    ):
+        return None
+    return plain
+
+
+def _stated_words(content: str) -> str | None:
+    """The words an answer statement gives ("The answer is **Monday**." -> "monday"), else None."""
+    last = None
+    for m in _STATES_ANSWER_RE.finditer(content or ""):
+        last = m
+    if last is None:
+        return None
+    tail = content[last.end() - 1 :]  # the regex ends on the answer's first character
+    tail = re.split(r"(?<!\d)[.!;,\n]", tail, maxsplit=1)[0]
+    said = _plain_words(tail).rstrip(".!")
+    return said if _WORDS_RE.fullmatch(said) else None
 
 
 def _gold_is_multi(gold: str | None, gtext: str, cache: GoldCache) -> bool:

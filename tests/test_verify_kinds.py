@@ -677,3 +677,21 @@ def test_content_with_think_block_is_split(gold, content, want):
 
     assert _math(gold, content) == want
     assert verify_record({"content": content, "domain": "math", "answer": gold}).status == want
+
+
+# B13. a word answer compares as words, stated in prose (bold or not) or boxed
+WORD_ANSWERS = [
+    ("\\text{Monday}", "The answer is **Monday**.", "correct"),  # grader
+    ("\\text{Monday}", "Final Answer: Tuesday", "wrong"),  # reverse
+    ("\\text{Monday}", "$\\boxed{\\textbf{Monday}}$", "correct"),
+    ("\\text{no solution}", "The answer is: no solution.", "correct"),
+    ("Monday", "The answer is $\\text{monday}$.", "correct"),
+    ("\\text{odd}", "$\\boxed{\\text{even}}$", "wrong"),
+    ("\\text{Monday}", "The answer is **yadnoM**.", "wrong"),  # not math-verify's product of letters
+    ("12", "The answer is twelve, as shown above.", "no_answer"),  # a number gold: unchanged
+]
+
+
+@pytest.mark.parametrize("gold,content,want", WORD_ANSWERS)
+def test_word_answers(gold, content, want):
+    assert _math(gold, content) == want
