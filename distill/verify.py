@@ -832,7 +832,8 @@ def verify_math(
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
     gtext = gold_text(gold)
-    gold_letter = _letter(gtext) if "(" in gtext or "\\" in gtext or len(gtext) == 1 else None
+    marked = "(" in gtext or "\\text" in gtext or (len(gtext) == 1 and gtext.isupper())  # not e, x
+    gold_letter = _letter(gtext) if marked else None
     said = _leading_letter(found.text) if gold_letter else None
     if gold_letter and said:  # AMC style: "(B) 12" against the gold letter (B)
         return Verdict("correct" if said == gold_letter else "wrong", found.text, f"choice {said}" + where)

@@ -695,3 +695,8 @@ WORD_ANSWERS = [
 @pytest.mark.parametrize("gold,content,want", WORD_ANSWERS)
 def test_word_answers(gold, content, want):
     assert _math(gold, content) == want
+
+
+def test_lower_case_gold_is_not_an_option_letter():  # Euler's e compares as a number
+    assert _math("e", "$\\boxed{\\mathrm{e}}$") == "correct"
+    assert _math("B", "$\\boxed{\\text{(B) } 4}$") == "correct"
