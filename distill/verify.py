@@ -237,7 +237,8 @@ _DISCARDED_AFTER_RE = re.compile(
 def _discarded(text: str, start: int, end: int) -> bool:
     """Whether the sentence holding the box at [start, end) discards it ("Note: an earlier guess
     of $\\boxed{5}$ was wrong.")."""
-    before = re.split(r"(?<!\d)\.(?!\d)|\n", text[max(0, start - 300) : start])[-1]
+    before = text[max(0, start - 300) : start]
+    before = before[max(before.rfind("\n"), before.rfind(". ")) + 1 :]
     return bool(_DISCARDED_BEFORE_RE.search(before) or _DISCARDED_AFTER_RE.match(text[end : end + 300]))
 
 
@@ -839,7 +840,7 @@ def verify_math(
         return Verdict("correct" if said == gold_letter else "wrong", found.text, f"choice {said}" + where)
     listed = (
         list(dict.fromkeys(listed_boxes(_drop_discarded(content or ""))))
-        if found.source == "answer" and found.boxes
+        if found.source == "answer" and len(found.boxes) > 1
         else []
     )
     if len(listed) > 1 and not _gold_is_multi(gold, gtext, cache):
@@ -965,6 +966,8 @@ _STYLED_RE = re.compile(r"\s*\\(?:text(?:bf|rm|it|sf|tt)?|math(?:rm|bf|it|sf)|mb
 def _words_answer(gold: str) -> str | None:
     """The words of a gold that is a word answer (`\\text{Monday}`, `Monday`, `\\text{no solution}`),
     lower-cased, else None. A plain gold counts only as a word of 3 or more letters (not `xy`)."""
+    if not gold or any(c.isdigit() for c in gold):
+        return None
     styled = _STYLED_RE.fullmatch(gold)
     plain = _plain_words(gold).rstrip(".")
     if not _WORDS_RE.fullmatch(plain) or not (
