@@ -222,6 +222,7 @@ _CORRECTION_RE = re.compile(
     r"[^.\n]*?\b(?:it'?s|it\s+is|it\s+should\s+be|should\s+be|must\s+be|is\s+actually"
     r"|answer\s+(?:is|should\s+be|must\s+be)|answer\s*[:=])[*\s:]*"
 )
+_VALUE_START_RE = re.compile(r"[\s*$]*(?:[-+(\[\\\d.]|[a-zA-Z]\s*=)")
 _SENTENCE_END_RE = re.compile(r"(?<!\d)\.(?!\d)|\n|;")
 
 
@@ -261,7 +262,7 @@ def _correction(content: str, after: int, timeout_s: float | None) -> list[Any]:
     tail = content[last.end() :]
     end = _SENTENCE_END_RE.search(tail)
     tail = tail[: end.start()] if end else tail
-    if not tail.strip():
+    if not _VALUE_START_RE.match(tail):  # "Wait, it's worth noting that n = 5 fails": no value
         return []
     from math_verify import parse
 

@@ -373,6 +373,8 @@ CORRECTIONS = [
     ("12", "The answer is $\\boxed{12}$. Wait, let me double-check: yes.", "correct"),
     ("12", "Wait, it's 13? No. Checking again gives $\\boxed{12}$.", "correct"),
     ("12", "The answer is $\\boxed{12}$. No other value works.", "correct"),
+    ("12", "The answer is $\\boxed{12}$. Wait, it's worth noting that $n = 5$ fails.", "correct"),
+    ("13", "The answer is 12. Wait, no: it's $x = 13$.", "correct"),
 ]
 
 
