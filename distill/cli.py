@@ -720,18 +720,35 @@ def select(
     per_prompt: Annotated[int, typer.Option(help="Traces taken per chosen prompt.")] = 1,
     prefer: Annotated[
         str | None,
-        typer.Option(help="Which traces of a prompt: longest | shortest | random (default: by strategy)."),
+        typer.Option(
+            help="Length: longest | shortest | mix (long and short alternately) | random traces of a "
+            "prompt, and prompts ordered the same way (default: longest for s1/limo, random for random)."
+        ),
     ] = None,
     student_results: Annotated[
         str | None,
-        typer.Option(help="`distill eval` output run on the prompts: the student pass rate per prompt (s1)."),
+        typer.Option(
+            help="`distill eval` output run on the prompts: the student's pass rate per prompt "
+            "(s1 drops what it solves; limo's band applies to it)."
+        ),
     ] = None,
     solved_at: Annotated[
         float, typer.Option(help="s1: a student pass rate >= this counts as solved (prompt dropped).")
     ] = 0.5,
+    difficulty: Annotated[
+        str,
+        typer.Option(
+            help="limo: whose pass rate the band applies to: teacher | student | auto "
+            "(student with --student-results)."
+        ),
+    ] = "auto",
     band: Annotated[
-        str, typer.Option(help="limo: teacher pass-rate band LO:HI, inclusive (1/32:3/32, 0.05:0.25).")
-    ] = "1/32:3/32",
+        str | None,
+        typer.Option(
+            help="limo: pass-rate band LO:HI, inclusive (default 1/32:3/32 of the teacher's samples, "
+            "0:1/4 of the student's)."
+        ),
+    ] = None,
     balance: Annotated[
         str, typer.Option(help="Levels drawn uniformly, in order, comma-separated: domain, source, topic.")
     ] = "domain,source",
@@ -759,6 +776,7 @@ def select(
         prefer=prefer,
         student_results=student_results,
         solved_at=solved_at,
+        difficulty=difficulty,
         band=band,
         balance=[b.strip() for b in balance.split(",") if b.strip()],
         topic_model=topic_model,
