@@ -792,6 +792,131 @@ def select(
     )
 
 
+# ---------------------------------------------------------------------------- sweep
+
+
+@app.command()
+def sweep(
+    data: Annotated[str, typer.Option(help="`distill filter` output folder (or its kept/ folder).")],
+    student: Annotated[str, typer.Option(help="Student card, local model folder or Hub id.")],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="Sweep folder: a subfolder per point, sweep.json, sweep.png."),
+    ],
+    budgets: Annotated[
+        str, typer.Option(help="Trace budgets, comma-separated; 'all' = every kept trace (the reference).")
+    ] = "250,1000,4000,all",
+    strategies: Annotated[
+        str, typer.Option(help="Selection strategies, comma-separated: limo, s1, random.")
+    ] = "limo,s1,random",
+    seeds: Annotated[str, typer.Option(help="Seeds, comma-separated: each point runs once per seed.")] = "0",
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="Registry benchmarks, comma-separated (as distill eval).")
+    ] = None,
+    benchmark_file: Annotated[
+        list[str] | None, typer.Option(help="Local benchmark .jsonl (id, problem, answer); repeatable.")
+    ] = None,
+    benchmarks_dir: Annotated[
+        str | None, typer.Option(help="Folder with <name>.jsonl to use for registry names offline.")
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Equal compute: optimizer steps per point (default: one epoch of the largest budget)."
+        ),
+    ] = None,
+    equal_epochs: Annotated[
+        bool, typer.Option("--equal-epochs", help="Train every point --epochs epochs instead of equal steps.")
+    ] = False,
+    epochs: Annotated[
+        float | None, typer.Option(help="Epochs per point with --equal-epochs (default: the card's).")
+    ] = None,
+    reference: Annotated[
+        bool,
+        typer.Option("--reference/--no-reference", help="Train the full-data student as the reference line."),
+    ] = True,
+    student_results: Annotated[
+        str | None,
+        typer.Option(
+            help="`distill eval` output on the prompts: student-aware s1 / limo (as distill select)."
+        ),
+    ] = None,
+    select_opt: Annotated[
+        list[str] | None,
+        typer.Option("--select", help="A distill select option for every point, KEY=VALUE (band=0.25:0.75)."),
+    ] = None,
+    train_opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--train", help="A distill train option for every point, KEY=VALUE (learning_rate=1e-5)."
+        ),
+    ] = None,
+    eval_opt: Annotated[
+        list[str] | None,
+        typer.Option("--eval", help="A distill eval option for every point, KEY=VALUE (num_samples=4)."),
+    ] = None,
+    plan: Annotated[
+        bool,
+        typer.Option("--plan", help="Print the points, steps, tokens and training GPU hours; run nothing."),
+    ] = False,
+    gpu_tflops: Annotated[
+        float, typer.Option(help="--plan: sustained bf16 TFLOP/s per GPU (H100 ~400 at 40% MFU).")
+    ] = 400.0,
+    overwrite: Annotated[
+        bool, typer.Option(help="Redo every point, replacing outputs made with another config.")
+    ] = False,
+) -> None:
+    """Accuracy against data budget: select → train → eval per (strategy, budget, seed), one chart."""
+    import logging
+
+    from distill.sweep import SweepConfig, parse_override
+    from distill.sweep import run as run_sweep
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    def overrides(values: list[str] | None, flag: str) -> dict[str, Any]:
+        return dict(run_stage(parse_override, v, flag) for v in values or [])
+
+    def ints(text: str, flag: str) -> list[int]:
+        try:
+            return [int(x) for x in _split([text])]
+        except ValueError:
+            fail(f"{flag}: expected comma-separated integers, got '{text}'")
+            raise  # unreachable
+
+    select_overrides = overrides(select_opt, "--select")
+    if student_results:
+        select_overrides["student_results"] = student_results
+    cfg = SweepConfig(
+        data=data,
+        student=student,
+        output=output,
+        budgets=_split([budgets]),
+        strategies=_split([strategies]),
+        seeds=ints(seeds, "--seeds"),
+        benchmarks=_split(benchmark),
+        benchmark_files=list(benchmark_file or []),
+        benchmarks_dir=benchmarks_dir,
+        steps=steps,
+        equal_epochs=equal_epochs,
+        epochs=epochs,
+        reference=reference,
+        select=select_overrides,
+        train=overrides(train_opt, "--train"),
+        eval=overrides(eval_opt, "--eval"),
+        plan=plan,
+        gpu_tflops=gpu_tflops,
+        overwrite=overwrite,
+    )
+    result = run_stage(run_sweep, cfg)
+    if plan:
+        print(
+            f"distill sweep --plan: {len(result['points'])} points, {result['gpu_hours']:.2f} GPU hours of training"
+        )
+    else:
+        print(f"distill sweep: {len(result['points'])} points -> {output}/sweep.json, {result['chart']}")
+
+
 # ---------------------------------------------------------------------------- report
 
 
