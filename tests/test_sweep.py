@@ -74,6 +74,16 @@ def test_sweep_end_to_end_resumes_and_reports_the_eval_numbers(pool, tiny_qwen, 
     summary = {(s["strategy"], s["budget"]): s for s in result["summary"]}
     assert summary[("all", None)]["pass_at_1"]["bench"]["mean"] == result["points"][0]["pass_at_1"]["bench"]
 
+    # `distill report` on a folder holding the sweep shows its table and chart, not 9 stage folders
+    from distill.report import ReportConfig
+    from distill.report import run as report
+
+    rep = report(ReportConfig(run_dir=str(tmp_path)))
+    md = Path(rep["report"]).read_text()
+    assert "## Accuracy against data budget: `sweep`" in md and "| random | 5 | 5 | 1 |" in md
+    assert "sweep-sweep.png" in rep["charts"] and "loss.png" not in rep["charts"]
+    assert rep["stages"] == {"sweep": 1}
+
     # a re-run skips every finished point; a wider sweep runs only its new points
     stamps = {n: (out / n / "point.json").stat().st_mtime_ns for n in names}
     run(_cfg(pool, tiny_qwen, out))
