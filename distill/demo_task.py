@@ -43,8 +43,18 @@ class Problem:
     def answer(self) -> str:
         return str(self.a + self.b)
 
+    @property
+    def digits(self) -> int:
+        """Digits per operand: the problem's difficulty (one reasoning line per digit)."""
+        return len(str(self.a))
+
     def as_prompt(self) -> dict[str, str]:
         return {"id": self.id, "problem": self.text, "answer": self.answer}
+
+
+def digits_of(problem_id: str) -> int:
+    """Digits per operand of a problem from its id (`add-983-969` -> 3)."""
+    return len(problem_id.split("-")[1])
 
 
 def reasoning(p: Problem) -> str:
@@ -69,14 +79,20 @@ def answer_text(p: Problem) -> str:
     return f"The answer is \\boxed{{{p.a + p.b}}}."
 
 
-def make_problems(n: int, seed: int, exclude: set[Problem] | None = None) -> list[Problem]:
-    """`n` distinct random problems, none in `exclude`, deterministic under `seed`."""
+def make_problems(
+    n: int, seed: int, exclude: set[Problem] | None = None, digits: tuple[int, ...] = (3,)
+) -> list[Problem]:
+    """`n` distinct random problems, none in `exclude`, deterministic under `seed`.
+
+    Each problem adds two numbers of the same number of digits, drawn uniformly from `digits`.
+    """
     rng = random.Random(seed)
     exclude = exclude or set()
     seen: set[Problem] = set()
     out: list[Problem] = []
     while len(out) < n:
-        p = Problem(rng.randint(100, 999), rng.randint(100, 999))
+        d = rng.choice(digits)
+        p = Problem(rng.randint(10 ** (d - 1), 10**d - 1), rng.randint(10 ** (d - 1), 10**d - 1))
         if p in seen or p in exclude:
             continue
         seen.add(p)

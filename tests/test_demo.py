@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from distill.demo_task import Problem, gold_trace, make_problems, reasoning
+from distill.demo_task import Problem, digits_of, gold_trace, make_problems, reasoning
 from distill.verify import verify
 
 
@@ -29,6 +29,33 @@ def test_gold_chain_of_thought_adds_correctly_and_verifies():
         assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
     assert reasoning(Problem(983, 969)) == "3+9+0=12\n8+6+1=15\n9+9+1=19"
     assert gold_trace(Problem(983, 969))["content"] == "The answer is \\boxed{1952}."
+
+
+@pytest.mark.parametrize("digits", [2, 4, 5, 6])
+def test_gold_chain_of_thought_for_every_difficulty(digits):
+    problems = make_problems(200, seed=digits, digits=(digits,))
+    assert {p.digits for p in problems} == {digits} and {digits_of(p.id) for p in problems} == {digits}
+    for p in problems:
+        lines = reasoning(p).splitlines()
+        assert len(lines) == digits  # one line per column: more digits, a longer chain
+        carry, units = 0, []
+        for line, x, y in zip(lines, str(p.a)[::-1], str(p.b)[::-1], strict=True):
+            m = re.fullmatch(r"(\d)\+(\d)\+([01])=(\d\d)", line)
+            assert m and (m[1], m[2], int(m[3])) == (x, y, carry) and int(m[4]) == int(x) + int(y) + carry
+            carry, units = int(m[4]) // 10, [m[4][1], *units]
+        assert int(("1" if carry else "") + "".join(units)) == p.a + p.b
+        rec = gold_trace(p)
+        assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
+        wrong = dict(rec, content=f"The answer is \\boxed{{{p.a + p.b + 1}}}.")  # the reverse case
+        assert verify(wrong["content"], wrong["reasoning"], domain="math", gold=p.answer).status == "wrong"
+
+
+def test_mixed_difficulty_draws_every_digit_count():
+    problems = make_problems(1000, seed=0, digits=(2, 3, 4, 5))
+    counts = {d: sum(p.digits == d for p in problems) for d in (2, 3, 4, 5)}
+    assert all(200 <= n <= 300 for n in counts.values()), counts  # uniform over the digit counts
+    assert all(len(str(p.a)) == len(str(p.b)) for p in problems)
+    assert make_problems(1000, seed=0, digits=(2, 3, 4, 5)) == problems
 
 
 def test_problems_are_deterministic_distinct_and_exclusive():
