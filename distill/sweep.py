@@ -435,7 +435,7 @@ def plan(cfg: SweepConfig, pts: list[Point], total: int, steps: int | None, kept
 
     t = Table(title=f"distill sweep --plan: {len(rows)} points, {total} kept traces, student {model}")
     for col in ("point", "traces (at most)", "steps", "train tokens", "train GPU hours"):
-        t.add_column(col, justify="left" if col == "point" else "right")
+        t.add_column(col, justify="left" if col == "point" else "right", no_wrap=col == "point")
     for r in rows:
         t.add_row(
             r["point"], str(r["traces"]), str(r["steps"]), f"{r['train_tokens']:,}", f"{r['gpu_hours']:.2f}"
