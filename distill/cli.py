@@ -972,10 +972,17 @@ def demo(
             help="The same teacher; fewer prompts, student steps and eval problems (about 75 s on 2 cores)."
         ),
     ] = False,
+    study: Annotated[
+        bool,
+        typer.Option(
+            help="Then `distill sweep` on the kept traces: limo, s1, random at four budgets and two seeds, "
+            "with the full-data student as reference, into RUN/study and the report (~20 min on 2 cores)."
+        ),
+    ] = False,
 ) -> None:
     """Run a miniature R1 distillation end to end on CPU: teacher → traces → filter → students → eval → report."""
     from distill.demo import DemoConfig
     from distill.demo import run as run_demo
 
     output = output or ("runs/demo-quick" if quick else "runs/demo")
-    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick))
+    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick, study=study))

@@ -1,6 +1,6 @@
-"""The demo's synthetic reasoning task: 3-digit + 3-digit addition with a column-by-column chain of thought.
+"""The demo's synthetic reasoning task: addition of two n-digit numbers with a column-by-column chain of thought.
 
-    problems = make_problems(n=1000, seed=0, exclude=set())
+    problems = make_problems(n=1000, seed=0, exclude=set(), digits=(2, 3, 4, 5))
     rec = gold_trace(problem)        # a trace record with the gold reasoning and `\\boxed{sum}`
 
 The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit + carry in = column sum):
@@ -13,7 +13,8 @@ The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit
 
     The answer is \\boxed{1952}.
 
-Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,
+Difficulty is the number of digits: one reasoning line per digit, so a longer chain with more
+places to slip, and digits to find further back in the prompt. Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,
 so its single word 8-gram holds both numbers: the filter's 8-gram decontamination sees exactly the
 same problem, never a different one with the same wording.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -75,6 +76,8 @@ def test_a_run_folder_is_not_mixed_across_sizes_or_seeds(tmp_path):
         demo.prepare(tmp_path, demo.FULL, seed=0)
     with pytest.raises(UserError, match="other sizes or another seed"):
         demo.prepare(tmp_path, demo.QUICK, seed=1)
+    with pytest.raises(UserError, match="other sizes or another seed"):  # another difficulty range
+        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, digits=(2, 3, 4, 5)), seed=0)
 
 
 @pytest.mark.slow
@@ -106,3 +109,40 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
     for chart in ("accuracy.png", "loss.png", "funnel-filtered.png", "lengths-filtered.png"):
         assert (out / "report" / chart).stat().st_size > 5000
     assert "student on filtered traces" in proc.stdout
+
+
+@pytest.mark.slow
+def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
+    """`distill demo --study`'s sweep on a prepared run folder, shrunk to a few steps."""
+    from distill import demo
+    from distill.records import ShardWriter
+
+    run = tmp_path / "demo"
+    sizes = demo.DemoSizes(teacher_sft=50, teacher_steps=1, prompts=60, samples=2, student_steps=100,
+                           eval_problems=8, leaked=0)  # fmt: skip
+    demo.prepare(run, sizes, seed=0)
+    # a filter output: the teacher right on both, one or none of its samples (gold vs. off-by-one)
+    rows = [json.loads(line) for line in (run / "data" / "prompts.jsonl").read_text().splitlines()]
+    with ShardWriter(run / "filtered" / "kept") as kept, ShardWriter(run / "filtered" / "rejected") as rej:
+        for i, row in enumerate(rows):
+            a, b = (int(x) for x in row["id"].split("-")[1:])
+            for s in range(2):
+                ok = s < i % 3
+                rec = gold_trace(Problem(a, b)) | {"id": f"{row['id']}:{s}", "sample": s}
+                rec["checks"] = {"correct": {"ok": ok}}
+                (kept if ok and s == 0 else rej).write(rec | {"verdict": "kept" if ok and s == 0 else "x"})
+    # the answers-only student stands in with the untrained one (it solves nothing)
+    demo.train_model(
+        run, "student-answers-only", run / "student-init", run / "filtered" / "kept", 1, 1e-3, 0, 4
+    )
+    st = demo.StudySizes(budgets=(5, 10), strategies=("limo", "s1", "random"), seeds=1, steps_share=0.02)
+    result = demo.study(run, sizes, st, seed=0)
+    names = [p["name"] for p in result["points"]]
+    assert names[0] == "all-seed0" and "limo-5-seed0" in names and len(names) == 7
+    assert all(p["steps"] == 2 for p in result["points"])  # equal steps: 2% of 100
+    limo = json.loads((run / "study" / "limo-5-seed0" / "select" / "selection.json").read_text())
+    assert limo["difficulty"] == "teacher" and limo["band"] == "1/4:3/4"
+    assert limo["selected"]["teacher_pass_rate"]["mean"] == 0.5  # right on one of two samples
+    s1 = json.loads((run / "study" / "s1-5-seed0" / "select" / "selection.json").read_text())
+    assert s1["student_results"]["matched_prompts"] == 40  # the pool eval of the answers-only student
+    assert (run / "study" / "sweep.png").exists()
