@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.ingest import ALL_MARKERS
 from distill.verify import GoldCache, JudgeConfig, verify_record
 
 # ---------------------------------------------------------------------------- context
@@ -145,13 +146,17 @@ def check_complete(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
 
 
 def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags."""
+    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags.
+
+    Answer-only data (`answer_only`: the input had no reasoning block at all, e.g. an eval dump of a
+    non-reasoning model) needs no reasoning; its answer must still be there.
+    """
     reasoning, answer, _ = reasoning_and_answer(rec, ctx.think_tags)
-    if not reasoning.strip():
+    if not reasoning.strip() and not rec.get("answer_only"):
         return {"ok": False, "why": "empty reasoning"}
     if not answer.strip():
         return {"ok": False, "why": "empty answer"}
-    for t in ctx.think_tags:
+    for t in (*ctx.think_tags, *ALL_MARKERS):
         if t in reasoning or t in answer:
             return {"ok": False, "why": f"stray {t}"}
     return {"ok": True}
@@ -183,15 +188,28 @@ def check_language(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return res
 
 
+def longest_paragraph(text: str) -> int:
+    """Words in the longest run of text without a line break.
+
+    R1 writes one paragraph per line and lays computations out one step per line with single line
+    breaks, so a block between blank lines can hold hundreds of short lines and still read well;
+    a wall of text is a long run with no break at all (measured: README, `readability`).
+    """
+    return max((len(line.split()) for line in text.splitlines()), default=0)
+
+
 def check_readability(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """R1's readability rules: no overlong paragraph; no code fences in non-code reasoning."""
+    """R1's readability rules: no wall of text (`longest_paragraph`); no code fences in non-code reasoning."""
     reasoning, _, _ = reasoning_and_answer(rec, ctx.think_tags)
     if not ctx.allow_code_fences and (rec.get("domain") or "") != "code" and "```" in reasoning:
         return {"ok": False, "why": "code block in reasoning"}
     if ctx.max_paragraph_words:
-        longest = max((len(p.split()) for p in re.split(r"\n\s*\n", reasoning)), default=0)
+        longest = longest_paragraph(reasoning)
         if longest > ctx.max_paragraph_words:
-            return {"ok": False, "why": f"paragraph of {longest} words > {ctx.max_paragraph_words}"}
+            return {
+                "ok": False,
+                "why": f"{longest} words without a line break > {ctx.max_paragraph_words}",
+            }
     return {"ok": True}
 
 
