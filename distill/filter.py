@@ -150,12 +150,11 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
     if len(cfg.think_tags) != 2:
         raise UserError(f"--think-tags: expected an opening and a closing tag, got {cfg.think_tags}")
     count, unit = _token_counter(cfg)
-    index: dict[str, str] = {}
+    bench = None
     if "contamination" in checks:
-        for name in cfg.decontaminate:
-            index.update(F.build_ngram_index(load_benchmark(name, cfg.benchmarks_dir), cfg.ngram, name))
-        for path in cfg.decontaminate_files:
-            index.update(F.build_ngram_index(load_benchmark(path), cfg.ngram, Path(path).stem))
+        rows = [(name, load_benchmark(name, cfg.benchmarks_dir)) for name in cfg.decontaminate]
+        rows += [(Path(path).stem, load_benchmark(path)) for path in cfg.decontaminate_files]
+        bench = F.build_bench_index(rows, cfg.ngram)
     judge = None
     if cfg.judge_url or cfg.judge_model:
         if not (cfg.judge_url and cfg.judge_model):
@@ -176,7 +175,7 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
             cpu_s=cfg.code_cpu_s, wall_s=cfg.code_wall_s, memory_mb=cfg.code_memory_mb
         ),
         ngram=cfg.ngram,
-        bench_ngrams=index,
+        bench=bench,
         gold_cache=GoldCache(timeout_s=cfg.verify_timeout),
     )
     return ctx, unit
@@ -606,6 +605,11 @@ def run(config: FilterConfig) -> dict[str, Any]:
         raise
     fails = _pass2(cfg, work, checks)
     funnel = _pass3(cfg, reader, work, out, checks, fails, unit)
+    from distill import logit_kd
+
+    # the teacher logprobs of the kept traces (generate --logprobs), next to their shards
+    if carried := logit_kd.carry([n for n in names if Path(n).exists()], out / "kept"):
+        log.info("carried the teacher logprobs of %d kept traces", carried)
     atomic_write_json(out / "funnel.json", funnel)
     write_manifest(
         out,
