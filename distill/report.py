@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,25 @@ class ReportConfig:
 
 
 def find_stages(root: Path, max_depth: int = 4) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
-    """Stage outputs below `root`, by stage name, in path order."""
+    """Stage outputs below `root`, by stage name, in path order.
+
+    The stages inside a `distill sweep` folder are not listed one by one: the sweep is (its
+    sweep.md table and sweep.png chart summarise them).
+    """
     found: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    manifests: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(root.rglob(MANIFEST)):
         rel = path.parent.relative_to(root)
         if len(rel.parts) > max_depth or "checkpoints" in rel.parts:
             continue
         try:
-            manifest = json.loads(path.read_text())
+            manifests.append((path.parent, json.loads(path.read_text())))
         except ValueError:
             continue
-        found.setdefault(manifest.get("stage", "?"), []).append((path.parent, manifest))
+    sweeps = [folder for folder, m in manifests if m.get("stage") == "sweep"]
+    for folder, manifest in manifests:
+        if not any(s in folder.parents for s in sweeps):
+            found.setdefault(manifest.get("stage", "?"), []).append((folder, manifest))
     return found
 
 
@@ -280,6 +289,19 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                 f"{r['mean_tokens']:.0f} | {100 * r['truncated']:.1f}% |"
             )
         md.append("")
+
+    # ------------------------------------------------------------------ sweeps
+    for folder, _ in stages.get("sweep", []):
+        table, chart = folder / "sweep.md", folder / "sweep.png"
+        if not table.exists():
+            continue
+        label = _label(root, folder)
+        md += [f"## Accuracy against data budget: `{label}`", "", table.read_text().strip(), ""]
+        if chart.exists():
+            name = f"sweep-{label.replace('/', '-')}.png"
+            shutil.copyfile(chart, out / name)
+            charts.append(name)
+            md += [f"![sweep]({name})", ""]
 
     extra = root / "demo.md"
     if extra.exists():
