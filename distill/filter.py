@@ -34,6 +34,7 @@ from distill.records import (
     ShardWriter,
     atomic_write_json,
     finished_output,
+    has_lines,
     read_records,
     sft_parquet_schema,
     shard_paths,
@@ -534,6 +535,11 @@ def run(config: FilterConfig) -> dict[str, Any]:
         raise UserError(f"--prefer: expected 'shortest' or 'random', got '{cfg.prefer}'")
     checks = active_checks(cfg)
     files = _input_files(cfg)
+    if not has_lines(files):
+        raise UserError(
+            f"{cfg.input}: no traces to filter ({len(files)} empty file(s)); did `distill generate` "
+            "fail? (see its failed.jsonl)"
+        )
     out = Path(cfg.output)
     resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
     resolved["active_checks"] = checks

@@ -434,3 +434,12 @@ def sft_parquet_schema():  # type: ignore[no-untyped-def]
             ("messages", pa.list_(msg)),
         ]
     )
+
+
+def has_lines(files: list[Path]) -> bool:
+    """True when any of `files` holds a non-blank line (reads only up to the first one)."""
+    for path in files:
+        with open(path, "rb") as f:
+            if any(line.strip() for line in f):
+                return True
+    return False

@@ -45,6 +45,7 @@ from distill.records import (
     ShardWriter,
     atomic_write_json,
     finished_output,
+    has_lines,
     iter_lines,
     sft_parquet_schema,
     shard_paths,
@@ -728,6 +729,10 @@ def run(config: SelectConfig) -> dict[str, Any]:
         cfg.balance = [*cfg.balance, "topic"]
     _validate(cfg)
     kept, rejected = resolve_input(cfg.input)
+    if not has_lines(shard_paths(kept)):
+        raise UserError(
+            f"--input {cfg.input}: {kept} holds no traces (the filter kept none; see its funnel.json)"
+        )
     out = Path(cfg.output)
     files = shard_paths(kept) + (shard_paths(rejected) if rejected else [])
     if cfg.student_results:

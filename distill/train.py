@@ -237,6 +237,16 @@ def run_plan(config: TrainConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- launcher
 
 
+def _check_data(data: str | None) -> None:
+    """Fail at once when --data is a local folder or .jsonl that holds no records."""
+    path = Path(data or "")
+    files = records.shard_paths(path) if path.is_dir() else [path] if path.suffix == ".jsonl" else []
+    if files and all(f.is_file() for f in files) and not records.has_lines(files):
+        raise UserError(
+            f"--data {data}: no training examples (empty); did the filter keep any? (see funnel.json)"
+        )
+
+
 def _launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
 
@@ -510,6 +520,7 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
     if config.plan:
         return run_plan(config)
     resolved, card, model_id = resolve(config)
+    _check_data(resolved.data)
     if resolved.launcher == "accelerate" and not _launched():
         out = Path(resolved.output)
         if out.exists():
