@@ -118,12 +118,20 @@ def active_checks(cfg: FilterConfig) -> list[str]:
     return [c for c in order if configured.get(c, True)]
 
 
+DECONTAMINATE_FLAGS = ("--decontaminate-file", "--benchmarks-dir")  # this command's offline hints
+
+
 def _token_counter(cfg: FilterConfig) -> tuple[Any, str]:
     if not cfg.tokenizer:
         return (lambda s: len(s.split())), "words"
-    from distill.config import is_card, load_student
+    from distill.config import load_student
+    from distill.resolve import check_hub, locate
 
-    name = load_student(cfg.tokenizer).model if is_card(cfg.tokenizer, "students") else cfg.tokenizer
+    kind = locate(cfg.tokenizer, "--tokenizer", cards="students", what="tokenizer folder")
+    name = load_student(cfg.tokenizer).model if kind == "card" else cfg.tokenizer
+    if not Path(name).exists():
+        card = cfg.tokenizer if kind == "card" else None
+        check_hub(name, "--tokenizer", local="a local tokenizer folder, or no --tokenizer (words)", card=card)
     try:
         from transformers import AutoTokenizer
 
@@ -148,7 +156,11 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
     index: dict[str, str] = {}
     if "contamination" in checks:
         for name in cfg.decontaminate:
-            index.update(F.build_ngram_index(load_benchmark(name, cfg.benchmarks_dir), cfg.ngram, name))
+            index.update(
+                F.build_ngram_index(
+                    load_benchmark(name, cfg.benchmarks_dir, *DECONTAMINATE_FLAGS), cfg.ngram, name
+                )
+            )
         for path in cfg.decontaminate_files:
             index.update(F.build_ngram_index(load_benchmark(path), cfg.ngram, Path(path).stem))
     judge = None

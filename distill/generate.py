@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import TeacherCard, find_card, is_card, load_teacher
+from distill.config import TeacherCard, find_card, load_teacher
 from distill.errors import RunFailed, UserError
 from distill.prompts import Prompt, apply_template, load_prompts
 from distill.records import (
@@ -107,17 +107,22 @@ EXECUTORS = ("local", "ray")
 
 
 def resolve_teacher(spec: str) -> TeacherCard:
-    """A teacher card (path or name in teachers/), or a local model folder / model id without a card."""
+    """A teacher card (path or name in teachers/), or a local model folder / Hub id without a card.
+
+    Decided locally (`distill.resolve.locate`): a missing folder or a mistyped card name is a
+    `UserError` at once (with the nearest card name).
+    """
+    from distill.resolve import locate
+
+    kind = locate(spec, "--teacher", cards="teachers", what="model folder")
     p = Path(spec)
-    if p.suffix in (".yaml", ".yml") or (not p.exists() and "/" not in spec and is_card(spec, "teachers")):
+    if kind == "card" or p.suffix in (".yaml", ".yml"):
         return load_teacher(find_card(spec, "teachers"))
-    if p.is_dir():
+    if kind == "local":
         if not (p / "config.json").exists():
-            raise UserError(f"{p}: not a model folder (no config.json) and not a teacher card")
+            raise UserError(f"--teacher {p}: not a model folder (no config.json) and not a teacher card")
         return TeacherCard(name=p.name, model=str(p), backend="transformers")
-    if "/" in spec and not spec.startswith((".", "/", "~")):
-        return TeacherCard(name=spec.split("/")[-1], model=spec, backend="transformers")
-    raise UserError(f"--teacher {spec}: no such teacher card or model folder")
+    return TeacherCard(name=spec.split("/")[-1], model=spec, backend="transformers")
 
 
 def in_shard(prompt_id: str, num_shards: int, index: int) -> bool:
@@ -409,6 +414,11 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
     if todo_total:
         model = card.model
         key_env = cfg.api_key_env or card.api_key_env
+        if backend_name != "openai" and not Path(card.model).exists():  # weights come from the Hub
+            from distill.resolve import check_hub
+
+            named = card.name if card.model != cfg.teacher else None
+            check_hub(card.model, "--teacher", local="a local model folder", card=named)
         if backend_name == "openai":
             key_env = api_key_env(cfg, card, run_info["base_url"])
             model = served_model(cfg, card, run_info["base_url"], key_env)

@@ -16,6 +16,7 @@ The trace record is the contract between stages (see DESIGN.md): one JSON object
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,8 @@ SHARD_PREFIX = "shard-"
 SHARD_SUFFIX = ".jsonl"
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
 MANIFEST = "manifest.json"
+# bookkeeping files that are not work a stage finished (a changed config may replace them)
+BOOKKEEPING = {MANIFEST, "failed.jsonl", ".launch-config.json"}
 
 
 @dataclass
@@ -321,13 +324,22 @@ def _jsonable(obj: Any) -> Any:
 def check_manifest(
     folder: str | os.PathLike, stage: str, config: dict[str, Any], overwrite: bool = False
 ) -> bool:
-    """Refuse to resume into `folder` when its manifest was written with another config.
+    """Refuse to resume into `folder` when its manifest was written with another config, unless
+    the folder holds no finished work (`holds_work`): then the new config starts afresh (logged).
 
     Returns True when a manifest from the same stage and config exists (a resume), False when the
     folder is fresh. With `overwrite`, a mismatching folder is accepted (the caller clears it).
     """
     old = read_manifest(folder)
     if old is None:
+        return False
+    if (old.get("stage") != stage or _diff(old.get("config", {}), _jsonable(config))) and not holds_work(
+        folder
+    ):
+        logging.getLogger("distill").warning(
+            "%s: the earlier run there (another config) finished no work; starting afresh with this config",
+            folder,
+        )
         return False
     if old.get("stage") != stage:
         if overwrite:
@@ -345,6 +357,16 @@ def check_manifest(
             f"(changed: {', '.join(changed[:8])}); refusing to mix outputs — use another --output or --overwrite"
         )
     return True
+
+
+def holds_work(folder: str | os.PathLike) -> bool:
+    """True when `folder` holds a non-empty file other than manifests and failure lists: traces,
+    samples, checkpoints or partial results that a run with another config must not mix with."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name not in BOOKKEEPING and os.path.getsize(os.path.join(root, name)) > 0:
+                return True
+    return False
 
 
 def finished_output(

@@ -134,11 +134,22 @@ class TrainConfig:
 
 
 def resolve_student(student: str) -> tuple[cards.StudentCard | None, str]:
-    """(card or None, model path/id) for a card name/path, a local model folder or a Hub id."""
+    """(card or None, model path/id) for a card name/path, a local model folder or a Hub id.
+
+    Decided locally first (`distill.resolve`): a missing folder or a mistyped card name is one
+    line at once; a Hub id is checked on the Hub (or in the cache offline) in seconds.
+    """
+    from distill.resolve import check_hub, locate
+
+    kind = locate(student, "--student", cards="students", what="model folder")
     p = Path(student)
-    if p.suffix in (".yaml", ".yml") or (not p.is_dir() and cards.is_card(student, "students")):
+    if kind == "card" or p.suffix in (".yaml", ".yml"):
         card = cards.load_student(student)
         return card, card.model
+    if kind == "local" and not (p.is_dir() and (p / "config.json").exists()):
+        raise UserError(f"--student {student}: not a model folder (no config.json) and not a student card")
+    if kind == "hub":
+        check_hub(student, "--student", local="a local model folder or a student card")
     return None, student
 
 
@@ -519,8 +530,12 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
     """Train (or resume, or plan); returns the summary dict also stored in manifest.json."""
     if config.plan:
         return run_plan(config)
+    _check_data(config.data)
     resolved, card, model_id = resolve(config)
-    _check_data(resolved.data)
+    if card is not None and not Path(model_id).exists():  # the card's weights come from the Hub
+        from distill.resolve import check_hub
+
+        check_hub(model_id, "--student", local="a local model folder", card=card.name)
     if resolved.launcher == "accelerate" and not _launched():
         out = Path(resolved.output)
         if out.exists():
