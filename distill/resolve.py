@@ -95,7 +95,7 @@ def check_hub(repo_id: str, flag: str, local: str, repo_type: str = "model", car
 
     Online: one metadata request (`HUB_TIMEOUT_S` at most, no retries); an unreachable Hub or an
     unknown repo is a `UserError` naming `flag`, `HF_HUB_OFFLINE=1` and `local` (the command's
-    local alternative). Offline (`HF_HUB_OFFLINE=1`): a model must be in the local cache. A gated
+    local alternative). Offline (`HF_HUB_OFFLINE=1`): the repo must be in the local cache. A gated
     or private repo passes (the loader then says what it needs). `card`: the card name the user
     gave, when `repo_id` came from a card.
     """
@@ -104,7 +104,7 @@ def check_hub(repo_id: str, flag: str, local: str, repo_type: str = "model", car
     where = f"{flag} {card} ({repo_id})" if card else f"{flag} {repo_id}"
 
     if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        if repo_type == "model" and not _cached(repo_id):
+        if not _cached(repo_id, repo_type):
             raise UserError(
                 f"{where}: not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set; "
                 f"give {local}, or unset HF_HUB_OFFLINE to download it"
@@ -133,10 +133,16 @@ def check_hub(repo_id: str, flag: str, local: str, repo_type: str = "model", car
         ) from None
 
 
-def _cached(repo_id: str) -> bool:
-    from huggingface_hub import try_to_load_from_cache
+def _cached(repo_id: str, repo_type: str) -> bool:
+    """A model with its config in the Hub cache; a dataset in the Hub cache or `datasets`' own."""
+    from huggingface_hub import constants, try_to_load_from_cache
 
-    return any(
-        isinstance(try_to_load_from_cache(repo_id, name), str)
-        for name in ("config.json", "tokenizer_config.json")
-    )
+    if repo_type == "model":
+        return any(
+            isinstance(try_to_load_from_cache(repo_id, name), str)
+            for name in ("config.json", "tokenizer_config.json")
+        )
+    from datasets import config
+
+    hub = Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}"
+    return hub.exists() or (Path(config.HF_DATASETS_CACHE) / repo_id.replace("/", "___")).exists()

@@ -116,6 +116,10 @@ def _hub_dataset(data: str, split: str) -> Any:
     """A Hub dataset by id (loaded once per process: the fingerprint and the rows both need it)."""
     import datasets
 
+    from distill.resolve import check_hub, locate
+
+    locate(data, "--data", what="file or folder")  # a mistyped path: one line, no Hub
+    check_hub(data, "--data", local="a kept/ folder, .jsonl or .parquet", repo_type="dataset")
     try:
         return datasets.load_dataset(data, split=split)
     except Exception as e:  # noqa: BLE001 - any failure to find the dataset is the user's to fix

@@ -154,3 +154,19 @@ def test_generate_that_wrote_nothing_accepts_a_new_config(tmp_path, fake_server)
     assert m["counts"]["samples"] == 3
     with pytest.raises(UserError, match="different config"):  # the reverse, now that traces exist
         run_generate(GenerateConfig(**{**base, "teacher": "org/right", "temperature": 0.9}))
+
+
+def test_prompt_and_data_typos_are_one_line(tmp_path, monkeypatch):
+    from distill.prompts import load_prompts
+    from distill.train_data import load_messages
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "filtered").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"--prompts numina-mat: .*did you mean numina-math\?"):
+        load_prompts("numina-mat")
+    with pytest.raises(UserError, match=r"runs/p.jsonl: no such file"):
+        load_prompts("runs/p.jsonl")
+    with pytest.raises(UserError, match=r"--data runs/filtered/kep: no such file or folder"):
+        load_messages("runs/filtered/kep")
+    with pytest.raises(UserError, match=r"--data nosuch-org/nosuch-data: .*HF_HUB_OFFLINE"):
+        load_messages("nosuch-org/nosuch-data")  # offline here: never asks the Hub
