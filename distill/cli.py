@@ -29,6 +29,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: full flag names and wrapped descriptions at any width (80 columns too),
+    # and text such as `distill[ray]` shown as written, not read as markup
+    rich_markup_mode=None,
 )
 
 
@@ -261,8 +264,8 @@ def filter_cmd(
     checks: Annotated[
         list[str] | None,
         typer.Option(
-            help="Checks to run, comma-separated (default: complete,format,length,language,readability,"
-            "contamination,correct,duplicate,per_prompt — each only when configured)."
+            help="Checks to run, comma-separated (default: complete, format, length, language, "
+            "readability, contamination, correct, duplicate, per_prompt — each only when configured)."
         ),
     ] = None,
     skip: Annotated[list[str] | None, typer.Option(help="Checks to leave out, comma-separated.")] = None,
