@@ -4,17 +4,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint fmt demo demo-quick clean pipeline push
+.PHONY: setup torch test lint fmt demo demo-quick clean pipeline push
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# CPU wheel of torch first (CPU build), so nothing pulls a multi-GB CUDA build
-	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(MAKE) --no-print-directory torch
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
+
+# torch first, so nothing pulls a build we do not want: with an NVIDIA GPU (nvidia-smi works) the
+# default index's CUDA build; else the CPU build from PyTorch's CPU index (TORCH_INDEX= for the
+# default index), or from the default index when that one cannot be reached. Says which it got.
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+torch:
+	@if nvidia-smi -L >/dev/null 2>&1 || [ -z "$(TORCH_INDEX)" ]; then \
+	  $(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"; \
+	elif ! $(BIN)/python -m pip install -q --retries 1 --timeout 30 --index-url "$(TORCH_INDEX)" "torch==$(TORCH_VERSION)"; then \
+	  echo "make: $(TORCH_INDEX) cannot be reached; torch from the default index instead" >&2; \
+	  $(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"; \
+	fi
+	@$(BIN)/python -c "import torch; print('make: installed torch', torch.__version__, '(CUDA ' + torch.version.cuda + ' build)' if torch.version.cuda else '(CPU build)')"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

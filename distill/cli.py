@@ -175,7 +175,7 @@ def generate(
     executor: Annotated[
         str,
         typer.Option(
-            help="local (this process) or ray (one Ray actor per shard; pip install 'distill[ray]')."
+            help="local (this process) or ray (one Ray actor per shard; pip install -e '.[ray]' in the checkout)."
         ),
     ] = "local",
     ray_address: Annotated[

@@ -262,6 +262,25 @@ def _launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
 
 
+def _checkpointing_arg(config_cls: Any) -> str:
+    """`activation_checkpointing` (newer transformers 5), else its older name `gradient_checkpointing`."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def _check_deepspeed(name: str, config_file: Path) -> None:
+    """An accelerate config that uses DeepSpeed (zero2, zero3, ...) needs the package: say so at once."""
+    import importlib.util
+
+    text = config_file.read_text(encoding="utf-8")
+    if "DEEPSPEED" in text or "deepspeed_config" in text:
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError(
+                f"--accelerate-config {name} needs DeepSpeed: pip install -e '.[deepspeed]' in the distill "
+                "checkout (or choose ddp / fsdp2)"
+            )
+
+
 def launch(resolved: TrainConfig) -> dict[str, Any]:
     """Run this stage under `accelerate launch` with a packaged (or given) config; return its summary."""
     name = resolved.accelerate_config or "ddp"
@@ -270,6 +289,7 @@ def launch(resolved: TrainConfig) -> dict[str, Any]:
         raise UserError(
             f"--accelerate-config: '{name}' is neither {', '.join(ACCELERATE_CONFIGS)} nor an existing file"
         )
+    _check_deepspeed(name, cfg_path)
     out = Path(resolved.output or ".")
     out.mkdir(parents=True, exist_ok=True)
     child = dataclasses.replace(resolved, launcher="none")
@@ -679,7 +699,7 @@ def _train(
         seed=r.seed,
         bf16=bf16,
         fp16=False,
-        activation_checkpointing=ckpt,  # transformers 5 name of gradient_checkpointing
+        **{_checkpointing_arg(SFTConfig): ckpt},
         report_to=r.report_to if r.report_to != "none" else "none",
         dataloader_num_workers=0,
         disable_tqdm=True,

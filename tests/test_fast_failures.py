@@ -170,3 +170,30 @@ def test_prompt_and_data_typos_are_one_line(tmp_path, monkeypatch):
         load_messages("runs/filtered/kep")
     with pytest.raises(UserError, match=r"--data nosuch-org/nosuch-data: .*HF_HUB_OFFLINE"):
         load_messages("nosuch-org/nosuch-data")  # offline here: never asks the Hub
+
+
+def test_deepspeed_configs_say_how_to_install_it(tmp_path, tiny_qwen, run_cli):
+    import importlib.util
+
+    from distill.train import ACCELERATE_CONFIGS, _check_deepspeed
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("DeepSpeed is installed here")
+    own = tmp_path / "mine.yaml"
+    own.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 2\n")
+    for name, path in [
+        ("zero2", ACCELERATE_CONFIGS["zero2"]),
+        ("zero3", ACCELERATE_CONFIGS["zero3"]),
+        (str(own), own),
+    ]:
+        with pytest.raises(
+            UserError, match=r"needs DeepSpeed: pip install -e '\.\[deepspeed\]' in the distill checkout"
+        ):
+            _check_deepspeed(name, path)
+    for name in ("ddp", "fsdp2"):  # the reverse: no DeepSpeed needed
+        _check_deepspeed(name, ACCELERATE_CONFIGS[name])
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text(json.dumps({"problem": "1+1?", "reasoning": "2", "content": "2"}) + "\n")
+    proc = run_cli("train", "--student", tiny_qwen, "--data", kept, "--output", tmp_path / "s",
+                   "--launcher", "accelerate", "--accelerate-config", "zero3")  # fmt: skip
+    assert proc.returncode == 2 and "needs DeepSpeed" in proc.stderr and "Traceback" not in proc.stderr

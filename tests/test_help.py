@@ -1,5 +1,5 @@
 """`distill <stage> --help` reads well at 80 columns: every flag's full name, descriptions wrapped
-within the width, and install hints such as `distill[ray]` shown as written (not eaten as markup)."""
+within the width, and install hints such as `.[ray]` shown as written (not eaten as markup)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_help_at_80_columns_shows_full_flag_names_within_the_width(command):
 
 
 def test_brackets_are_shown_as_written():
-    assert "pip install 'distill[ray]'" in " ".join(help_text("generate").split())
+    assert "pip install -e '.[ray]' in the checkout" in " ".join(help_text("generate").split())
 
 
 def test_train_help_is_compact():
