@@ -70,6 +70,9 @@ def main(
     ] = False,
 ) -> None:
     """Distil a reasoning teacher into small students: generate → filter → train → eval → push."""
+    from distill.noise import quiet_libraries
+
+    quiet_libraries()
 
 
 # ---------------------------------------------------------------------------- generate
@@ -581,10 +584,11 @@ def train_cmd(
         cache_dir=cache_dir,
     )
     summary = run_stage(run, config)
-    if not plan and summary:
-        import json
-
-        print(json.dumps(summary, indent=2))
+    if not plan and summary:  # the details are in the manifest
+        where = summary.get("merged") or summary.get("model") or output
+        print(
+            f"distill train: {summary.get('steps', '?')} steps -> {where} (details: {summary.get('manifest')})"
+        )
 
 
 # ---------------------------------------------------------------------------- eval

@@ -364,6 +364,10 @@ def _merge_adapter(model_dir: Path, dest: Path) -> None:
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
 
+    from distill.noise import quiet_transformers
+
+    quiet_transformers()
+
     model = AutoPeftModelForCausalLM.from_pretrained(model_dir)
     model = model.merge_and_unload()
     model.save_pretrained(dest)

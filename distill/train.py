@@ -574,6 +574,9 @@ def _train(
     from transformers import AutoTokenizer
 
     from distill import train_data
+    from distill.noise import quiet_transformers
+
+    quiet_transformers()
 
     state = PartialState()
     out = Path(r.output)
