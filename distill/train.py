@@ -150,8 +150,8 @@ def resolve_student(student: str) -> tuple[cards.StudentCard | None, str]:
     if kind == "card" or p.suffix in (".yaml", ".yml"):
         card = cards.load_student(student)
         return card, card.model
-    if kind == "local" and not (p.is_dir() and (p / "config.json").exists()):
-        raise UserError(f"--student {student}: not a model folder (no config.json) and not a student card")
+    if kind == "local" and not p.is_dir():
+        raise UserError(f"--student {student}: not a model folder and not a student card")
     if kind == "hub":
         check_hub(student, "--student", local="a local model folder or a student card")
     return None, student
