@@ -25,13 +25,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill import config as cards
 from distill import records
 from distill.errors import UserError
+from distill.ingest import ReadOptions
 
 log = logging.getLogger("distill.train")
 
@@ -92,7 +93,8 @@ class TrainConfig:
     """Options of `distill train`; None means "the student card's value" (or a built-in default)."""
 
     student: str
-    data: str | None = None
+    data: str | None = None  # anything distill.ingest reads (kept/ folder, trace/chat files, datasets)
+    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
     output: str | None = None
     method: str | None = None  # lora | qlora | full
     no_reasoning: bool = False
@@ -217,6 +219,8 @@ def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
         d.pop(k, None)
     if not d.get("all_turns"):  # absent when off: runs from before the option still resume
         d.pop("all_turns", None)
+    if d.get("read") == dataclasses.asdict(ReadOptions()):  # the same for the default read options
+        d.pop("read", None)
     d["data"] = (
         str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
     )
@@ -265,7 +269,7 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
     except OSError as e:
         raise UserError(f"--student {model_id}: cannot load the tokenizer ({e})") from None
     eos = train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
-    rows = train_data.load_rows(r.data, with_reasoning=not r.no_reasoning)
+    rows = train_data.load_rows(r.data, with_reasoning=not r.no_reasoning, read=r.read)
     rows, cut = train_data.finished_rows(rows, r.data, r.allow_unfiltered)
     n = int(r.show_example or 0)
     if not 0 <= n < len(rows):
@@ -680,6 +684,7 @@ def _train(
             overlong=r.overlong,
             cache_dir=r.cache_dir,
             progress=main,
+            read=r.read,
         )
     if main:
         for line in stats.lines():
@@ -879,6 +884,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     spec = json.loads(Path(argv[0]).read_text())
     try:
+        spec["read"] = ReadOptions(**spec.get("read", {}))
         run(TrainConfig(**spec))
     except UserError as e:
         print(f"distill: error: {e}", file=sys.stderr)

@@ -33,9 +33,9 @@ def test_filter_refuses_empty_input(tmp_path, kind):
         src.write_text("")
     else:
         src = empty_shards(tmp_path / "traces", 2 if "two" in kind else 1, blank="blank" in kind)
-    with pytest.raises(UserError, match=rf"{src}: no traces to filter"):
+    with pytest.raises(UserError, match=rf"{src}: no traces in this input"):
         run_filter(FilterConfig(input=str(src), output=str(tmp_path / "out")))
-    assert not (tmp_path / "out").exists()  # nothing written: the fixed command is not blocked
+    assert not (tmp_path / "out" / "manifest.json").exists()  # the fixed command is not blocked
 
 
 def test_filter_with_one_trace_runs(tmp_path):  # the reverse case
@@ -51,7 +51,7 @@ def test_select_refuses_a_filter_output_that_kept_nothing(tmp_path):
     empty_shards(filtered / "kept")
     (filtered / "rejected").mkdir()
     (filtered / "rejected" / "shard-00000.jsonl").write_text(json.dumps(TRACE) + "\n")
-    with pytest.raises(UserError, match=r"--input .*filtered: .*kept holds no traces"):
+    with pytest.raises(UserError, match=r"filtered/kept: no traces in this input"):
         run_select(SelectConfig(input=str(filtered), output=str(tmp_path / "sel"), budget=4))
 
 

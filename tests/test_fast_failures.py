@@ -166,9 +166,9 @@ def test_prompt_and_data_typos_are_one_line(tmp_path, monkeypatch):
         load_prompts("numina-mat")
     with pytest.raises(UserError, match=r"runs/p.jsonl: no such file"):
         load_prompts("runs/p.jsonl")
-    with pytest.raises(UserError, match=r"--data runs/filtered/kep: no such file or folder"):
+    with pytest.raises(UserError, match=r"runs/filtered/kep: no such file or folder"):
         load_messages("runs/filtered/kep")
-    with pytest.raises(UserError, match=r"--data nosuch-org/nosuch-data: .*HF_HUB_OFFLINE"):
+    with pytest.raises(UserError, match=r"nosuch-org/nosuch-data: .*HF_HUB_OFFLINE"):
         load_messages("nosuch-org/nosuch-data")  # offline here: never asks the Hub
 
 
