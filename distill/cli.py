@@ -105,6 +105,14 @@ def generate(
         int | None, typer.Option(help="Max new tokens per sample (default: the card's).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    logprobs: Annotated[
+        int | None,
+        typer.Option(
+            "--logprobs",
+            help="Also store the teacher's top-K log-probabilities of every completion token, in "
+            "shard-*.jsonl.logprobs side files (~(4+6K)x4/3 bytes a token), for train --kd-weight.",
+        ),
+    ] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     limit: Annotated[
         int | None, typer.Option(help="Use only the first N prompts (a mixture: N in total).")
@@ -210,6 +218,7 @@ def generate(
         top_k=top_k,
         max_tokens=max_tokens,
         seed=seed,
+        logprobs=logprobs,
         stop=list(stop or []),
         limit=limit,
         overwrite=overwrite,
@@ -696,11 +705,78 @@ def train_cmd(
     label_column: LabelColOpt = None,
     domain: DomainOpt = None,
     reassign_ids: ReassignOpt = False,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="sft (default: imitate the traces in --data) or opd (on-policy distillation: the student "
+            "samples on --prompts, the teacher grades every token).",
+        ),
+    ] = "sft",
+    teacher: Annotated[
+        str | None,
+        typer.Option("--teacher", help="opd: teacher card or model folder/id, run locally (transformers)."),
+    ] = None,
+    teacher_url: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher-url",
+            help="opd: a vLLM server (`vllm serve`) holding the teacher; it scores the student's samples "
+            "(top-k logprobs). --teacher may still name the card for its prompt template.",
+        ),
+    ] = None,
+    teacher_top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--teacher-top-k", help="opd with --teacher-url: teacher logprobs per token (1 when --beta > 0)."
+        ),
+    ] = None,
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            "--prompts", help="opd: prompts the student samples on (data card, file or dataset id)."
+        ),
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        typer.Option("--prompt-template", help="opd: template with {problem} (default: the teacher card's)."),
+    ] = None,
+    beta: Annotated[
+        float | None,
+        typer.Option(
+            "--beta", help="opd: divergence, 0 forward KL, 0.5 JSD, 1 reverse KL (default 1: mode-seeking)."
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option("--max-new-tokens", help="opd: longest student sample (default --max-length)."),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="opd: sampling and loss temperature (default 1.0).")
+    ] = None,
+    kd_weight: Annotated[
+        float,
+        typer.Option(
+            "--kd-weight",
+            help="sft: add this weight x KL to the teacher's top-K logprobs stored by generate --logprobs "
+            "(see kd_loss/kd_share in train_log.csv).",
+        ),
+    ] = 0.0,
+    allow_unformatted: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unformatted",
+            help="opd: train even when no greedy sample of the student closes its reasoning and stops.",
+        ),
+    ] = False,
 ) -> None:
-    """Supervised fine-tuning of a student on kept traces (TRL): LoRA, QLoRA or full."""
+    """Train a student (TRL): SFT on kept traces (LoRA, QLoRA or full), or on-policy distillation."""
     import logging
 
     from distill.train import TrainConfig, run
+
+    if objective == "opd":
+        from distill.onpolicy import run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = TrainConfig(
@@ -758,6 +834,17 @@ def train_cmd(
         gradient_checkpointing=gradient_checkpointing,
         bf16=bf16,
         cache_dir=cache_dir,
+        objective=objective,
+        teacher=teacher,
+        teacher_url=teacher_url,
+        teacher_top_k=teacher_top_k,
+        prompts=prompts,
+        prompt_template=prompt_template,
+        beta=beta,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        allow_unformatted=allow_unformatted,
+        kd_weight=kd_weight,
     )
     summary = run_stage(run, config)
     if not plan and show_example is None and summary:  # the details are in the manifest

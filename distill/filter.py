@@ -616,6 +616,11 @@ def run(config: FilterConfig) -> dict[str, Any]:
         raise
     fails = _pass2(cfg, work, checks)
     funnel = _pass3(cfg, reader, work, out, checks, fails, unit)
+    from distill import logit_kd
+
+    # the teacher logprobs of the kept traces (generate --logprobs), next to their shards
+    if carried := logit_kd.carry([n for n in names if Path(n).exists()], out / "kept"):
+        log.info("carried the teacher logprobs of %d kept traces", carried)
     atomic_write_json(out / "funnel.json", funnel)
     write_manifest(
         out,

@@ -63,6 +63,7 @@ class GenerateConfig:
     top_k: int | None = None
     max_tokens: int | None = None
     seed: int = 0
+    logprobs: int | None = None  # K: store the teacher's top-K logprobs per token (distill/logit_kd.py)
     stop: list[str] = field(default_factory=list)
     limit: int | None = None
     overwrite: bool = False
@@ -141,6 +142,7 @@ def sampling_params(cfg: GenerateConfig, card: TeacherCard) -> SamplingParams:
         n=cfg.num_samples,
         seed=cfg.seed,
         stop=list(cfg.stop),
+        logprobs=cfg.logprobs,
     )
 
 
@@ -156,6 +158,7 @@ def _paths(cfg: GenerateConfig) -> tuple[Path, Path, str]:
 def _clear(out: Path, job: Path, prefix: str) -> None:
     for p in shard_paths(out, prefix):
         p.unlink()
+        p.with_name(p.name + ".logprobs").unlink(missing_ok=True)
     for name in ("manifest.json", FAILED):
         if (job / name).exists():
             (job / name).unlink()
@@ -358,6 +361,10 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
 
     check_config(cfg)
     if cfg.executor == "ray":
+        if cfg.logprobs:
+            raise UserError(
+                "--logprobs is not supported with --executor ray yet (run the shards without ray)"
+            )
         from distill.ray_executor import run_ray
 
         return run_ray(cfg)
@@ -446,6 +453,13 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             seed=cfg.seed,
         )
         bar = _Progress(todo_total, cfg.progress)
+        side = None
+        if cfg.logprobs:
+            from distill import logit_kd
+
+            side = logit_kd.SideWriter(
+                logit_kd.side_meta(cfg.logprobs, getattr(backend, "tokenizer", None), card.model)
+            )
         try:
             for count, group in sorted(missing.items(), reverse=True):
                 texts = [apply_template(p.problem, p.domain, card.templates) for p in group]
@@ -460,7 +474,7 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
                 for i, comps in results:
                     p = group[i]
                     todo = missing_idx[p.prompt_id]
-                    tokens = _write(writer, p, texts[i], todo, comps, teacher_meta)
+                    tokens = _write(writer, p, texts[i], todo, comps, teacher_meta, side)
                     if i in errors:
                         failures.append(
                             {
@@ -482,6 +496,8 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
         finally:
             bar.close()
             writer.close()
+            if side is not None:
+                side.close()
             if hasattr(backend, "server_stats"):  # openai fleets: requests/failures/benchings per server
                 run_info["servers"] = backend.server_stats()
             # failed.jsonl holds the prompts that failed in the latest run (retried on the next one)
@@ -532,6 +548,7 @@ def _write(
     todo: list[int],
     comps: list[Completion],
     teacher: dict[str, Any],
+    side: Any = None,
 ) -> int:
     tokens = 0
     for sample, c in zip(todo, comps, strict=False):
@@ -554,5 +571,9 @@ def _write(
             extra=extra,
         )
         writer.write(trace.to_dict())
+        if side is not None:  # written after its trace: a crash in between loses only this side line
+            if c.logprobs is None:
+                raise UserError(f"--logprobs: the {teacher.get('backend')} backend returned no logprobs")
+            side.write(writer.path, trace.id, c.logprobs)
         tokens += c.completion_tokens
     return tokens

@@ -756,6 +756,10 @@ def run(config: SelectConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "select", resolved, inputs=[str(i[0]) for i in inputs], complete=False)
     n = write_subset(kept, out / "kept", chosen, cfg)
+    from distill import logit_kd
+
+    if carried := logit_kd.carry([kept], out / "kept"):  # teacher logprobs (generate --logprobs)
+        log.info("carried the teacher logprobs of %d selected traces", carried)
     atomic_write_json(out / "selection.json", report)
     write_manifest(
         out,

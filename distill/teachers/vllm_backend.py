@@ -66,15 +66,7 @@ class VLLMBackend:
     def generate(
         self, prompts: list[Messages], params: SamplingParams, on_error: ErrorHook | None = None
     ) -> Iterator[tuple[int, list[Completion]]]:
-        sp = self._vllm.SamplingParams(
-            n=max(1, params.n),
-            temperature=params.temperature,
-            top_p=params.top_p if params.temperature else 1.0,
-            top_k=params.top_k or -1,
-            max_tokens=params.max_tokens,
-            seed=params.seed,
-            stop=list(params.stop) or None,
-        )
+        sp = self._vllm.SamplingParams(**sampling_kwargs(params))
         convs = []
         for m in prompts:
             if self.system_prompt and not any(x["role"] == "system" for x in m):
@@ -98,7 +90,39 @@ class VLLMBackend:
                 comps = []
                 for o in out.outputs:
                     r, c, closed = split_reasoning(o.text, self.think_tags, opened=opened)
-                    comps.append(
-                        Completion(r, c, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), closed)
+                    comp = Completion(
+                        r, c, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), closed
                     )
+                    if params.logprobs:
+                        comp.logprobs = top_k_from_vllm(list(o.token_ids), o.logprobs, params.logprobs)
+                    comps.append(comp)
                 yield start + k, comps
+
+
+def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
+    """Keyword arguments of `vllm.SamplingParams` for `params` (`logprobs=K`: vLLM returns, per
+    generated token, the K most likely tokens and the sampled one, from the raw logits by default)."""
+    kw: dict[str, Any] = dict(
+        n=max(1, params.n),
+        temperature=params.temperature,
+        top_p=params.top_p if params.temperature else 1.0,
+        top_k=params.top_k or -1,
+        max_tokens=params.max_tokens,
+        seed=params.seed,
+        stop=list(params.stop) or None,
+    )
+    if params.logprobs:
+        kw["logprobs"] = int(params.logprobs)
+    return kw
+
+
+def top_k_from_vllm(token_ids: list[int], logprobs: Any, k: int) -> Any:
+    """A `TopK` from vLLM's per-token logprobs: for each position a dict token id -> Logprob(logprob,
+    rank, decoded_token) holding the top-K and the sampled token (rank > K when it is not in them)."""
+    from distill.logit_kd import TopK
+
+    top = []
+    for pos in logprobs or []:
+        ranked = sorted(pos.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)
+        top.append([(int(tid), float(lp.logprob)) for tid, lp in ranked[:k]])
+    return TopK(list(token_ids[: len(top)]), top)
