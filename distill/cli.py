@@ -5,7 +5,9 @@
 
 Each command parses its options into the stage's config dataclass and calls the stage's entry
 function. Heavy libraries (torch, transformers, trl, vllm) are imported inside the stages, so
-`distill --help` answers at once. Errors a user can cause print one line and exit with status 2.
+`distill --help` answers at once. Errors a user can cause print one line and exit with status 2;
+a stage whose work failed (`RunFailed`) prints one line and exits with 1; Ctrl-C says how to resume
+and exits with 130.
 """
 
 from __future__ import annotations
@@ -27,22 +29,32 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: full flag names and wrapped descriptions at any width (80 columns too),
+    # and text such as `distill[ray]` shown as written, not read as markup
+    rich_markup_mode=None,
 )
 
 
-def fail(message: str) -> None:
-    """Print one clear error line to stderr and exit with status 2."""
+def fail(message: str, code: int = 2) -> None:
+    """Print one clear error line to stderr and exit with `code` (2: a usage error)."""
     print(f"distill: error: {message}", file=sys.stderr)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def run_stage(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-    """Call a stage entry function, turning a `UserError` into one line and exit status 2."""
+    """Call a stage entry function: a `UserError` becomes one line and its exit status (2, or 1 for
+    `RunFailed`); Ctrl-C one line saying the stage resumes, and status 130."""
     try:
         return fn(*args, **kwargs)
     except UserError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
         raise  # unreachable
+    except KeyboardInterrupt:
+        print(
+            "distill: interrupted — re-run the same command to resume (finished work is kept)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(130) from None
 
 
 def _version(value: bool) -> None:
@@ -58,6 +70,9 @@ def main(
     ] = False,
 ) -> None:
     """Distil a reasoning teacher into small students: generate → filter → train → eval → push."""
+    from distill.noise import quiet_libraries
+
+    quiet_libraries()
 
 
 # ---------------------------------------------------------------------------- generate
@@ -138,8 +153,22 @@ def generate(
     ] = 1.0,
     api_key_env: Annotated[
         str | None,
-        typer.Option(help="openai: environment variable holding the API key (default: the card's)."),
+        typer.Option(
+            help="openai: environment variable holding the API key (default: the card's; "
+            "a plain http:// server gets none when the card's variable is unset)."
+        ),
     ] = None,
+    served_model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="openai: the model's name on the server (default: the card's served_model or "
+            "model, whichever GET /v1/models lists; a server with one model: that one)."
+        ),
+    ] = None,
+    min_success: Annotated[
+        float,
+        typer.Option(help="Exit 1 when fewer than this share of the prompts sampled in this run succeed."),
+    ] = 0.5,
     tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model (tensor parallel).")] = 1,
     pipeline_parallel_size: Annotated[
         int, typer.Option(help="vllm: pipeline stages per model (GPUs per engine = tensor × pipeline).")
@@ -157,7 +186,7 @@ def generate(
     executor: Annotated[
         str,
         typer.Option(
-            help="local (this process) or ray (one Ray actor per shard; pip install 'distill[ray]')."
+            help="local (this process) or ray (one Ray actor per shard; pip install -e '.[ray]' in the checkout)."
         ),
     ] = "local",
     ray_address: Annotated[
@@ -209,6 +238,8 @@ def generate(
         max_retries=max_retries,
         retry_backoff=retry_backoff,
         api_key_env=api_key_env,
+        served_model_name=served_model_name,
+        min_success=min_success,
         tensor_parallel_size=tensor_parallel_size,
         pipeline_parallel_size=pipeline_parallel_size,
         max_model_len=max_model_len,
@@ -341,8 +372,8 @@ def filter_cmd(
     checks: Annotated[
         list[str] | None,
         typer.Option(
-            help="Checks to run, comma-separated (default: complete,format,length,language,readability,"
-            "contamination,correct,duplicate,per_prompt — each only when configured)."
+            help="Checks to run, comma-separated (default: complete, format, length, language, "
+            "readability, contamination, correct, duplicate, per_prompt — each only when configured)."
         ),
     ] = None,
     skip: Annotated[list[str] | None, typer.Option(help="Checks to leave out, comma-separated.")] = None,
@@ -816,10 +847,11 @@ def train_cmd(
         kd_weight=kd_weight,
     )
     summary = run_stage(run, config)
-    if not plan and show_example is None and summary:
-        import json
-
-        print(json.dumps(summary, indent=2))
+    if not plan and show_example is None and summary:  # the details are in the manifest
+        where = summary.get("merged") or summary.get("model") or output
+        print(
+            f"distill train: {summary.get('steps', '?')} steps -> {where} (details: {summary.get('manifest')})"
+        )
 
 
 # ---------------------------------------------------------------------------- eval

@@ -17,7 +17,7 @@ def test_help_is_fast_and_imports_no_heavy_library(run_cli):
     proc = run_cli("--help", check=True)
     assert time.perf_counter() - t < 3.0  # includes interpreter start-up on a loaded CI box
     for stage in ("generate", "filter", "train", "eval", "push", "select", "sweep", "report", "demo"):
-        assert f"│ {stage} " in proc.stdout, stage
+        assert f"\n  {stage} " in proc.stdout, stage
     code = (
         "import sys, distill.cli; "
         "heavy = [m for m in ('torch', 'transformers', 'trl', 'vllm', 'datasets', 'peft') if m in sys.modules]; "
