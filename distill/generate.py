@@ -12,6 +12,10 @@ still fail after the backend's retries go to `failed.jsonl` (retried on the next
 `shard-KKKKK-of-NNNNN-*.jsonl` (its manifest and failures under `jobs/KKKKK-of-NNNNN/`).
 `manifest.json` totals prompts, samples, tokens, failures and the estimated cost.
 
+Sample k of a prompt is drawn with its own seed, `sample_seed(--seed, prompt_id, k)` (recorded
+as `teacher.sample_seed`), in every backend: a re-run with a larger `--num-samples` adds new
+samples instead of copies of the first ones, and any sample can be drawn again on its own.
+
 With `--executor ray --replicas N` (the `distill[ray]` extra) the N shards run at once on Ray
 actors, replica k doing exactly what `--num-shards N --shard-index k` does (distill/ray_executor.py).
 """
@@ -41,7 +45,7 @@ from distill.records import (
     trace_id,
     write_manifest,
 )
-from distill.teachers import Completion, SamplingParams, make_backend
+from distill.teachers import Completion, SamplingParams, make_backend, sample_seed
 
 log = logging.getLogger("distill.generate")
 
@@ -352,6 +356,7 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             dtype=cfg.dtype,
             threads=cfg.threads,
             seed=cfg.seed,
+            special_tokens=card.special_tokens,
         )
         bar = _Progress(todo_total, cfg.progress)
         try:
@@ -364,15 +369,18 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
                     errors[i] = message
 
                 messages = [[{"role": "user", "content": t}] for t in texts]
-                for i, comps in backend.generate(messages, batch_params, on_error=on_error):
+                seeds = [
+                    [sample_seed(cfg.seed, p.prompt_id, k) for k in missing_idx[p.prompt_id]] for p in group
+                ]
+                for i, comps in backend.generate(messages, batch_params, on_error=on_error, seeds=seeds):
                     p = group[i]
                     todo = missing_idx[p.prompt_id]
-                    tokens = _write(writer, p, texts[i], todo, comps, teacher_meta)
+                    tokens, written = _write(writer, p, texts[i], todo, comps, teacher_meta, seeds[i])
                     if i in errors:
                         failures.append(
                             {
                                 "prompt_id": p.prompt_id,
-                                "missing_samples": todo[len(comps) :],
+                                "missing_samples": [k for k in todo if k not in written],
                                 "error": errors[i],
                                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             }
@@ -413,9 +421,23 @@ def _write(
     todo: list[int],
     comps: list[Completion],
     teacher: dict[str, Any],
-) -> int:
+    seeds: list[int],
+) -> tuple[int, list[int]]:
+    """Write `p`'s completions as samples `todo`; returns (completion tokens, samples written).
+
+    A completion that carries its seed is the sample of that seed (some of a prompt's samples may
+    have failed); one without takes the next sample index in order.
+    """
     tokens = 0
-    for sample, c in zip(todo, comps, strict=False):
+    written: list[int] = []
+    by_seed = dict(zip(seeds, todo, strict=False))
+    free = [k for k in todo if k not in {by_seed.get(c.seed) for c in comps}]
+    for c in comps:
+        sample = by_seed.get(c.seed) if c.seed is not None else None
+        if sample is None or sample in written:
+            if not free:
+                break
+            sample = free.pop(0)
         extra: dict[str, Any] = {"reasoning_closed": c.reasoning_closed}
         if p.tests is not None:
             extra["tests"] = p.tests
@@ -427,7 +449,7 @@ def _write(
             answer=p.answer,
             domain=p.domain,
             source=p.source,
-            teacher=teacher,
+            teacher=teacher if c.seed is None else {**teacher, "sample_seed": c.seed},
             reasoning=c.reasoning,
             content=c.content,
             finish_reason=c.finish_reason,
@@ -435,5 +457,6 @@ def _write(
             extra=extra,
         )
         writer.write(trace.to_dict())
+        written.append(sample)
         tokens += c.completion_tokens
-    return tokens
+    return tokens, written

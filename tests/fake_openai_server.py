@@ -10,7 +10,8 @@ body), `malformed` (not JSON), `drop` (closes the connection), `chunked` and `cl
 ended by closing the connection: they count as successes), `never` (always 500 for prompts
 containing "NEVER"). Completions are `<think>reasoning for …</think>answer` (prompts containing
 "SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
-unless `honour_n`. Every request's Authorization header is recorded in `auth_headers`.
+unless `honour_n`; `suffix` is appended to every content (e.g. an end-of-sequence token's text, as
+`transformers serve` leaves it). Every request's Authorization header is recorded in `auth_headers`.
 `tls=(cert, key)` serves https (see `self_signed_cert`).
 `die_after=K` makes the server die when request K+1 arrives: it stops listening and aborts every
 open connection (in-flight requests included), as a crashed vLLM server would; `answered` counts
@@ -77,7 +78,9 @@ class FakeServer:
         port: int = 0,
         die_after: int | None = None,
         tls: tuple[str, str] | None = None,
+        suffix: str = "",
     ) -> None:
+        self.suffix = suffix
         self.faults = list(faults or [])
         self.tls = tls  # (certificate file, key file): serve https
         self.die_after = die_after
@@ -117,10 +120,13 @@ class FakeServer:
             msg = {
                 "role": "assistant",
                 "reasoning_content": f"reasoning for {text[:20]}",
-                "content": "answer",
+                "content": "answer" + self.suffix,
             }
         else:
-            msg = {"role": "assistant", "content": f"<think>reasoning for {text[:20]}</think>answer"}
+            msg = {
+                "role": "assistant",
+                "content": f"<think>reasoning for {text[:20]}</think>answer{self.suffix}",
+            }
         choices = [{"index": j, "message": msg, "finish_reason": "stop"} for j in range(n)]
         payload = {
             "id": "x",
