@@ -144,8 +144,18 @@ def check_complete(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return {"ok": True}
 
 
+# Special-token text of chat tokenizers: `<|im_end|>`, `<|eot_id|>`, `<|start_header_id|>` (ChatML,
+# Llama 3, Phi, gpt-oss), `<｜end▁of▁sentence｜>`, `<｜Assistant｜>` (DeepSeek, full-width bars),
+# Gemma's turn markers and `<eos>`/`<bos>`, Mistral's `[INST]`. A student trained on it learns to
+# write it. Not `<s>`/`</s>` (HTML strike-through in code) nor operators like Haskell's `<|>`.
+SPECIAL_TOKEN_TEXT = re.compile(
+    r"<\|[^\s|<>]{1,64}\|>|<｜[^\s｜<>]{1,64}｜>|<(?:start|end)_of_turn>|<(?:eos|bos)>|\[/?INST\]"
+)
+
+
 def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags."""
+    """One well-formed reasoning block, non-empty reasoning and answer, no stray tags, no
+    special-token text (`SPECIAL_TOKEN_TEXT`: end-of-sequence/turn markers a server left in)."""
     reasoning, answer, _ = reasoning_and_answer(rec, ctx.think_tags)
     if not reasoning.strip():
         return {"ok": False, "why": "empty reasoning"}
@@ -154,6 +164,9 @@ def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     for t in ctx.think_tags:
         if t in reasoning or t in answer:
             return {"ok": False, "why": f"stray {t}"}
+    found = SPECIAL_TOKEN_TEXT.search(reasoning) or SPECIAL_TOKEN_TEXT.search(answer)
+    if found:
+        return {"ok": False, "why": f"special-token text {found.group(0)}"}
     return {"ok": True}
 
 
