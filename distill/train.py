@@ -202,9 +202,10 @@ def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
         d.pop(k, None)
     if not d.get("all_turns"):  # absent when off: runs from before the option still resume
         d.pop("all_turns", None)
-    d["data"] = (
-        str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
-    )
+    for key in ("data", "student"):  # a local path, relative or absolute, is the same input
+        value = d.get(key)
+        if value and Path(value).expanduser().exists():
+            d[key] = str(Path(value).expanduser().resolve())
     return d
 
 
