@@ -101,6 +101,9 @@ class GenerateConfig:
     replicas: int = 1
     gpus_per_replica: float | None = None
     progress: bool = True
+    # set by the Ray driver on each replica: write the job layout (jobs/KKKKK-of-NNNNN/, shard-KKKKK-of-NNNNN-*)
+    # even for one shard, since the output folder's own manifest.json is the driver's
+    replica: bool = False
 
 
 EXECUTORS = ("local", "ray")
@@ -142,7 +145,7 @@ def sampling_params(cfg: GenerateConfig, card: TeacherCard) -> SamplingParams:
 def _paths(cfg: GenerateConfig) -> tuple[Path, Path, str]:
     """(output folder, folder holding this job's manifest + failed.jsonl, shard file prefix)."""
     out = Path(cfg.output)
-    if cfg.num_shards <= 1:
+    if cfg.num_shards <= 1 and not cfg.replica:
         return out, out, SHARD_PREFIX
     tag = f"{cfg.shard_index:05d}-of-{cfg.num_shards:05d}"
     return out, out / "jobs" / tag, f"{SHARD_PREFIX}{tag}-"

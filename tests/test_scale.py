@@ -199,6 +199,27 @@ def test_ray_equals_local_resumes_and_refuses_reshard(ray_cluster, tiny_qwen, tm
         run(tiny_cfg(tiny_qwen, prompts, tmp_path / "ray", executor="ray", replicas=3))
 
 
+@pytest.mark.slow
+def test_ray_default_one_replica_on_a_fresh_folder(ray_cluster, tiny_qwen, tmp_path):
+    """`--executor ray` with the default `--replicas 1`: its replica writes jobs/00000-of-00001/, not
+    over the driver's manifest (it was refused as "changed: executor, shard_index")."""
+    prompts = make_prompts(tmp_path / "p.jsonl", 6)
+    out = tmp_path / "ray1"
+    m = run(tiny_cfg(tiny_qwen, prompts, out, executor="ray"))
+    assert m["counts"]["samples"] == 12 and m["counts"]["failed"] == 0 and m["run"]["replicas"] == 1
+    assert m["config"]["executor"] == "ray"
+    assert [p.name for p in out.glob("shard-*")] == ["shard-00000-of-00001-00000.jsonl"]
+    assert (
+        json.loads((out / "jobs" / "00000-of-00001" / "manifest.json").read_text())["counts"]["samples"] == 12
+    )
+    # the same records as a local run (each sample has its own seed), and a re-run is a no-op
+    run(tiny_cfg(tiny_qwen, prompts, tmp_path / "local"))
+    local = {r["id"]: r for r in read_records(tmp_path / "local")}
+    assert {r["id"]: r for r in read_records(out)} == local
+    assert run(tiny_cfg(tiny_qwen, prompts, out, executor="ray"))["counts"]["samples"] == 12
+    assert len(list(read_records(out))) == 12
+
+
 def _lines(out: Path) -> int:
     return sum(p.read_bytes().count(b"\n") for p in out.glob("shard-*.jsonl"))
 
