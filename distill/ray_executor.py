@@ -8,7 +8,7 @@
 Replica k of N runs exactly `distill generate --num-shards N --shard-index k` inside a Ray actor
 (the same shard files `shard-KKKKK-of-NNNNN-*.jsonl`, the same `jobs/KKKKK-of-NNNNN/` manifests),
 so a killed cluster job resumes like a local one, and a Slurm array can finish what Ray started
-(with one replica too: its files are `jobs/00000-of-00001/` and `shard-00000-of-00001-*.jsonl`).
+(a single replica too writes `jobs/00000-of-00001/` and `shard-00000-of-00001-*.jsonl`).
 `--output` must be a folder every node sees (a shared filesystem). The driver keeps a manifest of
 the whole run in `--output/manifest.json` (replica count included: changing it is refused, since
 it would re-shard the prompts) and shows one progress bar over all replicas.
