@@ -164,3 +164,26 @@ def test_seeded_sampler_draws_from_the_warped_distribution():
         want = torch.softmax(logits[:kept] / params.temperature, -1)
         assert torch.all(freq[kept:] == 0)
         assert torch.allclose(freq[:kept], want, atol=0.03), (freq, want)
+
+
+def test_a_failed_sample_leaves_its_own_index_missing(tmp_path):
+    """Samples 2 and 3 asked, only the one seeded for 3 came back: it is written as sample 3 (with
+    its seed), so a re-run draws sample 2 with sample 2's seed instead of repeating sample 3."""
+    from distill.generate import _write
+    from distill.prompts import Prompt
+    from distill.records import ShardWriter
+    from distill.teachers import Completion
+
+    p = Prompt("q7", "What is 7 + 3?", "10", "math", "test")
+    seeds = [sample_seed(0, "q7", 2), sample_seed(0, "q7", 3)]
+    writer = ShardWriter(tmp_path)
+    got = Completion("r", "c", "stop", 5, 4, True, seed=seeds[1])
+    unseeded = Completion("r2", "c2", "stop", 5, 6, True)  # e.g. greedy: takes the next free index
+    tokens, written = _write(writer, p, "What is 7 + 3?", [2, 3], [got], {"seed": 0}, seeds)
+    assert (tokens, written) == (4, [3])
+    tokens, written = _write(writer, p, "What is 7 + 3?", [2], [unseeded], {"seed": 0}, seeds[:1])
+    assert (tokens, written) == (6, [2])
+    writer.close()
+    recs = {r["id"]: r for r in read_records(tmp_path)}
+    assert recs["q7:3"]["teacher"]["sample_seed"] == seeds[1] and recs["q7:3"]["content"] == "c"
+    assert "sample_seed" not in recs["q7:2"]["teacher"] and recs["q7:2"]["content"] == "c2"
