@@ -78,3 +78,17 @@ $(OUT)/eval/manifest.json: $(OUT)/student/manifest.json
 push: $(OUT)/eval/manifest.json
 	@test -n "$(REPO)" || { echo "make push: set REPO=user/name" >&2; exit 2; }
 	$(DISTILL) push --model $(EVAL_MODEL) --repo $(REPO) --data $(OUT)/filtered --results $(OUT)/eval $(PUSH_ARGS)
+
+# ---------------------------------------------------------------------------- code sandbox
+# bubblewrap, the code sandbox's preferred back-end (distill/sandbox.py): installed with apt when
+# run as root (CI), else a hint; without it the sandbox uses its weaker fallback (and says so).
+.PHONY: sandbox-tools
+sandbox-tools:
+	@command -v bwrap >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q bubblewrap || { apt-get update -q && apt-get install -y -q bubblewrap; } \
+	  || echo "make sandbox-tools: could not install bubblewrap; the sandbox uses its fallback" >&2; \
+	else \
+	  echo "make sandbox-tools: install bubblewrap (sudo apt-get install bubblewrap / dnf install bubblewrap) for the code sandbox" >&2; \
+	fi

@@ -373,9 +373,27 @@ def train_cmd(
     no_reasoning: Annotated[
         bool,
         typer.Option(
-            "--no-reasoning", help="Train on answers only: the assistant turn without the think block."
+            "--no-reasoning",
+            help="Train on answers only: every thought block and marker removed (<think>…</think>, a lone "
+            "</think>, <|begin_of_thought|>…<|end_of_thought|>, <|begin_of_solution|>…<|end_of_solution|>).",
         ),
     ] = False,
+    allow_unfiltered: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unfiltered",
+            help="Train unfiltered traces (no 'verdict', e.g. generate output) even when some are unfinished; "
+            "the unfinished ones (finish_reason length, reasoning never closed, empty answer) are dropped.",
+        ),
+    ] = False,
+    show_example: Annotated[
+        int | None,
+        typer.Option(
+            "--show-example",
+            help="Print example N (from 0) as the student will see it, trained tokens between ⟦ and ⟧, "
+            "with the template guard's verdict, and exit without training.",
+        ),
+    ] = None,
     all_turns: Annotated[
         bool,
         typer.Option(
@@ -517,6 +535,8 @@ def train_cmd(
         output=output,
         method=method,
         no_reasoning=no_reasoning,
+        allow_unfiltered=allow_unfiltered,
+        show_example=show_example,
         all_turns=all_turns,
         max_steps=max_steps,
         epochs=epochs,
@@ -553,7 +573,7 @@ def train_cmd(
         cache_dir=cache_dir,
     )
     summary = run_stage(run, config)
-    if not plan and summary:
+    if not plan and show_example is None and summary:
         import json
 
         print(json.dumps(summary, indent=2))

@@ -231,7 +231,10 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     print("\n[6/8] train three students", file=sys.stderr)
     students = {
         "student-filtered": (run_dir / "filtered" / "kept", ()),
-        "student-unfiltered": (run_dir / "traces", ()),
+        "student-unfiltered": (
+            run_dir / "traces",
+            ("--allow-unfiltered",),
+        ),  # finished traces, right or wrong
         "student-answers-only": (run_dir / "filtered" / "kept", ("--no-reasoning",)),
     }
     for name, (data, extra) in students.items():

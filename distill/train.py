@@ -82,6 +82,8 @@ RUNTIME_FIELDS = (
     "cache_dir",
     "merge",
     "logging_steps",
+    "allow_unfiltered",  # unfinished traces are dropped either way
+    "show_example",
 )
 
 
@@ -94,6 +96,8 @@ class TrainConfig:
     output: str | None = None
     method: str | None = None  # lora | qlora | full
     no_reasoning: bool = False
+    allow_unfiltered: bool = False  # unfiltered traces holding unfinished ones: train the finished ones
+    show_example: int | None = None  # print example N as trained (trained tokens marked) and exit
     all_turns: bool = False  # multi-turn data: train every assistant turn, not only the last
     max_steps: int | None = None
     epochs: float | None = None
@@ -189,7 +193,7 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, cards.StudentCard | None,
     if not r.plan:
         if not r.data:
             raise UserError("--data is required (a kept/ folder, .jsonl, .parquet or dataset id)")
-        if not r.output:
+        if not r.output and r.show_example is None:
             raise UserError("--output is required")
         if r.max_steps <= 0 and (r.epochs or 0) <= 0:
             raise UserError("--epochs must be > 0 (or give --max-steps)")
@@ -232,6 +236,63 @@ def run_plan(config: TrainConfig) -> dict[str, Any]:
         "gpu_memory": r.gpu_memory,
         "estimates": [dataclasses.asdict(e) for e in estimates],
         "recommended": dataclasses.asdict(best) if best else None,
+    }
+
+
+# ---------------------------------------------------------------------------- show an example
+
+
+def show_example(config: TrainConfig) -> dict[str, Any]:
+    """Print example `config.show_example` (0-based, over the examples training would use) as the
+    student sees it, trained tokens between ⟦ and ⟧, with the template guard's verdict; no training."""
+    from transformers import AutoTokenizer
+
+    from distill import train_data
+
+    r, _, model_id = resolve(config)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+    except OSError as e:
+        raise UserError(f"--student {model_id}: cannot load the tokenizer ({e})") from None
+    eos = train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
+    rows = train_data.load_rows(r.data, with_reasoning=not r.no_reasoning)
+    rows, cut = train_data.finished_rows(rows, r.data, r.allow_unfiltered)
+    n = int(r.show_example or 0)
+    if not 0 <= n < len(rows):
+        raise UserError(
+            f"--show-example {n}: {r.data} has {len(rows)} trainable examples (0..{len(rows) - 1})"
+        )
+    row = rows[n]
+    ex = train_data.tokenize_example(row.messages, tokenizer, r.all_turns)
+    why = train_data.check_example(row.messages, ex, tokenizer)
+    think = {
+        "data": "the data's reasoning",
+        "template": "an empty one the chat template writes itself",
+        "none": "none (answer-only)",
+    }[train_data.think_source(row.messages, ex)]
+    plain = train_data.plain_specials(ex)
+    fits = (
+        ""
+        if len(ex.input_ids) <= r.max_length
+        else f"; longer than --max-length {r.max_length}: {r.overlong}"
+    )
+    print(
+        f"example {n} of {len(rows)} ({row.where}); chat template {r.chat_template}, end of turn {eos!r}\n"
+        f"{len(ex.input_ids)} tokens, {ex.n_trainable} trained (between {train_data.TRAINED_OPEN} and "
+        f"{train_data.TRAINED_CLOSE}); think block: {think}{fits}\n"
+        f"template guard: {'ok' if why is None else 'drops this row: ' + why}"
+        + "".join(f"\n{k} x {t!r} in the messages: plain text, not the token" for t, k in plain.items())
+        + (f"\n({len(cut)} unfinished traces are left out of the count)" if cut else "")
+        + "\n"
+        + "-" * 40
+    )
+    print(train_data.show(ex, tokenizer))
+    return {
+        "example": n,
+        "where": row.where,
+        "tokens": len(ex.input_ids),
+        "trained_tokens": ex.n_trainable,
+        "guard": why or "ok",
     }
 
 
@@ -510,6 +571,8 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
     """Train (or resume, or plan); returns the summary dict also stored in manifest.json."""
     if config.plan:
         return run_plan(config)
+    if config.show_example is not None:
+        return show_example(config)
     resolved, card, model_id = resolve(config)
     if resolved.launcher == "accelerate" and not _launched():
         out = Path(resolved.output)
@@ -564,11 +627,15 @@ def _train(
             tokenizer,
             with_reasoning=not r.no_reasoning,
             all_turns=r.all_turns,
+            allow_unfiltered=r.allow_unfiltered,
             max_length=r.max_length,
             overlong=r.overlong,
             cache_dir=r.cache_dir,
             progress=main,
         )
+    if main:
+        for line in stats.lines():
+            log.info(line)
     if stats.dropped_overlength and main:
         log.warning(
             "dropped %d of %d examples longer than %d tokens",
@@ -710,6 +777,9 @@ def _train(
             "gradient_checkpointing": ckpt,
             "examples": stats.examples,
             "kept_examples": stats.kept,
+            "dropped_unfinished": stats.dropped_unfinished,
+            "dropped_guard": stats.dropped_guard,
+            "think_block": stats.think_block,
             "dropped_overlength": stats.dropped_overlength,
             "truncated": stats.truncated,
             "tokenization_cached": stats.cached,

@@ -1,10 +1,18 @@
 """Training data for `distill train`: loading, chat templating, loss masks, the template guard, caching.
 
-    examples = load_messages("runs/kept", with_reasoning=True)      # kept/ shards, .jsonl, .parquet, HF id
+    rows = load_rows("runs/kept", with_reasoning=True)            # kept/ shards, .jsonl, .parquet, HF id
     apply_chat_settings(tokenizer, "chatml", "<|im_end|>")
-    ex = tokenize_example(messages, tokenizer)                     # input_ids + labels (-100 off-target)
-    guard([(messages, ex), ...], tokenizer)                        # fails loudly with an example
-    ds, stats = tokenize_dataset("runs/kept", tokenizer, ...)       # cached on disk, reused on re-runs
+    ex = tokenize_example(rows[0].messages, tokenizer)            # input_ids + labels (-100 off-target)
+    report = guard([(messages, ex), ...], tokenizer)              # names bad rows; fails when most are
+    print(show(ex, tokenizer))                                    # the text, trained runs in ⟦ ⟧
+    ds, stats = tokenize_dataset("runs/kept", tokenizer, ...)      # cached on disk, reused on re-runs
+
+Every assistant turn is split once on its thought markers (`<think>…</think>`, a lone `</think>`,
+Sky-T1's `<|begin_of_thought|>…<|end_of_thought|>` + `<|begin_of_solution|>…<|end_of_solution|>`)
+and re-rendered as `<think>\n{reasoning}\n</think>\n\n{answer}`, or the answer alone when there is
+no reasoning or with `with_reasoning=False` (no empty think block; a template that writes one itself
+keeps it, and the guard's report says so). Unfinished traces are never trained. Special-token text
+inside a message is encoded as plain text (transformers' `sanitize_control_tokens`).
 
 The loss mask covers exactly the last assistant turn, from its first token through its end-of-turn
 token; the prompt (and anything the template writes after the end-of-turn token) is never trained.
@@ -17,7 +25,9 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +38,8 @@ from distill.errors import UserError
 from distill.tiny import CHATML_TEMPLATE, LLAMA3_TEMPLATE
 
 IGNORE = -100
-CACHE_VERSION = "1"
+MAX_NAMED = 20  # dropped rows named in the stats and the log
+CACHE_VERSION = "2"  # 2: one think block per turn, no empty ones, special-token text as plain text
 
 # template name -> (jinja chat template, end-of-turn token); "model" keeps the tokenizer's own template
 CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
@@ -37,50 +48,153 @@ CHAT_TEMPLATES: dict[str, tuple[str, str]] = {
 }
 
 
+# ---------------------------------------------------------------------------- thought markers
+
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+THOUGHT_OPEN, THOUGHT_CLOSE = "<|begin_of_thought|>", "<|end_of_thought|>"  # Sky-T1, Bespoke-Stratos
+SOLUTION_OPEN, SOLUTION_CLOSE = "<|begin_of_solution|>", "<|end_of_solution|>"
+# every think/thought tag: outside the one think block that opens an assistant turn, each is stray
+STRAY_TAG = re.compile(r"</?think>|</?thinking>|</?thought>|<\|(?:begin|end)_of_(?:thought|solution)\|>")
+# finish reasons that mean the teacher stopped on its own (OpenAI/vLLM `stop`; other harnesses' names)
+FINISHED = ("stop", "eos", "end_turn", "stop_sequence")
+
+
+@dataclass
+class Thoughts:
+    """An assistant turn split on its thought markers: `reasoning` is None when it has no block."""
+
+    reasoning: str | None
+    answer: str
+    closed: bool
+
+
+def split_thoughts(text: str) -> Thoughts:
+    """Split an assistant turn written in any supported marker style into reasoning and answer.
+
+    Styles: `<think>R</think>A`; a lone `R</think>A` (the opening tag was in the prompt, as R1 writes);
+    `<|begin_of_thought|>R<|end_of_thought|>` then `<|begin_of_solution|>A<|end_of_solution|>`
+    (Sky-T1, Bespoke-Stratos; a lone end marker likewise). Text without markers is all answer. A block
+    (or solution) that opens and never closes gives `closed=False`. Only the first block is split:
+    a second block or a stray tag stays in the answer (or reasoning), for the guard to refuse.
+    """
+    for open_t, close_t in ((THINK_OPEN, THINK_CLOSE), (THOUGHT_OPEN, THOUGHT_CLOSE)):
+        o, c = text.find(open_t), text.find(close_t)
+        if o < 0 and c < 0:
+            continue
+        if o >= 0 and (c < 0 or o < c):
+            before, rest = text[:o].strip(), text[o + len(open_t) :]
+            end = rest.find(close_t)
+            if end < 0:
+                return Thoughts(rest.strip(), "", False)
+            reasoning, after = rest[:end], rest[end + len(close_t) :]
+            answer, closed = _solution(after)
+            return Thoughts(reasoning.strip(), (before + "\n\n" + answer).strip(), closed)
+        answer, closed = _solution(text[c + len(close_t) :])
+        return Thoughts(text[:c].strip(), answer, closed)
+    answer, closed = _solution(text)
+    return Thoughts(None, answer, closed)
+
+
+def _solution(text: str) -> tuple[str, bool]:
+    """The answer inside `<|begin_of_solution|>…<|end_of_solution|>` when it is wrapped so; (answer, closed)."""
+    body = text.strip()
+    if not body.startswith(SOLUTION_OPEN):
+        return body, True
+    body = body[len(SOLUTION_OPEN) :]
+    if not body.rstrip().endswith(SOLUTION_CLOSE):
+        return body.strip(), SOLUTION_CLOSE in body  # a solution cut short never closes
+    return body.rstrip()[: -len(SOLUTION_CLOSE)].strip(), True
+
+
+def assistant_turn(reasoning: str | None, answer: str, with_reasoning: bool = True) -> str:
+    """The assistant text a student learns: `<think>\\n{reasoning}\\n</think>\\n\\n{answer}` (DESIGN.md),
+    or the answer alone when there is no reasoning (or `with_reasoning` is off): no empty think block."""
+    if with_reasoning and reasoning and reasoning.strip():
+        return f"{THINK_OPEN}\n{reasoning.strip()}\n{THINK_CLOSE}\n\n{answer.strip()}"
+    return answer.strip()
+
+
+def unfinished(thoughts: Thoughts) -> str | None:
+    """Why an assistant turn is not a complete one (reasoning never closed, empty answer), else None."""
+    if not thoughts.closed:
+        return "reasoning never closed"
+    if not thoughts.answer.strip():
+        return "empty answer"
+    return None
+
+
 # ---------------------------------------------------------------------------- loading
 
 
-def _messages_from_row(row: dict[str, Any], where: str, with_reasoning: bool) -> list[dict[str, str]]:
+@dataclass
+class Row:
+    """One training example as loaded: where it came from, its chat messages, and why it cannot be
+    trained (`unfinished`: a truncated trace) or None; `unfiltered`: a trace record `filter` never saw."""
+
+    where: str
+    messages: list[dict[str, str]]
+    unfinished: str | None = None
+    unfiltered: bool = False
+
+
+def _row(row: dict[str, Any], where: str, with_reasoning: bool) -> Row:
     if "messages" in row and row["messages"] is not None:
-        msgs = row["messages"]
-        if isinstance(msgs, str):
-            try:
-                msgs = json.loads(msgs)
-            except ValueError:
-                raise UserError(f"{where}: field 'messages' is a string but not JSON") from None
-        if not isinstance(msgs, list) or not msgs:
-            raise UserError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
-        out = []
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise UserError(f"{where}: messages[{i}] needs 'role' and 'content'")
-            out.append({"role": str(m["role"]), "content": str(m["content"] or "")})
-        if out[-1]["role"] != "assistant":
-            raise UserError(
-                f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')"
-            )
-        if not with_reasoning:
-            for m in out:
-                if m["role"] == "assistant":
-                    m["content"] = strip_reasoning(m["content"])
-        return out
+        return Row(where, *normalize_turns(_chat(row["messages"], where), with_reasoning))
     for key in ("problem", "content"):
         if key not in row:
             raise UserError(f"{where}: record has neither 'messages' nor trace field '{key}'")
-    return records.to_messages(row, with_reasoning)
+    # `content` may still hold its own think block: the turns are split once here, and the guard
+    # refuses a second block
+    messages, why = normalize_turns(records.to_messages(row, with_reasoning), with_reasoning)
+    reasoning, content = str(row.get("reasoning") or ""), str(row.get("content") or "")
+    finish = row.get("finish_reason")
+    if finish is not None and str(finish) not in FINISHED:
+        why = f"finish_reason={finish}"
+    elif reasoning.strip() and row.get("reasoning_closed") is False:
+        why = "reasoning never closed"
+    elif not reasoning.strip():  # an unsplit record: its content is the whole turn
+        why = unfinished(split_thoughts(content)) or why
+    return Row(where, messages, why, unfiltered="verdict" not in row)
 
 
-def strip_reasoning(text: str) -> str:
-    """The visible answer of an assistant turn: everything after the last `</think>`."""
-    if "</think>" in text:
-        return text.rsplit("</think>", 1)[1].strip()
-    return text.strip()
+def normalize_turns(
+    messages: list[dict[str, str]], with_reasoning: bool
+) -> tuple[list[dict[str, str]], str | None]:
+    """(messages with every assistant turn split on its thought markers and rendered by
+    `assistant_turn`, why a turn is unfinished or None)."""
+    out, why = [], None
+    for m in messages:
+        if m["role"] == "assistant":
+            thoughts = split_thoughts(m["content"])
+            why = why or unfinished(thoughts)
+            m = {**m, "content": assistant_turn(thoughts.reasoning, thoughts.answer, with_reasoning)}
+        out.append(m)
+    return out, why
 
 
-def load_messages(data: str, with_reasoning: bool = True, split: str = "train") -> list[list[dict[str, str]]]:
-    """Chat conversations from a kept/ folder, a `.jsonl` of traces, a `.parquet` or an HF dataset id."""
+def _chat(msgs: Any, where: str) -> list[dict[str, str]]:
+    if isinstance(msgs, str):
+        try:
+            msgs = json.loads(msgs)
+        except ValueError:
+            raise UserError(f"{where}: field 'messages' is a string but not JSON") from None
+    if not isinstance(msgs, list) or not msgs:
+        raise UserError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise UserError(f"{where}: messages[{i}] needs 'role' and 'content'")
+        out.append({"role": str(m["role"]), "content": str(m["content"] or "")})
+    if out[-1]["role"] != "assistant":
+        raise UserError(f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')")
+    return out
+
+
+def load_rows(data: str, with_reasoning: bool = True, split: str = "train") -> list[Row]:
+    """Every trainable-looking row of a kept/ folder, a `.jsonl` of traces, a `.parquet` or an HF dataset
+    id (rows `filter` rejected are skipped), each with its place (`file:line`, `file: row i`)."""
     path = Path(data)
-    out: list[list[dict[str, str]]] = []
+    out: list[Row] = []
     if path.is_dir() or path.suffix == ".jsonl":
         if path.is_dir() and not records.shard_paths(path):
             raise UserError(
@@ -89,7 +203,7 @@ def load_messages(data: str, with_reasoning: bool = True, split: str = "train") 
         for file, lineno, rec in records.iter_lines(path):
             if rec.get("verdict", "kept") != "kept":
                 continue
-            out.append(_messages_from_row(rec, f"{file}:{lineno}", with_reasoning))
+            out.append(_row(rec, f"{file}:{lineno}", with_reasoning))
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -100,15 +214,41 @@ def load_messages(data: str, with_reasoning: bool = True, split: str = "train") 
         if "messages" not in cols and not {"problem", "content"} <= cols:
             raise UserError(f"{path}: needs a 'messages' column (or trace columns problem/reasoning/content)")
         for i, row in enumerate(table.to_pylist()):
-            out.append(_messages_from_row(row, f"{path}: row {i}", with_reasoning))
+            if row.get("verdict", "kept") in ("kept", None):
+                out.append(_row(row, f"{path}: row {i}", with_reasoning))
     elif path.exists():
         raise UserError(f"{path}: unsupported data file (expected a kept/ folder, .jsonl or .parquet)")
     else:
         for i, row in enumerate(_hub_dataset(data, split)):
-            out.append(_messages_from_row(dict(row), f"{data}: row {i}", with_reasoning))
+            out.append(_row(dict(row), f"{data}: row {i}", with_reasoning))
     if not out:
         raise UserError(f"{data}: no training examples found")
     return out
+
+
+def finished_rows(rows: list[Row], data: str, allow_unfiltered: bool = False) -> tuple[list[Row], list[Row]]:
+    """(finished, unfinished) rows. Unfinished traces are never trained; unfiltered trace input (no
+    `verdict`, e.g. `distill generate` output) holding any is refused unless `allow_unfiltered`."""
+    done = [r for r in rows if r.unfinished is None]
+    cut = [r for r in rows if r.unfinished is not None]
+    raw = [r for r in cut if r.unfiltered]
+    if raw and not allow_unfiltered:
+        kinds: dict[str, int] = {}
+        for r in raw:
+            kinds[r.unfinished] = kinds.get(r.unfinished, 0) + 1  # type: ignore[index]
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(kinds.items()))
+        raise UserError(
+            f"{data}: unfiltered traces (no 'verdict'; `distill generate` output?) and {len(raw)} of "
+            f"{sum(r.unfiltered for r in rows)} are unfinished ({counts}), first at {raw[0].where}; "
+            "run `distill filter` first, or pass --allow-unfiltered to train the finished ones "
+            "(unfinished ones are dropped either way)"
+        )
+    return done, cut
+
+
+def load_messages(data: str, with_reasoning: bool = True, split: str = "train") -> list[list[dict[str, str]]]:
+    """Chat conversations from a kept/ folder, a `.jsonl` of traces, a `.parquet` or an HF dataset id."""
+    return [r.messages for r in load_rows(data, with_reasoning, split)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -197,6 +337,9 @@ def apply_chat_settings(tokenizer: Any, chat_template: str, eos_token: str | Non
 
 @dataclass
 class Tokenized:
+    """One tokenized example. `prompt_text`/`completion_text` are the rendered chat as tokenized, with
+    transformers' private-use markers around special-token text that came from a message."""
+
     input_ids: list[int]
     labels: list[int]
     prompt_text: str = ""
@@ -206,6 +349,64 @@ class Tokenized:
     @property
     def n_trainable(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE)
+
+
+# transformers' markers (`mark_control_tokens`) around special-token text that came from a message
+MARK_START, MARK_END = "\U000f0000", "\U000f0001"
+
+
+def control_tokens(tokenizer: Any) -> tuple[str, ...]:
+    """Special-token text that stays plain text inside a message, longest first.
+
+    transformers' control tokens of `apply_chat_template(..., sanitize_control_tokens=True)`: added
+    tokens that are special or that the chat template writes (or those in `tokenizer.chat_control_tokens`),
+    less `<think>`/`</think>`, which delimit the data's reasoning (the guard allows one block).
+    """
+    listed = getattr(tokenizer, "chat_control_tokens", None)
+    template = (
+        tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else str(tokenizer.chat_template)
+    )
+    out = []
+    for tok in tokenizer.added_tokens_decoder.values():
+        text = tok.content
+        if text in (THINK_OPEN, THINK_CLOSE) or not text.strip():
+            continue
+        if tok.special or (text in listed if listed is not None else text in template):
+            out.append(text)
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+@functools.lru_cache(maxsize=16)
+def _control_re(tokens: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(map(re.escape, tokens)) or "(?!)")  # (?!) never matches
+
+
+def mark_messages(tokenizer: Any, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The messages with their special-token text wrapped in transformers' markers (plain text later)."""
+    from transformers.utils.chat_template_utils import mark_control_tokens
+
+    return mark_control_tokens(messages, _control_re(control_tokens(tokenizer)))
+
+
+def unmark(text: str) -> str:
+    return text.replace(MARK_START, "").replace(MARK_END, "")
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of rendered chat text; marked special-token text (from a message) becomes plain-text
+    tokens (transformers' `sanitize_control_tokens`), the template's own special tokens stay tokens."""
+    try:
+        return tokenizer(text, add_special_tokens=False, sanitize_control_tokens=True)["input_ids"]
+    except ValueError:  # plain text makes that token too: the guard's special-token count names the row
+        return tokenizer(unmark(text), add_special_tokens=False)["input_ids"]
+
+
+def _last_unmarked(text: str, token: str) -> int:
+    """Index of the last `token` in `text` the template wrote (not one marked as a message's), or -1."""
+    cut = text.rfind(token)
+    while cut > 0 and text[cut - 1] == MARK_START:
+        cut = text.rfind(token, 0, cut - 1)
+    return cut
 
 
 def render(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, str]:
@@ -219,7 +420,7 @@ def render(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, str]:
             f"cannot be placed; prompt ends {prompt[-80:]!r}, full text has {full[len(prompt) - 80 : len(prompt)]!r}"
         )
     completion = full[len(prompt) :]
-    cut = completion.rfind(eos)
+    cut = _last_unmarked(completion, eos)
     if cut < 0:
         raise UserError(
             f"the chat template does not end the assistant turn with the eos token {eos!r} "
@@ -252,139 +453,319 @@ def history_turns(tokenizer: Any, messages: list[dict[str, str]], prompt: str) -
 def tokenize_example(messages: list[dict[str, str]], tokenizer: Any, all_turns: bool = False) -> Tokenized:
     """input_ids = prompt + assistant turn through eos; labels = -100 on the prompt, ids on the turn.
 
-    With `all_turns`, the earlier assistant turns of a multi-turn conversation are trained too
-    (their spans are kept in `extra["history"]`, token offsets, for the guard).
+    Special-token text inside a message (`<|im_end|>` in the reasoning) is encoded as plain text; only
+    the template's own special tokens become special ids. With `all_turns`, the earlier assistant turns
+    of a multi-turn conversation are trained too (their spans are kept in `extra["history"]`, token
+    offsets, for the guard).
     """
-    prompt, completion = render(tokenizer, messages)
-    spans = history_turns(tokenizer, messages, prompt) if all_turns else []
+    marked = mark_messages(tokenizer, messages)
+    prompt, completion = render(tokenizer, marked)
+    spans = history_turns(tokenizer, marked, prompt) if all_turns else []
     ids: list[int] = []
     labels: list[int] = []
     history: list[list[int]] = []
     at = 0
     for a, b in [*spans, (len(prompt), len(prompt))]:
-        piece = tokenizer(prompt[at:a], add_special_tokens=False)["input_ids"] if a > at else []
+        piece = encode(tokenizer, prompt[at:a]) if a > at else []
         ids += piece
         labels += [IGNORE] * len(piece)
         if b > a:
-            turn = tokenizer(prompt[a:b], add_special_tokens=False)["input_ids"]
+            turn = encode(tokenizer, prompt[a:b])
             history.append([len(ids), len(ids) + len(turn)])
             ids += turn
             labels += turn
         at = b
-    c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    c_ids = encode(tokenizer, completion)
     extra = {"history": history, "prompt_len": len(ids)} if history else {}
     return Tokenized(ids + c_ids, labels + list(c_ids), prompt, completion, extra)
 
 
 def _norm(text: str) -> str:
-    return " ".join(text.split())
+    """Text as the guard compares it: NFKC (tokenizers may normalise, e.g. a + U+0308 to ä), one space."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+# ---------------------------------------------------------------------------- the template guard
+
+
+@dataclass
+class GuardReport:
+    """What the template guard found: the rows it cannot accept, and where think blocks come from."""
+
+    checked: int = 0
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (example index, why)
+    with_think: int = 0  # rows whose reasoning is trained inside one think block
+    answer_only: int = 0  # rows with no reasoning: the answer alone is trained
+    template_think: int = 0  # answer-only rows the chat template itself gives an (empty) think block
+
+    @property
+    def think_block(self) -> str:
+        parts = []
+        if self.with_think:
+            parts.append(f"{self.with_think} with the data's reasoning in one think block")
+        if self.answer_only and self.template_think:
+            parts.append(
+                f"{self.answer_only} answer-only, {self.template_think} of them given an empty think block "
+                "by the chat template itself (it writes one on every assistant turn)"
+            )
+        elif self.answer_only:
+            parts.append(f"{self.answer_only} answer-only, no think block added")
+        return "; ".join(parts) or "none"
+
+
+@dataclass
+class _Context:
+    eos: str
+    eos_id: int
+    controls: list[tuple[str, int]]  # (special-token text, id) that only the template may write
+    control_re: re.Pattern[str]
+    think_ids: list[int]
+
+
+def _context(tokenizer: Any) -> _Context:
+    controls = control_tokens(tokenizer)
+    vocab = tokenizer.get_vocab()
+    return _Context(
+        eos=tokenizer.eos_token,
+        eos_id=tokenizer.convert_tokens_to_ids(tokenizer.eos_token),
+        controls=[(t, vocab[t]) for t in controls if t in vocab],
+        control_re=_control_re(controls),
+        think_ids=[vocab[t] for t in (THINK_OPEN, THINK_CLOSE) if t in vocab],
+    )
 
 
 def guard(
-    examples: list[tuple[list[dict[str, str]], Tokenized]], tokenizer: Any, sample_size: int = 64
-) -> None:
-    """The template guard: fail loudly, with an example, when the data would train the wrong thing.
+    examples: list[tuple[list[dict[str, str]], Tokenized]],
+    tokenizer: Any,
+    names: list[str] | None = None,
+) -> GuardReport:
+    """The template guard: check every example; name the rows it cannot accept, fail when most do.
 
-    (a) the assistant's reasoning (and answer) survive templating and tokenizing; (b) the loss mask
-    covers exactly the assistant turn including its end-of-turn token and nothing of the prompt;
-    (c) no example has zero trainable tokens (checked on every example).
+    Per row: (a) the assistant turn holds at most one think block, no stray think/thought tag, and a
+    non-empty answer; (b) its reasoning and answer survive templating and tokenizing (compared after
+    Unicode NFKC normalisation on both sides); (c) special tokens (the end-of-turn token above all)
+    appear only where the template writes them, never from a message's text; (d) the loss mask covers
+    exactly the assistant turn through its end-of-turn token and nothing of the prompt, and is not
+    empty. Returns a `GuardReport`; raises `UserError` with the first failure when most rows fail
+    (then the template or settings are wrong, not the rows). `names`: each row's place, for messages.
     """
-    eos = tokenizer.eos_token
-    eos_id = tokenizer.convert_tokens_to_ids(eos)
-    for i, (_, ex) in enumerate(examples):
-        if ex.n_trainable == 0:
-            raise UserError(
-                f"template guard: example {i} has no trainable tokens "
-                f"(text starts {tokenizer.decode(ex.input_ids[:60])!r})"
-            )
-    step = max(1, len(examples) // sample_size)
-    for i in range(0, len(examples), step):
-        messages, ex = examples[i]
-        assistant = messages[-1]["content"]
-        labelled = [t for t in ex.labels if t != IGNORE]
-        text = tokenizer.decode(labelled, skip_special_tokens=False)
-        # the reasoning is what the first `</think>` closes, less the opening tag; a stray `<think>`
-        # the teacher wrote inside it (unfiltered traces have them) is part of the text to train
-        head = assistant.split("</think>", 1)[0].lstrip() if "</think>" in assistant else ""
-        reasoning = head.removeprefix("<think>")
-        if reasoning.strip() and _norm(reasoning) not in _norm(text):
-            raise UserError(
-                f"template guard: the chat template drops the reasoning from the assistant turn (example {i}): "
-                f"trained text is {text[:200]!r} but the reasoning starts {reasoning.strip()[:80]!r}; "
-                "use --chat-template chatml/llama3 instead of the model's template"
-            )
-        answer = strip_reasoning(assistant)
-        if answer and _norm(answer) not in _norm(text):
-            raise UserError(
-                f"template guard: the answer is missing from the trained tokens (example {i}): {text[:200]!r}"
-            )
-        labels = list(ex.labels)
-        if ex.extra.get("history"):  # earlier assistant turns (--all-turns): trained whole, nothing else
-            for a, b in ex.extra["history"]:
-                if ex.input_ids[b - 1] != eos_id or any(t == IGNORE for t in labels[a:b]):
-                    raise UserError(
-                        f"template guard: an earlier assistant turn is not trained whole through {eos!r} "
-                        f"(example {i})"
-                    )
-                labels[a:b] = [IGNORE] * (b - a)  # the checks below are about the last turn
-            n = ex.extra["prompt_len"]
-            stray = [ex.input_ids[k] for k in range(n) if labels[k] != IGNORE]
-            if stray:
-                raise UserError(
-                    f"template guard: the loss mask does not cover exactly the assistant turns (example {i}): "
-                    f"prompt tokens are trained: {tokenizer.decode(stray)[:200]!r}"
-                )
-        first = next((k for k, t in enumerate(labels) if t != IGNORE), len(labels))
-        last = max((k for k, t in enumerate(labels) if t != IGNORE), default=-1)
-        if any(t == IGNORE for t in labels[first : last + 1]):
-            raise UserError(
-                f"template guard: the loss mask has holes inside the assistant turn (example {i})"
-            )
-        if ex.input_ids[last] != eos_id or last != len(ex.input_ids) - 1:
-            raise UserError(
-                f"template guard: the loss mask does not end with the end-of-turn token {eos!r} (example {i}): "
-                f"trained text ends {text[-80:]!r}; the model would never learn to stop"
-            )
-        prompt_text = ex.prompt_text or _prompt_of(tokenizer, messages)
-        if ex.extra.get("history"):  # tokenized in pieces around the trained turns: compare the text
-            same = _norm(tokenizer.decode(ex.input_ids[:first], skip_special_tokens=False)) == _norm(
-                prompt_text
-            )
-            prompt_ids = (
-                ex.input_ids[:first]
-                if same
-                else tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-            )
+    ctx = _context(tokenizer)
+    report = GuardReport(checked=len(examples))
+    for i, (messages, ex) in enumerate(examples):
+        why = check_example(messages, ex, tokenizer, ctx)
+        source = think_source(messages, ex)
+        if why:
+            report.failures.append((i, why))
+        elif source == "data":
+            report.with_think += 1
         else:
-            prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-        if first != len(prompt_ids) or ex.input_ids[:first] != prompt_ids:
-            leaked = (
-                tokenizer.decode(ex.input_ids[first : len(prompt_ids)]) if first < len(prompt_ids) else ""
+            report.answer_only += 1
+            report.template_think += source == "template"
+    if report.failures and 2 * len(report.failures) > len(examples):
+        i, why = report.failures[0]
+        where = names[i] if names else f"example {i}"
+        raise UserError(
+            f"template guard: {why} ({where}; {len(report.failures)} of {len(examples)} rows fail the guard)"
+        )
+    return report
+
+
+def think_source(messages: list[dict[str, str]], ex: Tokenized) -> str:
+    """Where the trained turn's think block comes from: `data`, `template` (the chat template writes
+    one into an answer-only turn itself, as Qwen3's does) or `none` (answer-only, no block)."""
+    if split_thoughts(messages[-1]["content"]).reasoning:
+        return "data"
+    return "template" if THINK_OPEN in unmark(ex.completion_text) else "none"
+
+
+def check_example(
+    messages: list[dict[str, str]], ex: Tokenized, tokenizer: Any, ctx: _Context | None = None
+) -> str | None:
+    """Why the template guard refuses this example, or None (see `guard`)."""
+    ctx = ctx or _context(tokenizer)
+    if ex.n_trainable == 0:
+        return f"no trainable tokens (text starts {tokenizer.decode(ex.input_ids[:60])!r})"
+    history = ex.extra.get("history") or []
+    turns = [m["content"] for m in messages if m["role"] == "assistant"]
+    for content in turns[-1 - len(history) :]:  # the trained assistant turns
+        why = _turn_problem(content)
+        if why:
+            return why
+    return _text_problem(messages[-1]["content"], ex, tokenizer, ctx) or _mask_problem(
+        messages, ex, tokenizer, ctx
+    )
+
+
+def _turn_problem(content: str) -> str | None:
+    thoughts = split_thoughts(content)
+    why = unfinished(thoughts)
+    if why:
+        return f"{why} in the assistant turn (an unfinished trace is never trained as a complete one)"
+    for part, name in ((thoughts.reasoning or "", "reasoning"), (thoughts.answer, "answer")):
+        stray = STRAY_TAG.search(part)
+        if stray:
+            return (
+                f"more than one think block or a stray {stray.group()!r} tag in the {name} of the "
+                f"assistant turn (near {part[max(0, stray.start() - 40) : stray.end() + 40]!r})"
             )
-            raise UserError(
-                f"template guard: the loss mask does not cover exactly the assistant turn (example {i}): "
-                + (
-                    f"prompt tokens are trained: {leaked[:200]!r}"
-                    if leaked
-                    else "assistant tokens are masked out"
+    return None
+
+
+def _text_problem(assistant: str, ex: Tokenized, tokenizer: Any, ctx: _Context) -> str | None:
+    labelled = [t for t in ex.labels if t != IGNORE]
+    text = _decode(tokenizer, labelled)
+    trained = _norm(text)
+    thoughts = split_thoughts(assistant)
+    if thoughts.reasoning and _norm(thoughts.reasoning) not in trained:
+        return (
+            f"the chat template drops the reasoning from the assistant turn: trained text is {text[:200]!r} "
+            f"but the reasoning starts {thoughts.reasoning[:80]!r}; use --chat-template chatml/llama3 "
+            "instead of the model's template"
+        )
+    if _norm(thoughts.answer) not in trained:
+        return f"the answer is missing from the trained tokens: {text[:200]!r}"
+    for tid in ctx.think_ids:
+        if labelled.count(tid) > 1 + len(ex.extra.get("history") or []):
+            return f"more than one think block in the trained tokens: {text[:200]!r}"
+    full = ex.prompt_text + ex.completion_text
+    if full:
+        written: dict[str, int] = {}
+        for m in ctx.control_re.finditer(full):
+            if m.start() == 0 or full[m.start() - 1] != MARK_START:
+                written[m.group()] = written.get(m.group(), 0) + 1
+        counts: dict[int, int] = {}
+        for t in ex.input_ids:
+            counts[t] = counts.get(t, 0) + 1
+        for tok, tid in ctx.controls:
+            if counts.get(tid, 0) != written.get(tok, 0):
+                what = "the end-of-turn token" if tok == ctx.eos else "the special token"
+                return (
+                    f"{what} {tok!r} appears {counts.get(tid, 0)} times in the tokens where the chat template "
+                    f"writes it {written.get(tok, 0)} times: special-token text inside a message must be "
+                    "encoded as plain text"
                 )
+    return None
+
+
+def _mask_problem(messages: list[dict[str, str]], ex: Tokenized, tokenizer: Any, ctx: _Context) -> str | None:
+    eos, eos_id = ctx.eos, ctx.eos_id
+    labels = list(ex.labels)
+    if ex.extra.get("history"):  # earlier assistant turns (--all-turns): trained whole, nothing else
+        for a, b in ex.extra["history"]:
+            if ex.input_ids[b - 1] != eos_id or any(t == IGNORE for t in labels[a:b]):
+                return f"an earlier assistant turn is not trained whole through {eos!r}"
+            labels[a:b] = [IGNORE] * (b - a)  # the checks below are about the last turn
+        n = ex.extra["prompt_len"]
+        stray = [ex.input_ids[k] for k in range(n) if labels[k] != IGNORE]
+        if stray:
+            return (
+                "the loss mask does not cover exactly the assistant turns: prompt tokens are trained: "
+                f"{tokenizer.decode(stray)[:200]!r}"
             )
+    first = next((k for k, t in enumerate(labels) if t != IGNORE), len(labels))
+    last = max((k for k, t in enumerate(labels) if t != IGNORE), default=-1)
+    if any(t == IGNORE for t in labels[first : last + 1]):
+        return "the loss mask has holes inside the assistant turn"
+    if ex.input_ids[last] != eos_id or last != len(ex.input_ids) - 1:
+        text = _decode(tokenizer, [t for t in labels if t != IGNORE])
+        return (
+            f"the loss mask does not end with the end-of-turn token {eos!r}: trained text ends "
+            f"{text[-80:]!r}; the model would never learn to stop"
+        )
+    prompt_text = ex.prompt_text or _prompt_of(tokenizer, mark_messages(tokenizer, messages))
+    if ex.extra.get("history"):  # tokenized in pieces around the trained turns: compare the text
+        same = _norm(tokenizer.decode(ex.input_ids[:first], skip_special_tokens=False)) == _norm(
+            unmark(prompt_text)
+        )
+        prompt_ids = ex.input_ids[:first] if same else encode(tokenizer, prompt_text)
+    else:
+        prompt_ids = encode(tokenizer, prompt_text)
+    if first != len(prompt_ids) or ex.input_ids[:first] != prompt_ids:
+        leaked = tokenizer.decode(ex.input_ids[first : len(prompt_ids)]) if first < len(prompt_ids) else ""
+        return "the loss mask does not cover exactly the assistant turn: " + (
+            f"prompt tokens are trained: {leaked[:200]!r}" if leaked else "assistant tokens are masked out"
+        )
+    if eos_id in ex.input_ids[first:last]:
+        return f"the end-of-turn token {eos!r} is trained inside the assistant turn, not only at its end"
+    return None
+
+
+def _decode(tokenizer: Any, ids: list[int]) -> str:
+    """The text of `ids`, special tokens included (the Rust backend's decode when there is one: the
+    same text as `tokenizer.decode`, without its per-call overhead)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode(ids, skip_special_tokens=False)
+    return tokenizer.decode(ids, skip_special_tokens=False)
 
 
 def _prompt_of(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
 
 
+TRAINED_OPEN, TRAINED_CLOSE = "⟦", "⟧"
+_MARKED = re.compile(f"{MARK_START}(.*?){MARK_END}", re.S)
+
+
+def plain_specials(ex: Tokenized) -> dict[str, int]:
+    """Special-token text inside the example's messages, encoded as plain text: {text: times}."""
+    out: dict[str, int] = {}
+    for m in _MARKED.finditer(ex.prompt_text + ex.completion_text):
+        out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
+
+
+def show(ex: Tokenized, tokenizer: Any) -> str:
+    """The example's text as the student sees it, each run of trained tokens between ⟦ and ⟧."""
+    out: list[str] = []
+    run: list[int] = []
+    trained = False
+    for t, lab in zip(ex.input_ids, ex.labels, strict=True):
+        if run and (lab != IGNORE) != trained:
+            out.append(_run_text(tokenizer, run, trained))
+            run = []
+        run.append(t)
+        trained = lab != IGNORE
+    if run:
+        out.append(_run_text(tokenizer, run, trained))
+    return "".join(out)
+
+
+def _run_text(tokenizer: Any, ids: list[int], trained: bool) -> str:
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    return f"{TRAINED_OPEN}{text}{TRAINED_CLOSE}" if trained else text
+
+
 @dataclass
 class DataStats:
+    """Counts of one tokenization; `examples` = kept + every dropped_* (truncated rows are kept)."""
+
     examples: int = 0
     kept: int = 0
+    dropped_unfinished: int = 0  # truncated traces (finish_reason length, reasoning never closed, no answer)
+    dropped_guard: int = 0  # rows the template guard cannot accept
     dropped_overlength: int = 0
     truncated: int = 0
     dropped_empty: int = 0
     tokens: int = 0
     trainable_tokens: int = 0
+    think_block: str = ""  # where the trained think blocks come from (the guard's report)
+    dropped_rows: list[str] = field(default_factory=list)  # the first dropped rows: "place: why"
     cached: bool = False
+
+    def lines(self) -> list[str]:
+        """What the load and the template guard did, for the log."""
+        out = [
+            f"template guard: {self.examples - self.dropped_unfinished} rows checked, think blocks: {self.think_block}"
+        ]
+        if self.dropped_unfinished:
+            out.append(
+                f"dropped {self.dropped_unfinished} unfinished traces (never trained as complete ones)"
+            )
+        if self.dropped_guard:
+            out.append(f"template guard dropped {self.dropped_guard} rows it cannot accept")
+        out += [f"  {row}" for row in self.dropped_rows]
+        return out
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -408,12 +789,14 @@ def tokenize_dataset(
     max_length: int,
     overlong: str = "drop",
     cache_dir: str | os.PathLike | None = None,
-    guard_sample: int = 64,
     progress: bool = True,
     all_turns: bool = False,
+    allow_unfiltered: bool = False,
 ):
     """Load, template, tokenize, guard and length-filter `data`; cached by (data, tokenizer, settings).
 
+    Unfinished traces are dropped (and unfiltered input holding any refused unless `allow_unfiltered`,
+    see `finished_rows`); rows the template guard cannot accept are dropped, counted and named.
     Returns (datasets.Dataset with input_ids/labels, DataStats).
     """
     import datasets
@@ -429,8 +812,9 @@ def tokenize_dataset(
             with_reasoning,
             max_length,
             overlong,
+            all_turns,
+            allow_unfiltered,
         ]
-        + (["all_turns"] if all_turns else [])  # (keeps the keys of existing caches)
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     root = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -444,16 +828,26 @@ def tokenize_dataset(
         except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
             shutil.rmtree(folder, ignore_errors=True)
 
-    conversations = load_messages(data, with_reasoning)
-    stats = DataStats(examples=len(conversations))
+    rows, cut = finished_rows(load_rows(data, with_reasoning), data, allow_unfiltered)
+    stats = DataStats(examples=len(rows) + len(cut), dropped_unfinished=len(cut))
+    stats.dropped_rows = [f"{r.where}: {r.unfinished}" for r in cut[:MAX_NAMED]]
+    if not rows:
+        raise UserError(
+            f"{data}: all {len(cut)} examples are unfinished traces, e.g. {stats.dropped_rows[0]}"
+        )
     pairs: list[tuple[list[dict[str, str]], Tokenized]] = []
-    for msgs in _progress(conversations, "tokenizing", progress):
-        pairs.append((msgs, tokenize_example(msgs, tokenizer, all_turns)))
-    guard(pairs, tokenizer, guard_sample)
+    for row in _progress(rows, "tokenizing", progress):
+        pairs.append((row.messages, tokenize_example(row.messages, tokenizer, all_turns)))
+    report = guard(pairs, tokenizer, [r.where for r in rows])
+    stats.think_block = report.think_block
+    stats.dropped_guard = len(report.failures)
+    named = MAX_NAMED - len(stats.dropped_rows)
+    stats.dropped_rows += [f"{rows[i].where}: {why}" for i, why in report.failures[: max(named, 0)]]
+    refused = {i for i, _ in report.failures}
 
     input_ids: list[list[int]] = []
     labels: list[list[int]] = []
-    for _, ex in pairs:
+    for _, ex in (p for k, p in enumerate(pairs) if k not in refused):
         ids, lab = ex.input_ids, ex.labels
         if len(ids) > max_length:
             if overlong == "drop":
@@ -471,7 +865,7 @@ def tokenize_dataset(
     stats.kept = len(input_ids)
     if not input_ids:
         raise UserError(
-            f"{data}: all {stats.examples} examples are longer than --max-length {max_length} "
+            f"{data}: all {len(pairs) - len(refused)} examples left are longer than --max-length {max_length} "
             "(raise --max-length or pass --overlong truncate)"
         )
     ds = datasets.Dataset.from_dict({"input_ids": input_ids, "labels": labels})

@@ -242,3 +242,17 @@ def test_gradient_checkpointing_with_lora(tmp_path, student, kept):
         )
     )
     assert s["gradient_checkpointing"] is True and s["final_loss"] < s["first_loss"]
+
+
+def test_rows_the_guard_drops_are_counted_in_the_summary_and_manifest(tmp_path, student):
+    stray = {**trace(9), "content": "The answer is 21.</think>"}  # a stray tag: dropped, not fatal
+    cut = {**trace(8), "finish_reason": "length", "content": ""}  # unfinished: never trained
+    data = write_kept(tmp_path / "kept", [trace(0), stray, trace(1), cut, trace(2)])
+    out = tmp_path / "out"
+    s = run(cfg(student, data, out, method="full", max_steps=1))
+    assert (s["examples"], s["kept_examples"], s["dropped_guard"], s["dropped_unfinished"]) == (5, 3, 1, 1)
+    assert s["think_block"] == "3 with the data's reasoning in one think block"
+    counts = json.loads((out / "manifest.json").read_text())["counts"]
+    assert counts["dropped_guard"] == 1 and len(counts["dropped_rows"]) == 2
+    assert any("shard-00000.jsonl:2: more than one think block" in r for r in counts["dropped_rows"])
+    assert any("shard-00000.jsonl:4: finish_reason=length" in r for r in counts["dropped_rows"])

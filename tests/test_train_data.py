@@ -102,15 +102,6 @@ def test_guard_catches_template_that_drops_reasoning(tmp_path, tiny_tokenizer):
         td.tokenize_dataset(data, t, with_reasoning=True, max_length=512, cache_dir=tmp_path / "c")
 
 
-def test_guard_accepts_stray_think_tag_inside_reasoning(tmp_path, tok):
-    # a sampled teacher sometimes writes `<think>` again mid-reasoning; unfiltered data keeps it
-    data = write_kept(tmp_path / "kept", [trace(0, reasoning="3 + 1 =<think>\n4"), trace(1)])
-    ds, stats = td.tokenize_dataset(data, tok, with_reasoning=True, max_length=512, cache_dir=tmp_path / "c")
-    assert len(ds) == 2
-    text = tok.decode([t for t in ds[0]["labels"] if t != td.IGNORE])
-    assert "3 + 1 =<think>\n4\n</think>" in text
-
-
 MULTI = [
     {"role": "user", "content": "What is 2 + 2?"},
     {"role": "assistant", "content": "<think>\n2 + 2 = 4\n</think>\n\nIt is 4."},
@@ -194,7 +185,9 @@ def test_guard_catches_missing_end_of_turn_and_empty(tok):
         td.guard([(msgs, no_eos)], tok)
     empty = td.Tokenized(ex.input_ids, [td.IGNORE] * len(ex.input_ids), ex.prompt_text)
     with pytest.raises(UserError, match="no trainable tokens"):
-        td.guard([(msgs, ex), (msgs, empty)], tok)
+        td.guard([(msgs, empty)], tok)
+    report = td.guard([(msgs, ex), (msgs, empty), (msgs, ex)], tok)  # one bad row of three: dropped
+    assert [i for i, _ in report.failures] == [1] and "no trainable tokens" in report.failures[0][1]
 
 
 def test_wrong_eos_is_refused(tiny_tokenizer):
@@ -311,3 +304,312 @@ def test_packed_sequences_do_not_attend_across(tiny_qwen, tiny_llama):
             lp = model(input_ids=packed, position_ids=pos, use_cache=False).logits  # as SFTTrainer calls it
         assert torch.allclose(lp[:, :5], la, atol=1e-5)
         assert torch.allclose(lp[:, 5:], lb, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- training text (issues 14, 15)
+
+
+def trained(tok, labels) -> str:
+    return tok.decode([t for t in labels if t != td.IGNORE])
+
+
+def chat(assistant: str, user: str = "What is 3 + 1?") -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
+
+
+def write_jsonl(path, rows) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def tokenize(tmp_path, data, tok, **kw):
+    kw = {"with_reasoning": True, "max_length": 512, "cache_dir": tmp_path / "c", **kw}
+    return td.tokenize_dataset(data, tok, **kw)
+
+
+SECOND_BLOCK_OR_STRAY_TAG = [
+    # issue 14: `content` still holds the think block the `reasoning` field already has
+    {"reasoning": "3 + 1 = 4.", "content": "<think>\n3 + 1 = 4.\n</think>\n\nThe answer is 4."},
+    {"reasoning": "", "content": "<think>a</think>b<think>c</think>The answer is 4."},  # two blocks
+    {"reasoning": "3 + 1 =<think>\n4"},  # a stray opening tag inside the reasoning
+    {"content": "The answer is 4.</think>"},  # a stray closing tag in the answer
+    {"content": "<|end_of_thought|>The answer is 4."},  # a stray Sky-T1 marker
+    {"reasoning": "I <thought>guess</thought> 4."},
+]
+
+
+@pytest.mark.parametrize("bad", SECOND_BLOCK_OR_STRAY_TAG)
+def test_guard_drops_a_turn_with_a_second_think_block_or_a_stray_tag(tmp_path, tok, bad):
+    data = write_kept(tmp_path / "kept", [trace(1), {**trace(0), **bad}, trace(2)])
+    ds, stats = tokenize(tmp_path, data, tok)
+    assert (stats.examples, stats.kept, stats.dropped_guard) == (3, 2, 1)
+    assert "shard-00000.jsonl:2: more than one think block or a stray" in stats.dropped_rows[0]
+    for labels in ds["labels"]:
+        text = trained(tok, labels)
+        assert text.count("<think>") == 1 and text.count("</think>") == 1
+
+
+R, A = "3 + 1 = 4, so the sum is four.", "The answer is \\boxed{4}."
+MARKER_STYLES = [
+    f"<think>\n{R}\n</think>\n\n{A}",
+    f"<think>{R}</think>{A}",
+    f"{R}</think>\n\n{A}",  # R1: the opening tag was in the prompt
+    f"<|begin_of_thought|>\n\n{R}\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n{A}\n\n<|end_of_solution|>",
+    f"<|begin_of_thought|>{R}<|end_of_thought|>{A}",
+    f"{R}\n<|end_of_thought|>\n<|begin_of_solution|>{A}<|end_of_solution|>",
+]
+
+
+def test_every_marker_style_trains_one_think_block_or_none_without_reasoning(tmp_path, tok):
+    data = write_jsonl(tmp_path / "d.jsonl", [chat(m) for m in MARKER_STYLES])
+    ds, stats = tokenize(tmp_path, data, tok)
+    assert stats.kept == len(MARKER_STYLES) and stats.dropped_guard == 0
+    for labels in ds["labels"]:
+        assert trained(tok, labels) == f"<think>\n{R}\n</think>\n\n{A}<|im_end|>"
+    ds, stats = tokenize(tmp_path, data, tok, with_reasoning=False)  # --no-reasoning
+    assert stats.kept == len(MARKER_STYLES) and "answer-only, no think block added" in stats.think_block
+    for ids, labels in zip(ds["input_ids"], ds["labels"], strict=True):
+        assert trained(tok, labels) == f"{A}<|im_end|>"
+        assert not td.STRAY_TAG.search(tok.decode(ids)) and R not in tok.decode(ids)
+
+
+@pytest.mark.parametrize("reasoning", ["", None, " \n "])
+def test_answer_only_data_gets_no_empty_think_block(tmp_path, tok, reasoning):
+    rows = [{**trace(0), "reasoning": reasoning}, {**trace(1), "reasoning": reasoning}]
+    data = write_kept(tmp_path / "kept", rows)
+    ds, stats = tokenize(tmp_path, data, tok)
+    assert trained(tok, ds["labels"][0]) == "The answer is 4.<|im_end|>"
+    assert stats.think_block == "2 answer-only, no think block added"
+    # an empty block in chat data is no reasoning either; a block with reasoning is kept (reverse case)
+    data = write_jsonl(
+        tmp_path / "m.jsonl", [chat("<think>\n\n</think>\n\nIt is 4."), chat("<think>4</think>It is 4.")]
+    )
+    ds, stats = tokenize(tmp_path, data, tok)
+    assert [trained(tok, x) for x in ds["labels"]] == [
+        "It is 4.<|im_end|>",
+        "<think>\n4\n</think>\n\nIt is 4.<|im_end|>",
+    ]
+    assert (
+        stats.think_block
+        == "1 with the data's reasoning in one think block; 1 answer-only, no think block added"
+    )
+
+
+QWEN3_LIKE = (  # writes a think block into every assistant turn itself, as Qwen3's template does
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+    "{% set content = message['content'] %}{% set reasoning = '' %}"
+    "{% if '</think>' in content %}"
+    "{% set reasoning = content.split('</think>')[0].split('<think>')[-1].strip('\n') %}"
+    "{% set content = content.split('</think>')[-1].lstrip('\n') %}{% endif %}"
+    "{{ '<|im_start|>assistant\n<think>\n' + reasoning + '\n</think>\n\n' + content + '<|im_end|>\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def test_a_template_that_writes_its_own_think_block_keeps_it_and_says_so(tmp_path, tiny_tokenizer):
+    t = AutoTokenizer.from_pretrained(tiny_tokenizer)
+    t.chat_template = QWEN3_LIKE
+    td.apply_chat_settings(t, "model", None)
+    data = write_kept(tmp_path / "kept", [{**trace(0), "reasoning": ""}, trace(1)])
+    ds, stats = tokenize(tmp_path, data, t)
+    assert trained(t, ds["labels"][0]) == "<think>\n\n</think>\n\nThe answer is 4.<|im_end|>"
+    assert (
+        "1 answer-only, 1 of them given an empty think block by the chat template itself" in stats.think_block
+    )
+
+
+def normalizing_tokenizer(path, normalizer):
+    t = AutoTokenizer.from_pretrained(path)
+    t.backend_tokenizer.normalizer = normalizer  # as Qwen2's (NFC) and some SentencePiece ones (NFKC) do
+    td.apply_chat_settings(t, "chatml", None)
+    return t
+
+
+@pytest.mark.parametrize(
+    "form, text",
+    [
+        ("NFC", "Die Antwort ist a\u0308."),  # a letter + U+0308 COMBINING DIAERESIS
+        ("NFC", "caf\u0065\u0301 costs 4"),
+        ("NFC", "n\u0303 and \u1100\u1161 (decomposed Hangul)"),
+        ("NFKC", "the \ufb01nal answer is \uff14"),  # ligature fi, full-width 4
+        ("NFKC", "x\u00b2 = 4"),
+    ],
+)
+def test_guard_compares_text_after_unicode_normalisation(tmp_path, tiny_tokenizer, form, text):
+    from tokenizers import normalizers
+
+    t = normalizing_tokenizer(tiny_tokenizer, getattr(normalizers, form)())
+    msgs = chat(f"<think>\nso {text}\n</think>\n\n{text}")["messages"]
+    report = td.guard([(msgs, td.tokenize_example(msgs, t))], t)
+    assert (report.failures, report.with_think) == ([], 1)
+    data = write_kept(tmp_path / "kept", [trace(0, reasoning=text, content=text), trace(1)])
+    assert tokenize(tmp_path, data, t)[1].kept == 2
+    # reverse: an answer that really is missing from the trained tokens is still refused
+    other = [msgs[0], {"role": "assistant", "content": f"<think>\nso {text}\n</think>\n\nsomething else"}]
+    with pytest.raises(UserError, match="answer is missing"):
+        td.guard([(other, td.tokenize_example(msgs, t))], t)
+
+
+def test_guard_failures_are_fatal_only_when_most_rows_fail(tmp_path, tok):
+    stray = {**trace(0), "content": "The answer is 4.</think>"}
+    rows = [trace(0), stray, trace(1), trace(2), trace(3)]
+    ds, stats = tokenize(tmp_path, write_kept(tmp_path / "a", rows), tok)
+    assert (stats.kept, stats.dropped_guard, len(stats.dropped_rows)) == (4, 1, 1)
+    rows = [stray, trace(0), stray, stray, trace(1)]
+    with pytest.raises(UserError, match=r"stray '</think>'.*shard-00000.jsonl:1; 3 of 5 rows fail"):
+        tokenize(tmp_path, write_kept(tmp_path / "b", rows), tok)
+
+
+SPECIAL_TEXT = [  # (template, which message, text holding special-token strings)
+    (
+        "chatml",
+        "reasoning",
+        "stop here<|im_end|> no, go on <|im_end|> and on<|im_end|>.",
+    ),  # issue 15: 3 times
+    ("chatml", "answer", "<|im_start|>assistant The answer is 4."),
+    ("chatml", "user", "Ignore <|endoftext|> and add 3 + 1."),
+    ("llama3", "reasoning", "then <|eot_id|><|start_header_id|>user<|end_header_id|> more"),
+]
+
+
+@pytest.mark.parametrize("template, where, text", SPECIAL_TEXT)
+def test_special_token_text_in_a_message_is_plain_text(
+    tiny_tokenizer, tiny_llama_tokenizer, template, where, text
+):
+    t = AutoTokenizer.from_pretrained(tiny_tokenizer if template == "chatml" else tiny_llama_tokenizer)
+    eos = td.apply_chat_settings(t, template, None)
+    eos_id = t.convert_tokens_to_ids(eos)
+    user, reasoning, answer = "What is 3 + 1?", "3 + 1 = 4.", "It is 4."
+    user, reasoning, answer = [
+        text if w == where else v
+        for w, v in zip(("user", "reasoning", "answer"), (user, reasoning, answer), strict=True)
+    ]
+    msgs = chat(f"<think>\n{reasoning}\n</think>\n\n{answer}", user)["messages"]
+    ex = td.tokenize_example(msgs, t)
+    assert (
+        ex.input_ids.count(eos_id) == 2
+    )  # the user's and the assistant's end of turn, as the template writes
+    assert [k for k, x in enumerate(ex.labels) if x == eos_id] == [len(ex.labels) - 1]
+    assert text in t.decode(ex.input_ids)  # the text itself survives, as plain text
+    specials = {t.convert_tokens_to_ids(s) for s in td.control_tokens(t)}
+    first = next(k for k, x in enumerate(ex.labels) if x != td.IGNORE)
+    assert not specials & set(ex.input_ids[first:-1])  # no special id inside the trained turn
+    assert td.guard([(msgs, ex)], t).failures == []
+    assert sum(td.plain_specials(ex).values()) == len(td._control_re(td.control_tokens(t)).findall(text))
+    # reverse: the same text encoded the old way (special-token text as the token) is refused
+    old = [
+        t(td.unmark(s), add_special_tokens=False)["input_ids"] for s in (ex.prompt_text, ex.completion_text)
+    ]
+    bad = td.Tokenized(
+        old[0] + old[1], [td.IGNORE] * len(old[0]) + old[1], ex.prompt_text, ex.completion_text
+    )
+    with pytest.raises(UserError, match="times in the tokens where the chat template writes it"):
+        td.guard([(msgs, bad)], t)
+
+
+def generated(i: int, **kw) -> dict:
+    """A trace as `distill generate` writes it: no `verdict` (never filtered)."""
+    rec = {**trace(i), "reasoning_closed": True, **kw}
+    del rec["verdict"]
+    return rec
+
+
+UNFINISHED = [
+    dict(finish_reason="length", reasoning="3 + 1 = ... let me", content="", reasoning_closed=False),
+    dict(finish_reason="length", content="The answer is"),  # cut inside the answer
+    dict(reasoning_closed=False, content=""),  # never closed its reasoning
+    dict(content=""),  # stopped with an empty answer
+    dict(finish_reason=None, reasoning="", content="<think>\n3 + 1 =", reasoning_closed=None),  # a dump
+]
+
+
+@pytest.mark.parametrize("cut", UNFINISHED)
+def test_unfiltered_traces_with_unfinished_ones_are_refused_and_dropped_even_when_allowed(tmp_path, tok, cut):
+    data = write_kept(tmp_path / "traces", [generated(0), generated(1, **cut), generated(2)])
+    with pytest.raises(
+        UserError, match=r"unfiltered traces.*1 of 3 are unfinished.*shard-00000.jsonl:2.*--allow-unfiltered"
+    ):
+        tokenize(tmp_path, data, tok)
+    ds, stats = tokenize(tmp_path, data, tok, allow_unfiltered=True)
+    assert (stats.examples, stats.kept, stats.dropped_unfinished) == (3, 2, 1)
+    assert "shard-00000.jsonl:2" in stats.dropped_rows[0]
+    assert all(trained(tok, x).endswith("</think>\n\nThe answer is 4.<|im_end|>") for x in ds["labels"][:1])
+
+
+def test_finished_or_filtered_traces_need_no_flag(tmp_path, tok):
+    ds, stats = tokenize(tmp_path, write_kept(tmp_path / "a", [generated(0), generated(1)]), tok)
+    assert (stats.kept, stats.dropped_unfinished) == (2, 0)  # unfiltered, all finished: trained
+    kept_but_cut = {**trace(1), "finish_reason": "length", "content": ""}  # filter never keeps one; dropped
+    ds, stats = tokenize(tmp_path, write_kept(tmp_path / "b", [trace(0), kept_but_cut]), tok)
+    assert (stats.kept, stats.dropped_unfinished) == (1, 1)
+    rows = [chat("<think>\n3 + 1 = 4\n</think>\n\nIt is 4."), chat("<think>\n3 + 1 = ")]  # chat data, cut
+    ds, stats = tokenize(tmp_path, write_jsonl(tmp_path / "m.jsonl", rows), tok)
+    assert (stats.kept, stats.dropped_unfinished) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "assistant, why",
+    [
+        ("<think>\n3 + 1 = 4\n</think>\n\n", "empty answer"),
+        ("<think>\n3 + 1 = 4", "reasoning never closed"),
+        (
+            "<|begin_of_thought|>3 + 1 = 4<|end_of_thought|><|begin_of_solution|>It is",
+            "reasoning never closed",
+        ),
+        ("   ", "empty answer"),
+    ],
+)
+def test_guard_checks_the_answer_even_when_it_is_empty(tok, assistant, why):
+    msgs = chat(assistant)["messages"]
+    with pytest.raises(UserError, match=why):
+        td.guard([(msgs, td.tokenize_example(msgs, tok))], tok)
+    ok = chat("<think>\n3 + 1 = 4\n</think>\n\nIt is 4.")["messages"]  # reverse: a complete turn passes
+    assert td.guard([(ok, td.tokenize_example(ok, tok))], tok).failures == []
+
+
+def test_show_marks_the_trained_tokens(tok):
+    msgs = chat("<think>\n3 + 1 = 4\n</think>\n\nIt is 4.")["messages"]
+    shown = td.show(td.tokenize_example(msgs, tok), tok)
+    assert shown == (
+        "<|im_start|>user\nWhat is 3 + 1?<|im_end|>\n<|im_start|>assistant\n"
+        "⟦<think>\n3 + 1 = 4\n</think>\n\nIt is 4.<|im_end|>⟧"
+    )
+    both = td.show(td.tokenize_example(MULTI, tok, all_turns=True), tok)
+    assert both.count("⟦") == 2 and "⟦<think>\n2 + 2 = 4\n</think>\n\nIt is 4.<|im_end|>⟧" in both
+
+
+def test_show_example_prints_example_n_and_does_not_train(tmp_path, tiny_tokenizer, capsys):
+    from distill.train import TrainConfig, run
+
+    data = write_kept(tmp_path / "traces", [generated(0), generated(1, finish_reason="length", content="")])
+    cfg = TrainConfig(student=str(tiny_tokenizer), data=data, chat_template="chatml", show_example=0)
+    with pytest.raises(UserError, match="--allow-unfiltered"):
+        run(cfg)
+    out = run(TrainConfig(**{**cfg.__dict__, "allow_unfiltered": True}))
+    printed = capsys.readouterr().out
+    assert out["guard"] == "ok" and out["where"].endswith("shard-00000.jsonl:1")
+    assert "<|im_start|>user\nWhat is 3 + 1?<|im_end|>\n<|im_start|>assistant\n⟦<think>\n" in printed
+    assert "think block: the data's reasoning" in printed and "1 unfinished traces are left out" in printed
+    with pytest.raises(UserError, match="has 1 trainable examples"):
+        run(TrainConfig(**{**cfg.__dict__, "allow_unfiltered": True, "show_example": 1}))
+
+
+def test_show_example_and_allow_unfiltered_through_the_cli(tmp_path, tiny_tokenizer, run_cli):
+    data = write_kept(tmp_path / "traces", [generated(0), generated(1, finish_reason="length", content="")])
+    out = tmp_path / "out"
+    args = [
+        "train",
+        "--student",
+        tiny_tokenizer,
+        "--data",
+        data,
+        "--chat-template",
+        "chatml",
+        "--output",
+        out,
+    ]
+    proc = run_cli(*args, "--show-example", "0", "--no-reasoning", "--allow-unfiltered")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "<|im_start|>assistant\n⟦The answer is 4.<|im_end|>⟧" in proc.stdout
+    assert "think block: none (answer-only)" in proc.stdout and not out.exists()
