@@ -187,3 +187,58 @@ def test_a_failed_sample_leaves_its_own_index_missing(tmp_path):
     recs = {r["id"]: r for r in read_records(tmp_path)}
     assert recs["q7:3"]["teacher"]["sample_seed"] == seeds[1] and recs["q7:3"]["content"] == "c"
     assert "sample_seed" not in recs["q7:2"]["teacher"] and recs["q7:2"]["content"] == "c2"
+
+
+def test_vllm_backend_regroups_seeded_requests(monkeypatch):
+    """The vLLM backend's request flattening and regrouping, with a stand-in engine (vLLM needs a
+    GPU): one request per sample, each with its seed; completions come back per prompt, in sample
+    order, with their seeds, and the end-of-sequence text stripped."""
+    import sys
+    import types
+
+    sent: list[tuple[list[int], object]] = []
+
+    class Tokenizer:
+        all_special_tokens = ["<|im_end|>", "<think>"]
+
+        def apply_chat_template(self, conv, tokenize=False, add_generation_prompt=True, **kw):
+            return "user: " + conv[-1]["content"] + "\nassistant: <think>"
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(ch) for ch in text]}
+
+    class LLM:
+        def __init__(self, **kw):
+            pass
+
+        def get_tokenizer(self):
+            return Tokenizer()
+
+        def generate(self, prompts, params, use_tqdm=False):
+            outs = []
+            for p, sp in zip(prompts, params, strict=True):
+                sent.append((p["prompt_token_ids"], sp))
+                text = f"thought {sp.seed}</think>answer {sp.seed}<|im_end|>"
+                out = types.SimpleNamespace(text=text, finish_reason="stop", token_ids=[1, 2, 3])
+                outs.append(
+                    types.SimpleNamespace(prompt_token_ids=p["prompt_token_ids"], outputs=[out] * sp.n)
+                )
+            return outs
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = LLM
+    fake.SamplingParams = lambda **kw: types.SimpleNamespace(**kw)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    be = make_backend("vllm", "m", chunk_size=2)
+    msgs = [[{"role": "user", "content": f"q{i}"}] for i in range(3)]
+    seeds = [[sample_seed(0, f"q{i}", k) for k in (2, 3)] for i in range(3)]
+    got = dict(be.generate(msgs, SamplingParams(n=2, seed=0), seeds=seeds))
+    assert sorted(got) == [0, 1, 2] and len(sent) == 6 and all(sp.n == 1 for _, sp in sent)
+    for i in range(3):
+        assert [c.seed for c in got[i]] == seeds[i]
+        assert [(c.reasoning, c.content) for c in got[i]] == [
+            (f"thought {s}", f"answer {s}") for s in seeds[i]
+        ]
+        assert all(
+            c.reasoning_closed and c.prompt_tokens == len(f"user: q{i}\nassistant: <think>") for c in got[i]
+        )
