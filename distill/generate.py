@@ -46,6 +46,7 @@ from distill.records import (
     write_manifest,
 )
 from distill.teachers import Completion, SamplingParams, make_backend, sample_seed
+from distill.teachers.protocol import tokenizer_special_tokens
 
 log = logging.getLogger("distill.generate")
 
@@ -121,6 +122,23 @@ def resolve_teacher(spec: str) -> TeacherCard:
     if "/" in spec and not spec.startswith((".", "/", "~")):
         return TeacherCard(name=spec.split("/")[-1], model=spec, backend="transformers")
     raise UserError(f"--teacher {spec}: no such teacher card or model folder")
+
+
+def teacher_special_tokens(card: TeacherCard) -> list[str]:
+    """The card's `special_tokens`, plus the special tokens of the teacher's tokenizer when the
+    model is a local folder (an openai server such as `transformers serve` may leave them in the
+    text); the think tags are never among them."""
+    found = list(card.special_tokens)
+    if Path(card.model).is_dir() and (Path(card.model) / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(card.model)
+        except (OSError, ValueError) as e:
+            log.warning("%s: cannot read its tokenizer's special tokens (%s)", card.model, e)
+        else:
+            found += [t for t in tokenizer_special_tokens(tokenizer) if t not in found]
+    return [t for t in found if t not in card.think_tags]
 
 
 def in_shard(prompt_id: str, num_shards: int, index: int) -> bool:
@@ -359,7 +377,7 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             dtype=cfg.dtype,
             threads=cfg.threads,
             seed=cfg.seed,
-            special_tokens=card.special_tokens,
+            special_tokens=teacher_special_tokens(card),
         )
         bar = _Progress(todo_total, cfg.progress)
         try:

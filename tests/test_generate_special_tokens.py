@@ -71,6 +71,7 @@ def test_transformers_backend_strips_its_tokenizer_specials(tiny_qwen):
     be = make_backend("transformers", str(tiny_qwen), threads=1, special_tokens=["[[DONE]]"])
     tokenizer_specials = set(be.tokenizer.all_special_tokens)
     assert "<|im_end|>" in tokenizer_specials and "<|im_end|>" in be.end_tokens
+    assert "<|start_header_id|>" in be.end_tokens  # an added special token, not a named one
     assert "[[DONE]]" in be.end_tokens and set(END_TOKENS) <= set(be.end_tokens)
     assert "<think>" not in be.end_tokens and "</think>" not in be.end_tokens
     # sampled text never ends in special-token text
@@ -113,3 +114,21 @@ def test_format_rejects_special_token_text(reasoning, content):
 )
 def test_format_keeps_text_that_only_looks_like_tokens(reasoning, content):
     assert check_format(rec(reasoning, content), Context())["ok"]
+
+
+def test_local_teacher_tokenizer_specials_are_stripped_for_a_server(tmp_path, tiny_llama, fake_server):
+    """A server run on a local model folder (`transformers serve ./model`): the folder's tokenizer
+    names its special tokens, so one outside the built-in list is stripped too."""
+    server = fake_server(suffix="<|end_header_id|>")  # a Llama-3 special token, not an end token
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "q0", "problem": "A?"}) + "\n")
+    out = tmp_path / "t"
+    run(GenerateConfig(teacher=str(tiny_llama), prompts=str(prompts), output=str(out), backend="openai",
+                       base_url=[server.url], num_samples=2, progress=False))  # fmt: skip
+    assert [r["content"] for r in read_records(out)] == ["answer", "answer"]
+    # the reverse: a teacher given by name only (no local tokenizer) keeps it, and `format` rejects it
+    out = tmp_path / "named"
+    run(GenerateConfig(teacher="some-org/teacher", prompts=str(prompts), output=str(out), backend="openai",
+                       base_url=[server.url], progress=False))  # fmt: skip
+    [rec] = list(read_records(out))
+    assert rec["content"] == "answer<|end_header_id|>" and not check_format(rec, Context())["ok"]

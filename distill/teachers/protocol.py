@@ -135,6 +135,16 @@ def strip_end_tokens(text: str, tokens: tuple[str, ...] | list[str] = END_TOKENS
     return stripped if len(stripped) < len(text.rstrip()) else text
 
 
+def tokenizer_special_tokens(tokenizer: Any, exclude: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Text of a Hugging Face tokenizer's special tokens: the named ones (eos, pad, …) and every
+    added token marked special (`<|im_start|>`, `<|end_header_id|>`, …), less `exclude`."""
+    found = list(getattr(tokenizer, "all_special_tokens", []) or [])
+    for added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(added, "special", False) and added.content not in found:
+            found.append(added.content)
+    return [t for t in found if t not in exclude]
+
+
 def end_tokens(*extra: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """`END_TOKENS` plus the given lists (a card's `special_tokens`, a tokenizer's eos), deduplicated."""
     out = list(END_TOKENS)

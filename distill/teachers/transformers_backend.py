@@ -22,6 +22,7 @@ from distill.teachers.protocol import (
     prompt_seeds,
     split_reasoning,
     strip_end_tokens,
+    tokenizer_special_tokens,
 )
 
 
@@ -123,7 +124,7 @@ class TransformersBackend:
             raise UserError(f"{model}: no eos token in tokenizer or generation_config")
         self.eos_ids = sorted(eos)
         self.pad_id = int(self.tokenizer.pad_token_id)
-        specials = [t for t in self.tokenizer.all_special_tokens if t not in self.think_tags]
+        specials = tokenizer_special_tokens(self.tokenizer, self.think_tags)
         self.end_tokens = end_tokens(special_tokens, specials)
         self.max_positions = getattr(self.lm.config, "max_position_embeddings", None)
 

@@ -21,6 +21,7 @@ from distill.teachers.protocol import (
     prompt_seeds,
     split_reasoning,
     strip_end_tokens,
+    tokenizer_special_tokens,
 )
 
 
@@ -98,7 +99,7 @@ class VLLMBackend:
         self._vllm = vllm
         self.llm = vllm.LLM(**kw)
         self.tokenizer = self.llm.get_tokenizer()
-        specials = [t for t in self.tokenizer.all_special_tokens if t not in self.think_tags]
+        specials = tokenizer_special_tokens(self.tokenizer, self.think_tags)
         self.end_tokens = end_tokens(special_tokens, specials)
 
     def generate(
