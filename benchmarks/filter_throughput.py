@@ -11,7 +11,17 @@ varied LaTeX forms, ~30% wrong, a few truncated) and measures, in one run:
 - ours: `distill filter` (checks complete, format, correct, duplicate) with `--workers` processes,
   pool start-up and all writing included.
 Then runs the stage alone on `--rss` sizes in fresh processes and prints their peak RSS
-(main process and workers). Not a test: numbers go in the README.
+(main process and workers).
+
+A second mode measures real-shaped traces (`--real-n`, 0 to skip): long reasoning (thousands of
+words, a draft box now and then), golds drawn from `../shared/benchmarks/*.jsonl` in their LaTeX
+forms, answers correct (in an equivalent written form) or a near miss (one digit or sign off),
+mostly in one box (list answers sometimes boxed element by element, a few unboxed),
+and one distinct answer text per trace, so no verdict cache hit is free. Both sides are timed
+on every trace, and each side's verdicts are scored against the known truth. Each side also
+prints its CPU time per trace (the filter's main process and workers, start-up included), which
+a busy shared machine distorts less than traces/s.
+Not a test: numbers go in the README.
 """
 
 from __future__ import annotations
@@ -109,8 +119,97 @@ def make_traces(folder: Path, n: int, seed: int = 0) -> None:
         f.close()
 
 
-def baseline(folder: Path, rows: int) -> float:
-    """traces/s of a single-process datasets.map: parse gold, parse answer, verify, per row."""
+BENCH_DIR = ROOT.parent / "shared" / "benchmarks"
+PROSE = (
+    "so the key quantity here is the sum over all cases and we should double check the boundary "
+    "values before moving on wait that is not right let me recompute the second term carefully "
+    "using the identity from before then the total becomes consistent with the constraint"
+).split()
+
+
+def _correct_form(gold: str, k: int) -> str:
+    """An equivalent way to write `gold`, distinct for each k (spacing and fraction commands)."""
+    text = gold.replace("\\frac", "\\dfrac") if k % 2 and "\\frac" in gold else gold
+    text = text.replace(", ", ",") if k % 3 == 1 else text
+    return text + "\\;" * (k // 2) if k > 1 else text
+
+
+def _near_miss(gold: str, k: int) -> str:
+    """A wrong answer one edit away from `gold`: its last digit changed (or +1 where none)."""
+    digits = [i for i, c in enumerate(gold) if c.isdigit()]
+    if not digits:
+        return f"{gold}+{k + 1}"
+    i = digits[-1]
+    return gold[:i] + str((int(gold[i]) + 1 + k % 8) % 10) + gold[i + 1 :]
+
+
+def _answer_part(pred: str, rng: random.Random) -> str:
+    """How R1 ends: mostly one box; a list answer boxed element by element; now and then no box."""
+    parts = pred.split(", ")
+    plain_list = len(parts) > 1 and not any(c in pred for c in "()[]{}")
+    u = rng.random()
+    if plain_list and u < 0.5:
+        return "The solutions are " + " and ".join(f"$\\boxed{{{p}}}$" for p in parts) + "."
+    if u > 0.85:
+        return f"The final answer is ${pred}$."
+    return f"The final answer is $\\boxed{{{pred}}}$."
+
+
+def make_real_traces(folder: Path, n: int, seed: int = 0) -> dict[str, bool]:
+    """Real-shaped traces (see the module docstring); returns id -> whether the answer is right."""
+    import glob
+
+    rows = [json.loads(line) for f in sorted(glob.glob(str(BENCH_DIR / "*.jsonl"))) for line in open(f)]
+    if not rows:
+        raise SystemExit(f"no benchmark files in {BENCH_DIR}")
+    rng = random.Random(seed)
+    rng.shuffle(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    with open(folder / "shard-00000.jsonl", "w", encoding="utf-8") as f:
+        for i in range(n):
+            p, s = divmod(i, 4)
+            row = rows[p % len(rows)]
+            gold = row["answer"]
+            right = rng.random() < 0.6
+            pred = _correct_form(gold, s + 4 * (p // len(rows))) if right else _near_miss(gold, s)
+            words = min(12000, int(rng.lognormvariate(8.0, 0.5)))  # median ~3000 words
+            paras = [" ".join(rng.choice(PROSE) for _ in range(60)) + "." for _ in range(max(1, words // 60))]
+            if rng.random() < 0.3:  # a draft box somewhere in the reasoning
+                paras.insert(
+                    rng.randrange(len(paras)), f"so maybe it is \\boxed{{{_near_miss(gold, s + 1)}}}"
+                )
+            rid = f"{row['id']}:{s}:{p // len(rows)}"
+            truth[rid] = right
+            rec = {
+                "id": rid,
+                "prompt_id": f"{row['id']}:{p // len(rows)}",
+                "sample": s,
+                "problem": row["problem"],
+                "answer": gold,
+                "domain": "math",
+                "source": "shared-benchmarks",
+                "teacher": {"model": "synthetic-r1"},
+                "reasoning": "\n\n".join(paras),
+                "content": "We combine the cases above and simplify.\n\n**Final Answer**\n\n"
+                + _answer_part(pred, rng),
+                "finish_reason": "stop",
+                "reasoning_closed": True,
+                "usage": {"prompt_tokens": 80, "completion_tokens": words},
+            }
+            f.write(json.dumps(rec) + "\n")
+    return truth
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the filter's workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def baseline(folder: Path, rows: int, verdicts: dict[str, bool] | None = None) -> tuple[float, float]:
+    """(traces/s, CPU ms/trace) of a single-process datasets.map: parse gold, parse answer,
+    verify, per row."""
     import datasets
     from math_verify import parse, verify
 
@@ -123,16 +222,20 @@ def baseline(folder: Path, rows: int) -> float:
         pred = parse(row["content"])
         return {"correct": bool(verify(gold, pred))}
 
-    t = time.perf_counter()
-    ds.map(score, num_proc=None, load_from_cache_file=False)
-    return rows / (time.perf_counter() - t)
+    t, cpu = time.perf_counter(), _cpu_s()
+    out = ds.map(score, num_proc=None, load_from_cache_file=False)
+    rate, cpu_ms = rows / (time.perf_counter() - t), (_cpu_s() - cpu) * 1000 / rows
+    if verdicts is not None:
+        verdicts.update(zip(out["id"], out["correct"], strict=True))
+    return rate, cpu_ms
 
 
-def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict]:
+def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict, float]:
+    """(traces/s, funnel, CPU ms/trace of the stage: main process and workers, start-up included)."""
     from distill.filter import FilterConfig, run
 
     n = sum(1 for p in folder.glob("shard-*.jsonl") for _ in open(p, encoding="utf-8"))
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu_s()
     funnel = run(
         FilterConfig(
             input=str(folder),
@@ -141,11 +244,67 @@ def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict]:
             workers=workers,
         )
     )
-    return n / (time.perf_counter() - t), funnel
+    return n / (time.perf_counter() - t), funnel, (_cpu_s() - cpu) * 1000 / n
+
+
+def our_verdicts(out: Path) -> dict[str, bool]:
+    """id -> whether `distill filter` judged the answer correct (from kept/ and rejected/)."""
+    verdicts = {}
+    for sub in ("kept", "rejected"):
+        for p in sorted((out / sub).glob("shard-*.jsonl")):
+            for line in open(p, encoding="utf-8"):
+                r = json.loads(line)
+                verdicts[r["id"]] = r["checks"].get("correct", {}).get("status") == "correct"
+    return verdicts
+
+
+def _right(verdicts: dict[str, bool], truth: dict[str, bool]) -> str:
+    hits = sum(verdicts[i] == truth[i] for i in verdicts)
+    return f"{hits}/{len(verdicts)} verdicts right ({100 * hits / max(len(verdicts), 1):.1f}%)"
+
+
+def synthetic_mode(tmp: Path, n: int, baseline_rows: int, workers: int) -> None:
+    print(f"building {n} synthetic traces ...", file=sys.stderr)
+    make_traces(tmp / "traces", n)
+    rows = min(baseline_rows, n)
+    print(f"baseline on {rows} rows ...", file=sys.stderr)
+    base, base_cpu = baseline(tmp / "traces", rows)
+    print(f"ours on {n} traces, {workers} workers ...", file=sys.stderr)
+    rate, funnel, cpu = ours(tmp / "traces", tmp / "out", workers)
+    print(
+        f"\nbaseline datasets.map + math-verify : {base:8.1f} traces/s ({rows} rows, 1 process)  {base_cpu:.2f} CPU ms/trace"
+    )
+    print(
+        f"distill filter                      : {rate:8.1f} traces/s ({n} traces, {workers} workers)  {cpu:.2f} CPU ms/trace"
+    )
+    print(
+        f"ratio (synthetic)                   : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
+    )
+
+
+def real_mode(tmp: Path, n: int, workers: int) -> None:
+    print(f"building {n} real-shaped traces ...", file=sys.stderr)
+    truth = make_real_traces(tmp / "real", n)
+    base_v: dict[str, bool] = {}
+    print(f"baseline on {n} rows ...", file=sys.stderr)
+    base, base_cpu = baseline(tmp / "real", n, base_v)
+    print(f"ours on {n} traces, {workers} workers ...", file=sys.stderr)
+    rate, funnel, cpu = ours(tmp / "real", tmp / "real-out", workers)
+    ours_v = our_verdicts(tmp / "real-out")
+    print(f"\nreal-shaped traces (long reasoning, golds from {BENCH_DIR.name}/*.jsonl):")
+    print(
+        f"baseline datasets.map + math-verify : {base:8.1f} traces/s  {base_cpu:5.2f} CPU ms/trace  {_right(base_v, truth)}"
+    )
+    print(
+        f"distill filter                      : {rate:8.1f} traces/s  {cpu:5.2f} CPU ms/trace  {_right(ours_v, truth)}"
+    )
+    print(
+        f"ratio (real-shaped)                 : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
+    )
 
 
 def _measure(folder: str, out: str, workers: int) -> None:
-    rate, funnel = ours(Path(folder), Path(out), workers)
+    rate, funnel, _ = ours(Path(folder), Path(out), workers)
     rss = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
@@ -159,6 +318,7 @@ def main() -> None:
     ap.add_argument("--baseline-rows", type=int, default=4000, help="rows the baseline is timed on")
     ap.add_argument("--rss", default="10000,100000", help="sizes for the peak-RSS runs (comma-separated)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--real-n", type=int, default=600, help="real-shaped traces (0: skip that mode)")
     ap.add_argument("--_measure", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._measure:
@@ -166,20 +326,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="distill-bench-") as tmp:
         tmp = Path(tmp)
-        print(f"building {args.n} synthetic traces ...", file=sys.stderr)
-        make_traces(tmp / "traces", args.n)
-        rows = min(args.baseline_rows, args.n)
-        print(f"baseline on {rows} rows ...", file=sys.stderr)
-        base = baseline(tmp / "traces", rows)
-        print(f"ours on {args.n} traces, {args.workers} workers ...", file=sys.stderr)
-        rate, funnel = ours(tmp / "traces", tmp / "out", args.workers)
-        print(f"\nbaseline datasets.map + math-verify : {base:8.1f} traces/s ({rows} rows, 1 process)")
-        print(
-            f"distill filter                      : {rate:8.1f} traces/s ({args.n} traces, {args.workers} workers)"
-        )
-        print(
-            f"ratio                               : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
-        )
+        if args.n:
+            synthetic_mode(tmp, args.n, args.baseline_rows, args.workers)
+        if args.real_n:
+            real_mode(tmp, args.real_n, args.workers)
         for size in [int(x) for x in args.rss.split(",") if x]:
             folder = tmp / f"rss-{size}"
             make_traces(folder, size, seed=size)

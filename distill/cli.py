@@ -90,6 +90,14 @@ def generate(
         int | None, typer.Option(help="Max new tokens per sample (default: the card's).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    logprobs: Annotated[
+        int | None,
+        typer.Option(
+            "--logprobs",
+            help="Also store the teacher's top-K log-probabilities of every completion token, in "
+            "shard-*.jsonl.logprobs side files (~(4+6K)x4/3 bytes a token), for train --kd-weight.",
+        ),
+    ] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Stop string (repeatable).")] = None,
     limit: Annotated[
         int | None, typer.Option(help="Use only the first N prompts (a mixture: N in total).")
@@ -181,6 +189,7 @@ def generate(
         top_k=top_k,
         max_tokens=max_tokens,
         seed=seed,
+        logprobs=logprobs,
         stop=list(stop or []),
         limit=limit,
         overwrite=overwrite,
@@ -217,6 +226,98 @@ def generate(
     run_stage(run, cfg)
 
 
+# ---------------------------------------------------------------------------- reading traces
+
+# how filter, select and train read their input (distill.ingest); one definition for all three
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="Input format: auto (detect from the first row), traces, messages (chat), sharegpt "
+        "(conversations from/value), columns (problem + response columns).",
+    ),
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="Split of a Hub id or saved dataset folder.")]
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="Config name of a Hub dataset.")]
+ProblemColOpt = Annotated[
+    str | None,
+    typer.Option("--problem-column", help="Column holding the prompt (default: problem, question ...)."),
+]
+ReasoningColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reasoning-column",
+        help="Column holding the reasoning (default: reasoning, deepseek_reasoning ...).",
+    ),
+]
+ContentColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--content-column",
+        help="Column holding the response after the reasoning, or a list of generations "
+        "(default: content, generations, deepseek_solution, response ...).",
+    ),
+]
+AnswerColOpt = Annotated[
+    str | None,
+    typer.Option("--answer-column", help="Column holding the gold answer (default: answer, gold ...)."),
+]
+IdColOpt = Annotated[
+    str | None,
+    typer.Option("--id-column", help="Column holding the prompt id (default: id, uuid; else a hash)."),
+]
+LabelColOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-column",
+        help="Column holding the dataset's own correctness label (bool, or a list parallel to the "
+        "generations; default: correctness_math_verify, correct, is_correct).",
+    ),
+]
+DomainOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--domain", help="Domain of every trace (default: the data's, else math when a gold answer exists)."
+    ),
+]
+ReassignOpt = Annotated[
+    bool,
+    typer.Option(
+        "--reassign-ids", help="Key records by source file and line instead of their (duplicate) ids."
+    ),
+]
+
+
+def _read_options(
+    input_format: str,
+    split: str,
+    dataset_config: str | None,
+    problem_column: str | None,
+    reasoning_column: str | None,
+    content_column: str | None,
+    answer_column: str | None,
+    id_column: str | None,
+    label_column: str | None,
+    domain: str | None,
+    reassign_ids: bool,
+):  # type: ignore[no-untyped-def]
+    from distill.ingest import ReadOptions
+
+    return ReadOptions(
+        format=input_format,
+        split=split,
+        dataset_config=dataset_config,
+        problem_column=problem_column,
+        reasoning_column=reasoning_column,
+        content_column=content_column,
+        answer_column=answer_column,
+        id_column=id_column,
+        label_column=label_column,
+        domain=domain,
+        reassign_ids=reassign_ids,
+    )
+
+
 # ---------------------------------------------------------------------------- filter
 
 
@@ -228,7 +329,11 @@ def _split(values: list[str] | None) -> list[str]:
 @app.command("filter")
 def filter_cmd(
     input: Annotated[
-        str, typer.Argument(help="Traces to filter: a folder of shard-*.jsonl or one .jsonl file.")
+        str,
+        typer.Argument(
+            help="Traces to filter: a folder of shard-*.jsonl, a .jsonl/.json/.parquet/.csv file, a folder "
+            "of such files, a saved dataset folder or a Hub dataset id (see --format)."
+        ),
     ],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Output folder (kept/, rejected/, funnel.json).")
@@ -258,7 +363,10 @@ def filter_cmd(
         float, typer.Option(help="language: max share of reasoning letters outside the prompt's script.")
     ] = 0.02,
     max_paragraph_words: Annotated[
-        int, typer.Option(help="readability: longest reasoning paragraph in words (0: rule off).")
+        int,
+        typer.Option(
+            help="readability: most words in a row without a line break in the reasoning (0: rule off)."
+        ),
     ] = 600,
     allow_code_fences: Annotated[
         bool, typer.Option(help="readability: allow ``` code blocks in non-code reasoning.")
@@ -304,7 +412,26 @@ def filter_cmd(
     skip_bad_lines: Annotated[
         bool, typer.Option(help="Count malformed input lines in the funnel instead of stopping.")
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace output made with a different config.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing output (also one made with the same config: redo it).")
+    ] = False,
+    trust_labels: Annotated[
+        bool,
+        typer.Option(
+            help="correct: take the dataset's own label (--label-column) as the verdict, not the verifier."
+        ),
+    ] = False,
+    input_format: FormatOpt = "auto",
+    split: SplitOpt = "train",
+    dataset_config: ConfigOpt = None,
+    problem_column: ProblemColOpt = None,
+    reasoning_column: ReasoningColOpt = None,
+    content_column: ContentColOpt = None,
+    answer_column: AnswerColOpt = None,
+    id_column: IdColOpt = None,
+    label_column: LabelColOpt = None,
+    domain: DomainOpt = None,
+    reassign_ids: ReassignOpt = False,
 ) -> None:
     """Verify, clean, decontaminate and dedupe traces; write kept/, rejected/ and funnel.json."""
     from distill.filter import FilterConfig, run
@@ -312,6 +439,20 @@ def filter_cmd(
     cfg = FilterConfig(
         input=input,
         output=output,
+        read=_read_options(
+            input_format,
+            split,
+            dataset_config,
+            problem_column,
+            reasoning_column,
+            content_column,
+            answer_column,
+            id_column,
+            label_column,
+            domain,
+            reassign_ids,
+        ),
+        trust_labels=trust_labels,
         checks=_split(checks) or None,
         skip=_split(skip),
         think_tags=_split([think_tags]),
@@ -359,8 +500,8 @@ def train_cmd(
         str | None,
         typer.Option(
             "--data",
-            help="Training data: a kept/ folder of trace shards, a .jsonl, a .parquet with "
-            "a 'messages' column, or a Hugging Face dataset id.",
+            help="Training data: a kept/ folder of trace shards, or any trace/chat dataset "
+            "(.jsonl/.json/.parquet/.csv, a folder, a saved dataset, a Hub id; see --format).",
         ),
     ] = None,
     output: Annotated[
@@ -522,16 +663,107 @@ def train_cmd(
         str | None,
         typer.Option("--cache-dir", help="Tokenization cache (default: $DISTILL_CACHE or ~/.cache/distill)."),
     ] = None,
+    input_format: FormatOpt = "auto",
+    split: SplitOpt = "train",
+    dataset_config: ConfigOpt = None,
+    problem_column: ProblemColOpt = None,
+    reasoning_column: ReasoningColOpt = None,
+    content_column: ContentColOpt = None,
+    answer_column: AnswerColOpt = None,
+    id_column: IdColOpt = None,
+    label_column: LabelColOpt = None,
+    domain: DomainOpt = None,
+    reassign_ids: ReassignOpt = False,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="sft (default: imitate the traces in --data) or opd (on-policy distillation: the student "
+            "samples on --prompts, the teacher grades every token).",
+        ),
+    ] = "sft",
+    teacher: Annotated[
+        str | None,
+        typer.Option("--teacher", help="opd: teacher card or model folder/id, run locally (transformers)."),
+    ] = None,
+    teacher_url: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher-url",
+            help="opd: a vLLM server (`vllm serve`) holding the teacher; it scores the student's samples "
+            "(top-k logprobs). --teacher may still name the card for its prompt template.",
+        ),
+    ] = None,
+    teacher_top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--teacher-top-k", help="opd with --teacher-url: teacher logprobs per token (1 when --beta > 0)."
+        ),
+    ] = None,
+    prompts: Annotated[
+        str | None,
+        typer.Option(
+            "--prompts", help="opd: prompts the student samples on (data card, file or dataset id)."
+        ),
+    ] = None,
+    prompt_template: Annotated[
+        str | None,
+        typer.Option("--prompt-template", help="opd: template with {problem} (default: the teacher card's)."),
+    ] = None,
+    beta: Annotated[
+        float | None,
+        typer.Option(
+            "--beta", help="opd: divergence, 0 forward KL, 0.5 JSD, 1 reverse KL (default 1: mode-seeking)."
+        ),
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option("--max-new-tokens", help="opd: longest student sample (default --max-length)."),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="opd: sampling and loss temperature (default 1.0).")
+    ] = None,
+    kd_weight: Annotated[
+        float,
+        typer.Option(
+            "--kd-weight",
+            help="sft: add this weight x KL to the teacher's top-K logprobs stored by generate --logprobs "
+            "(see kd_loss/kd_share in train_log.csv).",
+        ),
+    ] = 0.0,
+    allow_unformatted: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unformatted",
+            help="opd: train even when no greedy sample of the student closes its reasoning and stops.",
+        ),
+    ] = False,
 ) -> None:
-    """Supervised fine-tuning of a student on kept traces (TRL): LoRA, QLoRA or full."""
+    """Train a student (TRL): SFT on kept traces (LoRA, QLoRA or full), or on-policy distillation."""
     import logging
 
     from distill.train import TrainConfig, run
+
+    if objective == "opd":
+        from distill.onpolicy import run
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     config = TrainConfig(
         student=student,
         data=data,
+        read=_read_options(
+            input_format,
+            split,
+            dataset_config,
+            problem_column,
+            reasoning_column,
+            content_column,
+            answer_column,
+            id_column,
+            label_column,
+            domain,
+            reassign_ids,
+        ),
         output=output,
         method=method,
         no_reasoning=no_reasoning,
@@ -571,6 +803,17 @@ def train_cmd(
         gradient_checkpointing=gradient_checkpointing,
         bf16=bf16,
         cache_dir=cache_dir,
+        objective=objective,
+        teacher=teacher,
+        teacher_url=teacher_url,
+        teacher_top_k=teacher_top_k,
+        prompts=prompts,
+        prompt_template=prompt_template,
+        beta=beta,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        allow_unformatted=allow_unformatted,
+        kd_weight=kd_weight,
     )
     summary = run_stage(run, config)
     if not plan and show_example is None and summary:
@@ -723,7 +966,12 @@ def push(
 @app.command()
 def select(
     input: Annotated[
-        str, typer.Option("--input", "-i", help="`distill filter` output folder (or its kept/ folder).")
+        str,
+        typer.Option(
+            "--input",
+            "-i",
+            help="`distill filter` output folder (or its kept/ folder), or any trace dataset.",
+        ),
     ],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Folder for kept/, selection.json, manifest.")
@@ -762,8 +1010,19 @@ def select(
     topics: Annotated[int, typer.Option(help="Number of topic clusters (with --topic-model).")] = 16,
     embed_batch_size: Annotated[int, typer.Option(help="Prompts per embedding batch.")] = 32,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace an output folder made with another config.")
+        bool, typer.Option(help="Replace an existing output folder (also one made with the same config).")
     ] = False,
+    input_format: FormatOpt = "auto",
+    split: SplitOpt = "train",
+    dataset_config: ConfigOpt = None,
+    problem_column: ProblemColOpt = None,
+    reasoning_column: ReasoningColOpt = None,
+    content_column: ContentColOpt = None,
+    answer_column: AnswerColOpt = None,
+    id_column: IdColOpt = None,
+    label_column: LabelColOpt = None,
+    domain: DomainOpt = None,
+    reassign_ids: ReassignOpt = False,
 ) -> None:
     """Pick a budgeted subset of filtered traces (s1 / LIMO style) that `distill train` takes as is."""
     from distill.select import SelectConfig
@@ -772,6 +1031,19 @@ def select(
     cfg = SelectConfig(
         input=input,
         output=output,
+        read=_read_options(
+            input_format,
+            split,
+            dataset_config,
+            problem_column,
+            reasoning_column,
+            content_column,
+            answer_column,
+            id_column,
+            label_column,
+            domain,
+            reassign_ids,
+        ),
         budget=budget,
         strategy=strategy,
         seed=seed,

@@ -94,6 +94,18 @@ def cons_at_n(answers: Sequence[Sequence[str | None]], correct: Sequence[Sequenc
     return sum(votes) / len(votes) if votes else 0.0
 
 
+def is_truncated(finish_reason: str | None, reasoning_closed: bool | None = True) -> bool:
+    """A sample cut at the token limit (`finish_reason` "length"; "max_tokens" on some servers) or
+    whose reasoning never closed."""
+    return finish_reason in ("length", "max_tokens") or reasoning_closed is False
+
+
+def _sample_truncated(s: dict[str, Any]) -> bool:
+    if "truncated" in s:
+        return bool(s["truncated"])
+    return is_truncated(s.get("finish_reason"), s.get("reasoning_closed", True))
+
+
 def summarize(samples: list[dict[str, Any]], same=None) -> dict[str, Any]:
     """Metrics for one benchmark from its per-sample records."""
     by_problem: dict[str, list[dict[str, Any]]] = {}
@@ -113,9 +125,7 @@ def summarize(samples: list[dict[str, Any]], same=None) -> dict[str, Any]:
         "samples": len(samples),
         "correct_samples": sum(bool(s["correct"]) for s in samples),
         "unverifiable_samples": sum(s.get("status") == "unverifiable" for s in samples),
-        "truncated_share": (sum(s.get("finish_reason") == "length" for s in samples) / len(samples))
-        if samples
-        else 0.0,
+        "truncated_share": (sum(_sample_truncated(s) for s in samples) / len(samples)) if samples else 0.0,
         "mean_response_tokens": (sum(tokens) / len(tokens)) if tokens else 0.0,
         "completion_tokens": sum(tokens),
     }
@@ -206,10 +216,26 @@ def _benchmarks(cfg: EvalConfig) -> list[tuple[str, list[Item], str]]:
 
 
 def _score(item: Item, comp: Any, gold_cache: Any) -> dict[str, Any]:
+    """The sample's verdict. A truncated sample has no final answer: whatever box its unfinished
+    reasoning holds, it is scored incorrect (status `no_answer`) and counted as truncated."""
     from distill.verify import verify
 
-    v = verify(comp.content, comp.reasoning, domain=item.domain, gold=item.answer, cache=gold_cache)
-    return {"status": v.status, "correct": v.status == "correct", "extracted": v.extracted}
+    if is_truncated(comp.finish_reason, getattr(comp, "reasoning_closed", True)):
+        return {"status": "no_answer", "correct": False, "extracted": None, "truncated": True}
+    v = verify(
+        comp.content,
+        comp.reasoning,
+        domain=item.domain,
+        gold=item.answer,
+        cache=gold_cache,
+        problem=item.problem,
+    )
+    return {
+        "status": v.status,
+        "correct": v.status == "correct",
+        "extracted": v.extracted,
+        "truncated": False,
+    }
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
@@ -304,6 +330,7 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
                             "reasoning": comp.reasoning,
                             "content": comp.content,
                             "finish_reason": comp.finish_reason,
+                            "reasoning_closed": comp.reasoning_closed,
                             "completion_tokens": comp.completion_tokens,
                             "prompt_tokens": comp.prompt_tokens,
                             **_score(prompt, comp, gold_cache),

@@ -4,11 +4,13 @@
     python -c "from distill.filter import FilterConfig, run; run(FilterConfig('traces', 'out'))"
 
 Three passes, all streaming (memory holds a few small keys per record, never the records):
-1. the per-record checks (distill.filters.RECORD_CHECKS) run in `workers` processes on batches of
-   raw lines, a bounded number in flight, results written in input order to `<out>/.work/`
-   (append-only: a crash resumes where it stopped);
+1. the input is read by `distill.ingest` (any supported format: trace shards, chat `messages`,
+   ShareGPT, column sets, .jsonl/.json/.parquet/folders/Hub ids; reasoning split from the answer
+   once, defaults filled in visibly); the per-record checks (distill.filters.RECORD_CHECKS) run in
+   `workers` processes on batches of records, a bounded number in flight, results written in input
+   order to `<out>/.work/` (append-only: a crash resumes where it stopped);
 2. the global checks (`duplicate`, `per_prompt`) run over those small results in the main process;
-3. the input is streamed again and each record, with `verdict` (`kept` or the first failing check)
+3. the input is read again and each record, with `verdict` (`kept` or the first failing check)
    and `checks` (every check's result), goes to `<out>/kept/` or `<out>/rejected/`; kept records
    also go to `<out>/kept/data.parquet` (`messages` column for SFT). Then `funnel.json` and
    `manifest.json` are written and `.work/` removed. A finished folder makes a re-run a no-op.
@@ -16,7 +18,6 @@ Three passes, all streaming (memory holds a few small keys per record, never the
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -30,10 +31,13 @@ from typing import Any
 
 from distill import filters as F
 from distill.errors import UserError
+from distill.ingest import BadLine, Item, ReadOptions, ReadStats, TraceReader
 from distill.records import (
+    MANIFEST,
     ShardWriter,
     atomic_write_json,
     finished_output,
+    read_manifest,
     read_records,
     sft_parquet_schema,
     shard_paths,
@@ -58,8 +62,9 @@ DEFAULT_CHECKS = [
 
 @dataclass
 class FilterConfig:
-    input: str  # a folder of shard-*.jsonl (what `distill generate` writes) or one .jsonl file
+    input: str  # traces in any format distill.ingest reads (generate's shard folder, .jsonl, .parquet, ...)
     output: str
+    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
     checks: list[str] | None = None  # None: DEFAULT_CHECKS (those that are configured)
     skip: list[str] = field(default_factory=list)
     think_tags: list[str] = field(default_factory=lambda: ["<think>", "</think>"])
@@ -67,9 +72,10 @@ class FilterConfig:
     min_tokens: int | None = None
     max_tokens: int | None = None
     max_foreign_share: float = 0.02
-    max_paragraph_words: int = 600  # 0 turns the rule off
+    max_paragraph_words: int = 600  # words without a line break (filters.longest_paragraph); 0: off
     allow_code_fences: bool = False
     keep_unverifiable: bool = False
+    trust_labels: bool = False  # correct: take the dataset's own label (--label-column) as the verdict
     verify_timeout: float = 5.0
     judge_url: str | None = None
     judge_model: str | None = None
@@ -144,12 +150,11 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
     if len(cfg.think_tags) != 2:
         raise UserError(f"--think-tags: expected an opening and a closing tag, got {cfg.think_tags}")
     count, unit = _token_counter(cfg)
-    index: dict[str, str] = {}
+    bench = None
     if "contamination" in checks:
-        for name in cfg.decontaminate:
-            index.update(F.build_ngram_index(load_benchmark(name, cfg.benchmarks_dir), cfg.ngram, name))
-        for path in cfg.decontaminate_files:
-            index.update(F.build_ngram_index(load_benchmark(path), cfg.ngram, Path(path).stem))
+        rows = [(name, load_benchmark(name, cfg.benchmarks_dir)) for name in cfg.decontaminate]
+        rows += [(Path(path).stem, load_benchmark(path)) for path in cfg.decontaminate_files]
+        bench = F.build_bench_index(rows, cfg.ngram)
     judge = None
     if cfg.judge_url or cfg.judge_model:
         if not (cfg.judge_url and cfg.judge_model):
@@ -170,7 +175,7 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
             cpu_s=cfg.code_cpu_s, wall_s=cfg.code_wall_s, memory_mb=cfg.code_memory_mb
         ),
         ngram=cfg.ngram,
-        bench_ngrams=index,
+        bench=bench,
         gold_cache=GoldCache(timeout_s=cfg.verify_timeout),
     )
     return ctx, unit
@@ -178,51 +183,45 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
 
 # ---------------------------------------------------------------------------- pass 1 (workers)
 
-_STATE: tuple[F.Context, list[str], bool] | None = None  # set in the parent, inherited by fork
+_STATE: tuple[F.Context, list[str], bool, bool] | None = None  # set in the parent, inherited by fork
 
 
-def _check_batch(batch: list[tuple[str, int, str]]) -> list[dict[str, Any]]:
+def _check_batch(batch: list[Item]) -> list[dict[str, Any]]:
     assert _STATE is not None
-    ctx, checks, need_prompt = _STATE
+    ctx, checks, need_prompt, trust_labels = _STATE
     out = []
-    for file, lineno, line in batch:
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as e:
-            out.append({"id": f"!bad:{file}:{lineno}", "bad": f"{file}:{lineno}: malformed JSON line ({e})"})
+    for item in batch:
+        rec = item.record
+        if rec is None:
+            out.append({"id": f"!bad:{item.where}", "bad": item.error})
             continue
-        missing = [k for k in ("id", "problem") if k not in rec]
-        if missing:
-            out.append(
-                {
-                    "id": f"!bad:{file}:{lineno}",
-                    "bad": f"{file}:{lineno}: record is missing field(s) {missing}",
-                }
-            )
-            continue
-        first, results = F.run_record_checks(rec, [c for c in checks if c in F.RECORD_CHECKS], ctx)
+        label = rec.get("label")
+        by_label = trust_labels and label is not None and "correct" in checks
+        own = [c for c in checks if c in F.RECORD_CHECKS and not (by_label and c == "correct")]
+        first, results = F.run_record_checks(rec, own, ctx)
+        if by_label:
+            results["correct"] = {
+                "ok": bool(label),
+                "status": "correct" if label else "wrong",
+                "verifier": "label",
+            }
+            if not label:
+                results["correct"]["why"] = "wrong: the dataset's label says so (--trust-labels)"
+                first = first or "correct"
         r = {
             "id": str(rec["id"]),
-            "prompt_id": str(rec.get("prompt_id", rec["problem"])),
+            "prompt_id": str(rec["prompt_id"]),
             "verdict": first,
             "checks": results,
             "tokens": rec["_tokens"],
             "dkey": F.dedup_key(rec, ctx.think_tags),
         }
+        if label is not None:
+            r["label"] = bool(label)
         if need_prompt:
             r["problem"] = rec["problem"]
         out.append(r)
     return out
-
-
-def _raw_lines(files: list[Path]) -> Iterator[tuple[str, int, str]]:
-    for p in files:
-        with open(p, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    yield str(p), lineno, line
 
 
 def _batches(it: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -236,9 +235,12 @@ def _batches(it: Iterator[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _count_lines(files: list[Path]) -> int:
+def _count_rows(reader: TraceReader) -> int | None:
+    """Non-empty lines of a JSON-lines input (the progress bar's total); None for other inputs."""
+    if reader.files is None or any(p.suffix != ".jsonl" for p in reader.files):
+        return None
     n = 0
-    for p in files:
+    for p in reader.files:
         with open(p, "rb") as f:
             for line in f:
                 n += bool(line.strip())
@@ -260,29 +262,31 @@ def _progress():  # type: ignore[no-untyped-def]
     )
 
 
-def _pass1(cfg: FilterConfig, files: list[Path], work: Path, ctx: F.Context, checks: list[str]) -> None:
+def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: F.Context, checks: list[str]) -> None:
     global _STATE
+    import itertools
+
     writer = ShardWriter(work)
     done = sum(1 for _ in read_records(work))
-    total = _count_lines(files)
-    _STATE = (ctx, checks, cfg.near_dup_threshold > 0 and "duplicate" in checks)
-    lines = _raw_lines(files)
-    for _ in range(done):
-        next(lines, None)
+    total = _count_rows(reader)
+    _STATE = (ctx, checks, cfg.near_dup_threshold > 0 and "duplicate" in checks, cfg.trust_labels)
     workers = cfg.workers or os.cpu_count() or 1
 
     def handle(results: list[dict[str, Any]]) -> None:
         for r in results:
-            if "bad" in r and not cfg.skip_bad_lines:
-                raise UserError(r["bad"] + " (pass --skip-bad-lines to count and skip such lines)")
             writer.write(r)
         prog.advance(task, len(results))
 
     try:
+        items = iter(reader)
+        for _ in range(done):
+            next(items, None)
+        head = list(itertools.islice(items, cfg.batch_size + 1))  # a small input: checked in this process
+        items = itertools.chain(head, items)
         with _progress() as prog:
             task = prog.add_task("filter", total=total, completed=done)
-            if workers <= 1 or total - done <= cfg.batch_size:
-                for batch in _batches(lines, cfg.batch_size):
+            if workers <= 1 or len(head) <= cfg.batch_size:
+                for batch in _batches(items, cfg.batch_size):
                     handle(_check_batch(batch))
             else:
                 import multiprocessing as mp
@@ -292,18 +296,20 @@ def _pass1(cfg: FilterConfig, files: list[Path], work: Path, ctx: F.Context, che
                     workers, initializer=_init_worker, initargs=(_STATE,)
                 ) as pool:
                     pending: deque[Any] = deque()
-                    for batch in _batches(lines, cfg.batch_size):
+                    for batch in _batches(items, cfg.batch_size):
                         pending.append(pool.apply_async(_check_batch, (batch,)))
                         while len(pending) >= 3 * workers:
                             handle(pending.popleft().get())
                     while pending:
                         handle(pending.popleft().get())
+    except BadLine as e:
+        raise UserError(f"{e} (pass --skip-bad-lines to count and skip such lines)") from None
     finally:
         writer.close()
         _STATE = None
 
 
-def _init_worker(state: tuple[F.Context, list[str], bool]) -> None:
+def _init_worker(state: tuple[F.Context, list[str], bool, bool]) -> None:
     global _STATE
     if _STATE is None:  # spawn: fork already inherited it
         _STATE = state
@@ -377,7 +383,7 @@ _PARQUET_BATCH = 1000
 
 
 def _pass3(
-    cfg: FilterConfig, files: list[Path], work: Path, out: Path, checks: list[str], fails: dict, unit: str
+    cfg: FilterConfig, reader: TraceReader, work: Path, out: Path, checks: list[str], fails: dict, unit: str
 ) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -394,20 +400,19 @@ def _pass3(
     tok_dropped = dict.fromkeys(checks, 0)
     status: dict[str, int] = defaultdict(int)
     n_in = n_bad = n_kept = tok_in = tok_kept = 0
+    labels: dict[str, int] = defaultdict(int)
     results = read_records(work)
     try:
-        for file, lineno, line in _raw_lines(files):
+        for item in reader:
             r = next(results, None)
             if r is None:
-                raise UserError(f"{file}:{lineno}: input changed while filtering (more lines than checked)")
+                raise UserError(f"{item.where}: input changed while filtering (more records than checked)")
             if "bad" in r:
                 n_bad += 1
                 continue
-            rec = json.loads(line)
-            if str(rec.get("id")) != r["id"]:
-                raise UserError(
-                    f"{file}:{lineno}: input changed since it was checked; rerun with --overwrite"
-                )
+            rec = item.record
+            if rec is None or str(rec.get("id")) != r["id"]:
+                raise UserError(f"{item.where}: input changed since it was checked; rerun with --overwrite")
             res = dict(r["checks"])
             verdict = r["verdict"]
             g = fails.get(r["id"])
@@ -425,6 +430,8 @@ def _pass3(
                     res[name] = {"ok": True}
             if "correct" in res and res["correct"].get("status"):
                 status[res["correct"]["status"]] += 1
+            if "label" in r:
+                _count_label(labels, r["label"], res.get("correct"))
             n_in += 1
             tok_in += r["tokens"]
             rec["verdict"] = verdict or "kept"
@@ -482,7 +489,41 @@ def _pass3(
         "tokens_kept": tok_kept,
         "checks": rows_out,
         "correct_status": dict(status),
+        "labels": _label_summary(labels),
+        "ingest": reader.stats.to_dict(),
     }
+
+
+def _count_label(acc: dict[str, int], label: bool, correct: dict[str, Any] | None) -> None:
+    """Tally a dataset label against the verifier's verdict (when the verifier decided)."""
+    acc["traces"] += 1
+    acc["positive"] += label
+    if not correct or correct.get("verifier") == "label" or correct.get("status") not in ("correct", "wrong"):
+        return
+    verified = correct["status"] == "correct"
+    acc["compared"] += 1
+    acc["agree"] += verified == label
+    acc["label_true_verifier_wrong"] += label and not verified
+    acc["label_false_verifier_correct"] += verified and not label
+
+
+def _label_summary(acc: dict[str, int]) -> dict[str, Any] | None:
+    """The dataset labels against the verifier: how often they agree (None without labels)."""
+    if not acc:
+        return None
+    out: dict[str, Any] = {
+        k: acc.get(k, 0)
+        for k in (
+            "traces",
+            "positive",
+            "compared",
+            "agree",
+            "label_true_verifier_wrong",
+            "label_false_verifier_correct",
+        )
+    }
+    out["agreement"] = round(acc["agree"] / acc["compared"], 4) if acc.get("compared") else None
+    return out
 
 
 # ---------------------------------------------------------------------------- entry
@@ -508,23 +549,25 @@ def print_funnel(funnel: dict[str, Any]) -> None:
     t.add_row(
         "kept", "", str(funnel["kept"]), f"{100 * funnel['kept'] / n:.1f}%", f"{funnel['tokens_kept']} kept"
     )
-    if funnel.get("bad_lines"):
-        t.caption = f"{funnel['bad_lines']} malformed input line(s) skipped"
+    t.caption = "\n".join(funnel_notes(funnel))
     Console(stderr=True).print(t)
 
 
-def _input_files(cfg: FilterConfig) -> list[Path]:
-    src = Path(cfg.input)
-    if src.is_dir():
-        files = shard_paths(src)
-        if not files:
-            files = sorted(p for p in src.glob("*.jsonl"))
-        if not files:
-            raise UserError(f"{src}: no shard-*.jsonl or *.jsonl files in this folder")
-        return files
-    if src.is_file():
-        return [src]
-    raise UserError(f"{src}: no such file or folder")
+def funnel_notes(funnel: dict[str, Any]) -> list[str]:
+    """The lines under the funnel table: how the input was read, defaults filled in, label agreement."""
+    out = ReadStats(**funnel["ingest"]).notes() if funnel.get("ingest") else []
+    if funnel.get("bad_lines") and not funnel.get("ingest"):
+        out.append(f"{funnel['bad_lines']} malformed input line(s) skipped")
+    lab = funnel.get("labels")
+    if lab and lab.get("compared"):
+        out.append(
+            f"dataset labels vs verifier: {lab['agreement']:.1%} agree on {lab['compared']} traces "
+            f"({lab['label_true_verifier_wrong']} labelled correct but verified wrong, "
+            f"{lab['label_false_verifier_correct']} labelled wrong but verified correct)"
+        )
+    elif lab:
+        out.append(f"dataset labels: {lab['positive']} of {lab['traces']} traces labelled correct")
+    return out
 
 
 def run(config: FilterConfig) -> dict[str, Any]:
@@ -533,11 +576,15 @@ def run(config: FilterConfig) -> dict[str, Any]:
     if cfg.prefer not in ("shortest", "random"):
         raise UserError(f"--prefer: expected 'shortest' or 'random', got '{cfg.prefer}'")
     checks = active_checks(cfg)
-    files = _input_files(cfg)
+    if len(cfg.think_tags) != 2:
+        raise UserError(f"--think-tags: expected an opening and a closing tag, got {cfg.think_tags}")
+    reader = TraceReader(cfg.input, cfg.read, cfg.skip_bad_lines, (cfg.think_tags[0], cfg.think_tags[1]))
     out = Path(cfg.output)
     resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
     resolved["active_checks"] = checks
-    resolved["input_files"] = [[str(p), p.stat().st_size] for p in files]
+    inputs = reader.inputs()
+    resolved["input_files"] = inputs
+    fresh = read_manifest(out) is None
     done = finished_output(out, "filter", resolved, cfg.overwrite, result="funnel.json",
                            clear=("kept", "rejected", ".work", "funnel.json"))  # fmt: skip
     if done is not None:
@@ -546,17 +593,29 @@ def run(config: FilterConfig) -> dict[str, Any]:
         return done
     work = out / ".work"
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, "filter", resolved, inputs=[str(p) for p in files], complete=False)
+    names = [str(i[0]) for i in inputs]
+    write_manifest(out, "filter", resolved, inputs=names, complete=False)
     ctx, unit = build_context(cfg, checks)
-    _pass1(cfg, files, work, ctx, checks)
+    try:
+        _pass1(cfg, reader, work, ctx, checks)
+    except UserError:
+        if fresh:  # the input cannot be read: leave no half-made folder that a fixed re-run would refuse
+            shutil.rmtree(work, ignore_errors=True)
+            (out / MANIFEST).unlink(missing_ok=True)
+        raise
     fails = _pass2(cfg, work, checks)
-    funnel = _pass3(cfg, files, work, out, checks, fails, unit)
+    funnel = _pass3(cfg, reader, work, out, checks, fails, unit)
+    from distill import logit_kd
+
+    # the teacher logprobs of the kept traces (generate --logprobs), next to their shards
+    if carried := logit_kd.carry([n for n in names if Path(n).exists()], out / "kept"):
+        log.info("carried the teacher logprobs of %d kept traces", carried)
     atomic_write_json(out / "funnel.json", funnel)
     write_manifest(
         out,
         "filter",
         resolved,
-        inputs=[str(p) for p in files],
+        inputs=names,
         counts={"input": funnel["input"], "kept": funnel["kept"], "rejected": funnel["rejected"]},
         complete=True,
     )

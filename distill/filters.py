@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.ingest import ALL_MARKERS
 from distill.verify import GoldCache, JudgeConfig, verify_record
 
 # ---------------------------------------------------------------------------- context
@@ -41,7 +42,7 @@ class Context:
     judge: JudgeConfig | None = None
     sandbox_limits: Any = None
     ngram: int = 8
-    bench_ngrams: dict[str, str] = field(default_factory=dict)  # n-gram -> benchmark row id
+    bench: BenchIndex | None = None  # the benchmarks' n-grams (see `build_bench_index`)
     gold_cache: GoldCache = field(default_factory=GoldCache)
 
 
@@ -82,19 +83,113 @@ def normalize_text(s: str) -> str:
     return _WS.sub(" ", s.lower()).strip()
 
 
-def word_ngrams(text: str, n: int) -> set[str]:
-    words = normalize_text(text).split()
-    if len(words) < n:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+# ------------------------------------------------------------------ decontamination n-grams
+
+_TOKEN_RE = re.compile(r"\w+")
+MAX_PROBLEMS_PER_NGRAM = 3  # an n-gram in this many benchmark problems is a stock phrase: ignored
+MIN_SHARE = 0.5  # share of a benchmark problem's n-grams a prompt must hold to be a copy of it
 
 
-def build_ngram_index(rows: list[dict[str, Any]], n: int, label: str) -> dict[str, str]:
-    index: dict[str, str] = {}
-    for r in rows:
-        for g in word_ngrams(r["problem"], n):
-            index.setdefault(g, f"{label}:{r['id']}")
-    return index
+def ngram_tokens(text: str) -> list[str]:
+    """Lower-cased word and number tokens; punctuation, `$`, `\\` and spacing are dropped, so
+    `$x^2+1$` and `$x^2 + 1$` give the same tokens."""
+    return _TOKEN_RE.findall(text.lower())
+
+
+def _token_ngrams(tokens: list[str], n: int) -> set[str]:
+    return {" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+@dataclass
+class BenchIndex:
+    """Benchmark problems' informative n-grams, for the contamination check.
+
+    `grams`: n-gram -> indices into `problems`; `problems`: (label, number of informative n-grams);
+    `short_lengths`: token counts of problems shorter than n (each is one n-gram, matched whole);
+    `stock`: how many n-grams were dropped as stock phrases.
+    """
+
+    n: int
+    grams: dict[str, list[int]]
+    problems: list[tuple[str, int]]
+    short_lengths: set[int]
+    stock: int = 0
+
+
+def build_bench_index(
+    benchmarks: list[tuple[str, list[dict[str, Any]]]], n: int, max_problems: int = MAX_PROBLEMS_PER_NGRAM
+) -> BenchIndex:
+    """Index the problems of `(label, rows)` benchmarks by their word n-grams.
+
+    An n-gram found in `max_problems` or more benchmark problems (all benchmarks together) is a
+    stock phrase ("where $m$ and $n$ are relatively prime positive integers") and is ignored,
+    unless a problem has nothing else. A problem shorter than n tokens is one n-gram.
+    """
+    per_problem: list[tuple[str, set[str]]] = []
+    short: set[int] = set()
+    for label, rows in benchmarks:
+        for r in rows:
+            toks = ngram_tokens(str(r.get("problem") or ""))
+            if not toks:
+                continue
+            if len(toks) < n:
+                short.add(len(toks))
+                grams = {" ".join(toks)}
+            else:
+                grams = _token_ngrams(toks, n)
+            per_problem.append((f"{label}:{r['id']}", grams))
+    df: dict[str, int] = {}
+    for _, grams in per_problem:
+        for g in grams:
+            df[g] = df.get(g, 0) + 1
+    index: dict[str, list[int]] = {}
+    problems: list[tuple[str, int]] = []
+    for k, (label, grams) in enumerate(per_problem):
+        informative = {g for g in grams if df[g] < max_problems} or grams
+        problems.append((label, len(informative)))
+        for g in informative:
+            index.setdefault(g, []).append(k)
+    stock = sum(c >= max_problems for c in df.values())
+    return BenchIndex(n, index, problems, short, stock)
+
+
+def contamination(prompt: str, bench: BenchIndex, min_share: float = MIN_SHARE) -> dict[str, Any] | None:
+    """The benchmark problem `prompt` copies, or None.
+
+    A prompt copies a benchmark problem when it holds at least `min_share` of that problem's
+    informative n-grams (case, spacing and punctuation aside). Returns {"match": label, "share",
+    "text": the longest run of the prompt's tokens covered by matching n-grams}.
+    """
+    toks = ngram_tokens(prompt)
+    starts: dict[str, list[int]] = {}  # n-gram of the prompt -> where it starts
+    for size in {bench.n, *bench.short_lengths}:
+        for i in range(len(toks) - size + 1):
+            starts.setdefault(" ".join(toks[i : i + size]), []).append(i)
+    counts: dict[int, int] = {}
+    for g in starts:
+        for k in bench.grams.get(g, ()):
+            counts[k] = counts.get(k, 0) + 1
+    best, share = None, 0.0
+    for k, c in counts.items():
+        s = c / bench.problems[k][1]
+        if s > share:
+            best, share = k, s
+    if best is None or share < min_share:
+        return None
+    covered = [False] * len(toks)
+    for g, where in starts.items():
+        if best in bench.grams.get(g, ()):
+            size = g.count(" ") + 1
+            for i in where:
+                covered[i : i + size] = [True] * size
+    span, start = (0, 0), 0
+    for i, c in enumerate([*covered, False]):
+        if not c:
+            if i - start > span[1] - span[0]:
+                span = (start, i)
+            start = i + 1
+    text = " ".join(toks[span[0] : span[1]])[:300]
+    return {"match": bench.problems[best][0], "share": round(share, 3), "text": text}
 
 
 def _script(ch: str) -> str | None:
@@ -155,13 +250,17 @@ SPECIAL_TOKEN_TEXT = re.compile(
 
 def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """One well-formed reasoning block, non-empty reasoning and answer, no stray tags, no
-    special-token text (`SPECIAL_TOKEN_TEXT`: end-of-sequence/turn markers a server left in)."""
+    special-token text (`SPECIAL_TOKEN_TEXT`: end-of-sequence/turn markers a server left in).
+
+    Answer-only data (`answer_only`: the input had no reasoning block at all, e.g. an eval dump of a
+    non-reasoning model) needs no reasoning; its answer must still be there.
+    """
     reasoning, answer, _ = reasoning_and_answer(rec, ctx.think_tags)
-    if not reasoning.strip():
+    if not reasoning.strip() and not rec.get("answer_only"):
         return {"ok": False, "why": "empty reasoning"}
     if not answer.strip():
         return {"ok": False, "why": "empty answer"}
-    for t in ctx.think_tags:
+    for t in (*ctx.think_tags, *ALL_MARKERS):
         if t in reasoning or t in answer:
             return {"ok": False, "why": f"stray {t}"}
     found = SPECIAL_TOKEN_TEXT.search(reasoning) or SPECIAL_TOKEN_TEXT.search(answer)
@@ -196,25 +295,40 @@ def check_language(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return res
 
 
+def longest_paragraph(text: str) -> int:
+    """Words in the longest run of text without a line break.
+
+    R1 writes one paragraph per line and lays computations out one step per line with single line
+    breaks, so a block between blank lines can hold hundreds of short lines and still read well;
+    a wall of text is a long run with no break at all (measured: README, `readability`).
+    """
+    return max((len(line.split()) for line in text.splitlines()), default=0)
+
+
 def check_readability(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """R1's readability rules: no overlong paragraph; no code fences in non-code reasoning."""
+    """R1's readability rules: no wall of text (`longest_paragraph`); no code fences in non-code reasoning."""
     reasoning, _, _ = reasoning_and_answer(rec, ctx.think_tags)
     if not ctx.allow_code_fences and (rec.get("domain") or "") != "code" and "```" in reasoning:
         return {"ok": False, "why": "code block in reasoning"}
     if ctx.max_paragraph_words:
-        longest = max((len(p.split()) for p in re.split(r"\n\s*\n", reasoning)), default=0)
+        longest = longest_paragraph(reasoning)
         if longest > ctx.max_paragraph_words:
-            return {"ok": False, "why": f"paragraph of {longest} words > {ctx.max_paragraph_words}"}
+            return {
+                "ok": False,
+                "why": f"{longest} words without a line break > {ctx.max_paragraph_words}",
+            }
     return {"ok": True}
 
 
 def check_contamination(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """Any word n-gram of the prompt shared with a benchmark problem."""
-    for g in word_ngrams(rec.get("problem") or "", ctx.ngram):
-        hit = ctx.bench_ngrams.get(g)
-        if hit is not None:
-            return {"ok": False, "why": f"{ctx.ngram}-gram overlap with {hit}", "match": hit}
-    return {"ok": True}
+    """The prompt is not a copy of a benchmark problem (see `contamination`)."""
+    if ctx.bench is None:
+        return {"ok": True}
+    hit = contamination(rec.get("problem") or "", ctx.bench)
+    if hit is None:
+        return {"ok": True}
+    why = f"holds {hit['share']:.0%} of the {ctx.bench.n}-grams of {hit['match']}"
+    return {"ok": False, "why": why, **hit}
 
 
 def check_correct(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class GenerateConfig:
     top_k: int | None = None
     max_tokens: int | None = None
     seed: int = 0
+    logprobs: int | None = None  # K: store the teacher's top-K logprobs per token (distill/logit_kd.py)
     stop: list[str] = field(default_factory=list)
     limit: int | None = None
     overwrite: bool = False
@@ -157,6 +158,7 @@ def sampling_params(cfg: GenerateConfig, card: TeacherCard) -> SamplingParams:
         n=cfg.num_samples,
         seed=cfg.seed,
         stop=list(cfg.stop),
+        logprobs=cfg.logprobs,
     )
 
 
@@ -172,6 +174,7 @@ def _paths(cfg: GenerateConfig) -> tuple[Path, Path, str]:
 def _clear(out: Path, job: Path, prefix: str) -> None:
     for p in shard_paths(out, prefix):
         p.unlink()
+        p.with_name(p.name + ".logprobs").unlink(missing_ok=True)
     for name in ("manifest.json", FAILED):
         if (job / name).exists():
             (job / name).unlink()
@@ -305,6 +308,10 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
 
     check_config(cfg)
     if cfg.executor == "ray":
+        if cfg.logprobs:
+            raise UserError(
+                "--logprobs is not supported with --executor ray yet (run the shards without ray)"
+            )
         from distill.ray_executor import run_ray
 
         return run_ray(cfg)
@@ -380,6 +387,13 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             special_tokens=teacher_special_tokens(card),
         )
         bar = _Progress(todo_total, cfg.progress)
+        side = None
+        if cfg.logprobs:
+            from distill import logit_kd
+
+            side = logit_kd.SideWriter(
+                logit_kd.side_meta(cfg.logprobs, getattr(backend, "tokenizer", None), card.model)
+            )
         try:
             for count, group in sorted(missing.items(), reverse=True):
                 texts = [apply_template(p.problem, p.domain, card.templates) for p in group]
@@ -396,7 +410,7 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
                 for i, comps in backend.generate(messages, batch_params, on_error=on_error, seeds=seeds):
                     p = group[i]
                     todo = missing_idx[p.prompt_id]
-                    tokens, written = _write(writer, p, texts[i], todo, comps, teacher_meta, seeds[i])
+                    tokens, written = _write(writer, p, texts[i], todo, comps, teacher_meta, seeds[i], side)
                     if i in errors:
                         failures.append(
                             {
@@ -410,6 +424,8 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
         finally:
             bar.close()
             writer.close()
+            if side is not None:
+                side.close()
             if hasattr(backend, "server_stats"):  # openai fleets: requests/failures/benchings per server
                 run_info["servers"] = backend.server_stats()
             # failed.jsonl holds the prompts that failed in the latest run (retried on the next one)
@@ -443,8 +459,10 @@ def _write(
     comps: list[Completion],
     teacher: dict[str, Any],
     seeds: list[int],
+    side: Any = None,
 ) -> tuple[int, list[int]]:
-    """Write `p`'s completions as samples `todo`; returns (completion tokens, samples written).
+    """Write `p`'s completions as samples `todo` (and their logprobs to `side`); returns
+    (completion tokens, samples written).
 
     A completion that carries its seed is the sample of that seed (some of a prompt's samples may
     have failed); one without takes the next sample index in order.
@@ -478,6 +496,10 @@ def _write(
             extra=extra,
         )
         writer.write(trace.to_dict())
+        if side is not None:  # written after its trace: a crash in between loses only this side line
+            if c.logprobs is None:
+                raise UserError(f"--logprobs: the {teacher.get('backend')} backend returned no logprobs")
+            side.write(writer.path, trace.id, c.logprobs)
         written.append(sample)
         tokens += c.completion_tokens
     return tokens, written

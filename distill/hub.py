@@ -167,6 +167,31 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _objective_tags(train: dict[str, Any]) -> list[str]:
+    if train.get("objective") == "opd":
+        return ["on-policy-distillation"]
+    return ["sft", *(["logit-distillation"] if train.get("kd_weight") else [])]
+
+
+def objective_text(train: dict[str, Any], summary: dict[str, Any]) -> str:
+    """One sentence on the training objective and teacher, from a train manifest's config and summary."""
+    if train.get("objective") == "opd":
+        teacher = train.get("teacher_url") or train.get("teacher") or "a teacher"
+        served = " (served, top-k logprobs)" if train.get("teacher_url") else ""
+        beta = summary.get("beta", train.get("beta", 1.0))
+        return (
+            f"on-policy distillation (TRL DistillationTrainer): the student sampled its own completions for "
+            f"the prompts in {train.get('prompts')}, and the teacher **{teacher}**{served} graded every token; "
+            f"loss: generalised JSD with beta {_fmt(beta)} ({summary.get('divergence', 'divergence')})."
+        )
+    if train.get("kd_weight"):
+        return (
+            "SFT on verified reasoning traces plus a sparse KL term to the teacher's stored top-K "
+            f"log-probabilities (weight {_fmt(train['kd_weight'])})."
+        )
+    return "SFT on verified reasoning traces (cross-entropy on the teacher's sampled tokens)."
+
+
 def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kind: str) -> str:
     train = (info.get("train") or {}).get("config", {})
     base = train.get("base_model") or train.get("model") or train.get("student")
@@ -181,7 +206,7 @@ def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kin
             "distill",
             "reasoning",
             "r1-distill",
-            "sft",
+            *_objective_tags(train),
             *(["lora"] if train.get("method") in ("lora", "qlora") else []),
         ],
     }
@@ -210,7 +235,12 @@ def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kin
         f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) from "
         f"**{gen.get('teacher', {}).get('model') if isinstance(gen.get('teacher'), dict) else gen.get('teacher') or gen.get('model') or 'a reasoning teacher'}**"
         f" into **{base or 'a student base'}**, following the DeepSeek-R1 distillation recipe (SFT on verified reasoning traces)."
+        if train.get("objective", "sft") == "sft"
+        else f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) into "
+        f"**{base or 'a student base'}**."
     )
+    if train:
+        lines += ["", f"Objective: {objective_text(train, (info.get('train') or {}).get('summary', {}))}"]
     lines += ["", "## Data", ""]
     if gen:
         lines.append(

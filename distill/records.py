@@ -16,6 +16,7 @@ The trace record is the contract between stages (see DESIGN.md): one JSON object
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,8 @@ from typing import Any
 
 from distill import __version__
 from distill.errors import UserError
+
+log = logging.getLogger("distill.records")
 
 SHARD_PREFIX = "shard-"
 SHARD_SUFFIX = ".jsonl"
@@ -324,7 +327,8 @@ def check_manifest(
     """Refuse to resume into `folder` when its manifest was written with another config.
 
     Returns True when a manifest from the same stage and config exists (a resume), False when the
-    folder is fresh. With `overwrite`, a mismatching folder is accepted (the caller clears it).
+    folder is fresh. With `overwrite`, a mismatching folder is accepted (the caller clears it), and
+    a matching one is reported as being redone (logged, so an unchanged re-run is never silent).
     """
     old = read_manifest(folder)
     if old is None:
@@ -344,6 +348,10 @@ def check_manifest(
             f"{Path(folder) / MANIFEST}: existing output was made with a different config "
             f"(changed: {', '.join(changed[:8])}); refusing to mix outputs — use another --output or --overwrite"
         )
+    if overwrite:
+        log.warning(
+            "%s: --overwrite with an unchanged config: redoing the %s work from scratch", folder, stage
+        )
     return True
 
 
@@ -359,11 +367,12 @@ def finished_output(
 
     Refuses a folder made with another config (unless `overwrite`); returns the parsed `result`
     file when this config already finished there (the stage has nothing to do); clears the `clear`
-    entries (files or folders under `folder`) when the folder is fresh or being overwritten.
+    entries (files or folders under `folder`) when the folder is fresh or being overwritten (also
+    with an unchanged config: `overwrite` always redoes the work).
     """
     import shutil
 
-    same = check_manifest(folder, stage, config, overwrite=overwrite)
+    same = check_manifest(folder, stage, config, overwrite=overwrite) and not overwrite
     if same and result:
         old = read_manifest(folder)
         path = Path(folder) / result
@@ -404,20 +413,28 @@ def write_manifest(
 
 
 def assistant_text(record: dict[str, Any], with_reasoning: bool = True) -> str:
-    """The assistant turn a student learns: `<think>\\n{reasoning}\\n</think>\\n\\n{content}`."""
+    """The assistant turn a student learns: `<think>\n{reasoning}\n</think>\n\n{content}`.
+
+    Answer-only records (`answer_only`: the data had no reasoning block) and `with_reasoning=False`
+    give the content alone.
+    """
     content = (record.get("content") or "").strip()
-    if not with_reasoning:
+    if not with_reasoning or record.get("answer_only"):
         return content
     reasoning = (record.get("reasoning") or "").strip()
     return f"<think>\n{reasoning}\n</think>\n\n{content}"
 
 
 def to_messages(record: dict[str, Any], with_reasoning: bool = True) -> list[dict[str, str]]:
-    """Chat `messages` for SFT: the user prompt as sent, then the assistant turn (DESIGN.md)."""
-    return [
-        {"role": "user", "content": record["problem"]},
-        {"role": "assistant", "content": assistant_text(record, with_reasoning)},
-    ]
+    """Chat `messages` for SFT: the record's `system` prompt and earlier turns (`history`, chat data)
+    when it has them, the user prompt as sent, then the assistant turn (DESIGN.md)."""
+    msgs = [{"role": "system", "content": record["system"]}] if record.get("system") else []
+    for m in record.get("history") or []:
+        text = assistant_text(m, with_reasoning) if m.get("role") == "assistant" else m["content"]
+        msgs.append({"role": str(m["role"]), "content": text})
+    msgs.append({"role": "user", "content": record["problem"]})
+    msgs.append({"role": "assistant", "content": assistant_text(record, with_reasoning)})
+    return msgs
 
 
 def sft_parquet_schema():  # type: ignore[no-untyped-def]

@@ -6,7 +6,9 @@
     python -c "from distill.select import SelectConfig, run; run(SelectConfig('filtered', 'out', budget=800))"
 
 Reads a `distill filter` output folder (its `kept/` shards, and `rejected/` for the teacher's pass
-rate per prompt: samples whose `correct` check passed / all samples of the prompt), optionally a
+rate per prompt: samples whose `correct` check passed / all samples of the prompt), or any trace or
+chat dataset `distill.ingest` reads (`--format` and the column flags; a dataset's own labels,
+`--label-column`, give the pass rate and only samples not labelled wrong are candidates), optionally a
 `distill eval` folder run on the same prompts (student pass rate per prompt, matched by
 `problem_id` == `prompt_id`), and optionally a local sentence-embedding model for topic clusters.
 
@@ -28,7 +30,6 @@ and `<out>/manifest.json`. A finished folder with the same config makes a re-run
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
+from distill.ingest import ReadOptions, TraceReader
 from distill.records import (
     ShardWriter,
     atomic_write_json,
@@ -63,8 +65,9 @@ RATE_BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 @dataclass
 class SelectConfig:
-    input: str  # a `distill filter` output folder, or its kept/ folder
+    input: str  # a `distill filter` output folder, its kept/ folder, or any input distill.ingest reads
     output: str
+    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
     budget: int = 8000  # traces in the subset
     strategy: str = "s1"  # s1 | limo | random
     seed: int = 0
@@ -97,7 +100,6 @@ class Prompt:
     samples: int = 0  # all teacher samples (kept + rejected)
     correct: int = 0  # samples whose `correct` check passed
     traces: list[tuple[int, str]] = field(default_factory=list)  # (length, id) of kept traces
-    locs: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (kept shard index, line)
     problem: str = ""
     student: float | None = None  # student pass rate, when known
     topic: int | None = None
@@ -126,114 +128,100 @@ def trace_length(rec: dict[str, Any]) -> int:
     return len(((rec.get("reasoning") or "") + " " + (rec.get("content") or "")).split())
 
 
-def _prompt_id(rec: dict[str, Any], where: str) -> str:
-    if rec.get("prompt_id") is not None:
-        return str(rec["prompt_id"])
-    if "id" not in rec:
-        raise UserError(f"{where}: record has neither 'prompt_id' nor 'id'")
-    return str(rec["id"]).rsplit(":", 1)[0]
-
-
-def resolve_input(path: str | os.PathLike) -> tuple[Path, Path | None]:
-    """(kept folder, rejected folder or None) of a filter output folder or of its kept/ folder."""
+def resolve_input(path: str | os.PathLike) -> tuple[str, Path | None]:
+    """(candidate traces, rejected folder or None): a filter output folder gives its kept/ and
+    rejected/; a kept/ folder itself, or any other input `distill.ingest` reads, gives itself."""
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"--input {p}: no such folder")
-    if (p / "kept").is_dir():
+    if p.is_dir() and (p / "kept").is_dir():
         kept = p / "kept"
-    elif p.is_dir() and shard_paths(p):
-        kept = p
-    else:
-        raise UserError(
-            f"--input {p}: expected a `distill filter` output folder (with kept/) or a kept/ folder"
-        )
-    if not shard_paths(kept):
-        raise UserError(f"{kept}: no shard-*.jsonl files (is this a `distill filter` output?)")
-    rejected = kept.parent / "rejected"
-    return kept, rejected if rejected.is_dir() else None
+        if not shard_paths(kept):
+            raise UserError(f"{kept}: no shard-*.jsonl files (is this a `distill filter` output?)")
+        rejected = p / "rejected"
+        return str(kept), rejected if rejected.is_dir() else None
+    if p.is_dir() and shard_paths(p) and (p.parent / "rejected").is_dir():
+        return str(p), p.parent / "rejected"
+    return str(path), None
 
 
 def _progress():  # type: ignore[no-untyped-def]
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
         console=Console(stderr=True),
         disable=not sys.stderr.isatty(),
     )
 
 
-def _scan(folder: Path, label: str, prog: Any) -> Iterator[tuple[int, int, str, dict[str, Any]]]:
-    """Stream (shard index, line number, where, record) over a folder's shards, with a byte progress bar."""
-    files = shard_paths(folder)
-    task = prog.add_task(label, total=sum(p.stat().st_size for p in files))
-    last: Path | None = None
-    index = 0
-    for path, lineno, rec in iter_lines(folder):
-        if path != last:
-            index = files.index(path)
-            prog.update(task, completed=sum(p.stat().st_size for p in files[:index]))
-        last = path
-        yield index, lineno, f"{path}:{lineno}", rec
-    prog.update(task, completed=prog.tasks[task].total)
-
-
 def load_prompts(
-    kept: Path, rejected: Path | None, keep_problem: bool = False
+    kept: str | os.PathLike,
+    rejected: Path | None,
+    keep_problem: bool = False,
+    read: ReadOptions | None = None,
 ) -> tuple[dict[str, Prompt], bool]:
-    """Per-prompt signals from a filter output; returns (prompts with kept traces, pass rates known).
+    """Per-prompt signals; returns (prompts with candidate traces, pass rates known).
 
     The teacher pass rate is known when the filter ran the `correct` check and `rejected/` is
-    there (the samples it dropped count in the denominator).
+    there (the samples it dropped count in the denominator), or when the input carries its own
+    correctness labels (then a sample labelled wrong is counted but never selected).
     """
     prompts: dict[str, Prompt] = {}
-    others: dict[str, list[int]] = {}  # prompt_id -> [samples, correct] of rejected samples
-    seen_correct = False
+    others: dict[str, list[int]] = {}  # prompt_id -> [samples, correct] of non-candidate samples
+    seen_correct = labelled = False
+    reader = TraceReader(kept, read or ReadOptions())
     with _progress() as prog:
-        for index, lineno, where, rec in _scan(kept, "read kept", prog):
-            if "id" not in rec:
-                raise UserError(f"{where}: record is missing field 'id'")
-            if "problem" not in rec:
-                raise UserError(f"{where}: record is missing field 'problem'")
-            pid = _prompt_id(rec, where)
+        task = prog.add_task("read traces", total=None)
+        for item in reader:
+            rec = item.record
+            assert rec is not None
+            prog.advance(task)
+            pid = str(rec["prompt_id"])
+            label = rec.get("label")
+            c = (rec.get("checks") or {}).get("correct")
+            if isinstance(c, dict):
+                seen_correct = True
+                good = c.get("ok") is True
+            elif label is not None:
+                labelled = True
+                good = bool(label)
+            else:
+                good = False
+            if rec.get("verdict", "kept") != "kept" or label is False:
+                acc = others.setdefault(pid, [0, 0])
+                acc[0] += 1
+                acc[1] += good
+                continue
             p = prompts.get(pid)
             if p is None:
                 p = prompts[pid] = Prompt(pid, str(rec.get("domain") or ""), str(rec.get("source") or ""))
                 if keep_problem:
                     p.problem = str(rec["problem"])
             p.traces.append((trace_length(rec), str(rec["id"])))
-            p.locs[str(rec["id"])] = (index, lineno)
             p.samples += 1
-            c = (rec.get("checks") or {}).get("correct")
-            if isinstance(c, dict):
-                seen_correct = True
-                p.correct += c.get("ok") is True
+            p.correct += good
         if rejected is not None:
-            for _, _, where, rec in _scan(rejected, "read rejected", prog):
-                pid = _prompt_id(rec, where)
-                acc = others.setdefault(pid, [0, 0])
+            task = prog.add_task("read rejected", total=None)
+            for item in TraceReader(rejected):
+                rec = item.record
+                assert rec is not None
+                prog.advance(task)
+                acc = others.setdefault(str(rec["prompt_id"]), [0, 0])
                 acc[0] += 1
                 c = (rec.get("checks") or {}).get("correct")
                 if isinstance(c, dict):
                     seen_correct = True
                     acc[1] += c.get("ok") is True
+    for note in reader.stats.notes():
+        log.info("select: %s", note)
     for pid, (n, c) in others.items():
         if pid in prompts:
             prompts[pid].samples += n
             prompts[pid].correct += c
-    known = seen_correct and rejected is not None
+    known = (seen_correct and rejected is not None) or labelled
     for p in prompts.values():
         p.teacher = p.correct / p.samples if known and p.samples else None
     return prompts, known
@@ -621,31 +609,21 @@ def print_report(report: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- writing
 
 
-def _chosen_lines(kept: Path, chosen: dict[str, tuple[int, Prompt]]) -> Iterator[dict[str, Any]]:
-    """The chosen records in input order, parsing only their lines (located by `load_prompts`)."""
-    wanted: dict[int, dict[int, str]] = {}
-    for tid, (_, p) in chosen.items():
-        index, lineno = p.locs[tid]
-        wanted.setdefault(index, {})[lineno] = tid
-    files = shard_paths(kept)
+def _chosen_records(
+    kept: str, chosen: dict[str, tuple[int, Prompt]], read: ReadOptions
+) -> Iterator[dict[str, Any]]:
+    """The chosen records in input order (the input read again, the same way)."""
     with _progress() as prog:
-        task = prog.add_task("write subset", total=sum(f.stat().st_size for f in files))
-        for index, path in enumerate(files):
-            lines = wanted.get(index, {})
-            with open(path, "rb") as f:
-                for lineno, line in enumerate(f, 1):
-                    prog.advance(task, len(line))
-                    tid = lines.get(lineno)
-                    if tid is None:
-                        continue
-                    rec = json.loads(line)
-                    if str(rec.get("id")) != tid:
-                        raise UserError(f"{path}:{lineno}: input changed while selecting (expected id {tid})")
-                    yield rec
+        task = prog.add_task("write subset", total=len(chosen))
+        for item in TraceReader(kept, read):
+            rec = item.record
+            if rec is not None and str(rec["id"]) in chosen:
+                prog.advance(task)
+                yield rec
 
 
-def write_subset(kept: Path, out_kept: Path, chosen: dict[str, tuple[int, Prompt]], cfg: SelectConfig) -> int:
-    """Stream the input's kept shards and write the chosen records (input order) + data.parquet."""
+def write_subset(kept: str, out_kept: Path, chosen: dict[str, tuple[int, Prompt]], cfg: SelectConfig) -> int:
+    """Read the input again and write the chosen records (input order) + data.parquet."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -659,7 +637,7 @@ def write_subset(kept: Path, out_kept: Path, chosen: dict[str, tuple[int, Prompt
     n = 0
     try:
         with ShardWriter(out_kept) as w:
-            for rec in _chosen_lines(kept, chosen):
+            for rec in _chosen_records(kept, chosen, cfg.read):
                 rank, p = chosen[str(rec["id"])]
                 rec["selection"] = {
                     "strategy": cfg.strategy,
@@ -729,22 +707,24 @@ def run(config: SelectConfig) -> dict[str, Any]:
     _validate(cfg)
     kept, rejected = resolve_input(cfg.input)
     out = Path(cfg.output)
-    files = shard_paths(kept) + (shard_paths(rejected) if rejected else [])
-    if cfg.student_results:
-        files += _student_files(Path(cfg.student_results))
+    inputs = TraceReader(kept, cfg.read).inputs()
+    files = (shard_paths(rejected) if rejected else []) + (
+        _student_files(Path(cfg.student_results)) if cfg.student_results else []
+    )
+    inputs += [[str(p), p.stat().st_size] for p in files]
     resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
-    resolved["input_files"] = [[str(p), p.stat().st_size] for p in files]
+    resolved["input_files"] = inputs
     done = finished_output(out, "select", resolved, cfg.overwrite, result="selection.json")
     if done is not None:
         log.info("%s: already selected with this config; nothing to do", out)
         print_report(done)
         return done
 
-    prompts, known = load_prompts(kept, rejected, keep_problem=cfg.topic_model is not None)
+    prompts, known = load_prompts(kept, rejected, keep_problem=cfg.topic_model is not None, read=cfg.read)
     extra: dict[str, Any] = {"teacher_pass_rate_known": known}
     if cfg.strategy == "limo" and not known:
         why = (
-            "no rejected/ folder beside kept/"
+            "the input has neither a rejected/ folder beside kept/ nor correctness labels (--label-column)"
             if rejected is None
             else "the filter ran without the `correct` check"
         )
@@ -774,14 +754,18 @@ def run(config: SelectConfig) -> dict[str, Any]:
             f"teacher pass rates in the pool: {report['pool']['teacher_pass_rate']['histogram']}"
         )
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, "select", resolved, inputs=[str(p) for p in files], complete=False)
+    write_manifest(out, "select", resolved, inputs=[str(i[0]) for i in inputs], complete=False)
     n = write_subset(kept, out / "kept", chosen, cfg)
+    from distill import logit_kd
+
+    if carried := logit_kd.carry([kept], out / "kept"):  # teacher logprobs (generate --logprobs)
+        log.info("carried the teacher logprobs of %d selected traces", carried)
     atomic_write_json(out / "selection.json", report)
     write_manifest(
         out,
         "select",
         resolved,
-        inputs=[str(p) for p in files],
+        inputs=[str(i[0]) for i in inputs],
         counts={
             "prompts_in": len(prompts),
             "eligible_prompts": len(plan.eligible),

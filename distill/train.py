@@ -25,13 +25,14 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill import config as cards
 from distill import records
 from distill.errors import UserError
+from distill.ingest import ReadOptions
 
 log = logging.getLogger("distill.train")
 
@@ -84,6 +85,7 @@ RUNTIME_FIELDS = (
     "logging_steps",
     "allow_unfiltered",  # unfinished traces are dropped either way
     "show_example",
+    "allow_unformatted",
 )
 
 
@@ -92,7 +94,8 @@ class TrainConfig:
     """Options of `distill train`; None means "the student card's value" (or a built-in default)."""
 
     student: str
-    data: str | None = None
+    data: str | None = None  # anything distill.ingest reads (kept/ folder, trace/chat files, datasets)
+    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
     output: str | None = None
     method: str | None = None  # lora | qlora | full
     no_reasoning: bool = False
@@ -132,6 +135,25 @@ class TrainConfig:
     gradient_checkpointing: bool | None = None  # None: on, except for tiny (<100M) models
     bf16: bool | None = None  # None: on when a CUDA GPU supports it
     cache_dir: str | None = None
+    # objectives beyond SFT (distill/onpolicy.py, distill/logit_kd.py)
+    objective: str = "sft"  # sft | opd
+    teacher: str | None = None  # opd: teacher card or model folder
+    teacher_url: str | None = None  # opd: a vLLM server scoring the student's samples
+    teacher_top_k: int | None = None  # opd with --teacher-url: teacher logprobs per token
+    prompts: str | None = None  # opd: the prompts the student samples on
+    prompt_template: str | None = None  # opd: overrides the teacher card's template
+    beta: float | None = None  # opd: 0 forward KL, 0.5 JSD, 1 reverse KL (default)
+    max_new_tokens: int | None = None  # opd: longest student sample (default --max-length)
+    temperature: float | None = None  # opd: sampling and loss temperature (default 1.0)
+    allow_unformatted: bool = False  # opd: train a student that fails the format guard
+    kd_weight: float = 0.0  # sft: weight of the top-K teacher-logit KL term
+
+
+# fields added after the first release: absent from a manifest while at their default, so older runs resume
+NEW_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in (
+    "objective", "teacher", "teacher_url", "teacher_top_k", "prompts", "prompt_template", "beta",
+    "max_new_tokens", "temperature", "allow_unformatted", "kd_weight")}  # fmt: skip
+OBJECTIVES = ("sft", "opd")
 
 
 # ---------------------------------------------------------------------------- resolving
@@ -190,8 +212,14 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, cards.StudentCard | None,
         raise UserError(f"--launcher: unknown '{r.launcher}' (expected {', '.join(LAUNCHERS)})")
     if r.chat_template not in ("chatml", "llama3", "model"):
         raise UserError(f"--chat-template: unknown '{r.chat_template}' (chatml | llama3 | model)")
+    if r.objective not in OBJECTIVES:
+        raise UserError(f"--objective: unknown '{r.objective}' (expected {', '.join(OBJECTIVES)})")
+    if r.kd_weight < 0:
+        raise UserError(f"--kd-weight {r.kd_weight}: must be >= 0")
     if not r.plan:
-        if not r.data:
+        if r.objective == "opd" and not r.prompts:
+            raise UserError("--objective opd needs --prompts (the prompts the student samples on)")
+        if r.objective == "sft" and not r.data:
             raise UserError("--data is required (a kept/ folder, .jsonl, .parquet or dataset id)")
         if not r.output and r.show_example is None:
             raise UserError("--output is required")
@@ -206,7 +234,12 @@ def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
         d.pop(k, None)
     if not d.get("all_turns"):  # absent when off: runs from before the option still resume
         d.pop("all_turns", None)
-    for key in ("data", "student"):  # a local path, relative or absolute, is the same input
+    if d.get("read") == dataclasses.asdict(ReadOptions()):  # the same for the default read options
+        d.pop("read", None)
+    for k, default in NEW_FIELD_DEFAULTS.items():
+        if d.get(k) == default:
+            d.pop(k, None)
+    for key in ("data", "student", "prompts"):  # a local path, relative or absolute, is the same input
         value = d.get(key)
         if value and Path(value).expanduser().exists():
             d[key] = str(Path(value).expanduser().resolve())
@@ -255,7 +288,7 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
     except OSError as e:
         raise UserError(f"--student {model_id}: cannot load the tokenizer ({e})") from None
     eos = train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
-    rows = train_data.load_rows(r.data, with_reasoning=not r.no_reasoning)
+    rows = train_data.load_rows(r.data, with_reasoning=not r.no_reasoning, read=r.read)
     rows, cut = train_data.finished_rows(rows, r.data, r.allow_unfiltered)
     n = int(r.show_example or 0)
     if not 0 <= n < len(rows):
@@ -303,8 +336,9 @@ def _launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
 
 
-def launch(resolved: TrainConfig) -> dict[str, Any]:
-    """Run this stage under `accelerate launch` with a packaged (or given) config; return its summary."""
+def launch(resolved: TrainConfig, module: str = "distill.train") -> dict[str, Any]:
+    """Run `module` (its `main(spec.json)`) under `accelerate launch` with a packaged (or given) config;
+    return its summary."""
     name = resolved.accelerate_config or "ddp"
     cfg_path = ACCELERATE_CONFIGS.get(name, Path(name))
     if not cfg_path.exists():
@@ -323,7 +357,7 @@ def launch(resolved: TrainConfig) -> dict[str, Any]:
         cmd += ["--num_processes", str(resolved.num_processes)]
     if not torch.cuda.is_available():  # CPU data-parallel over gloo (tests, laptops)
         cmd += ["--mixed_precision", "no"]
-    cmd += ["-m", "distill.train", str(spec)]
+    cmd += ["-m", module, str(spec)]
     log.info("launching: %s", " ".join(cmd))
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
@@ -355,8 +389,15 @@ class CountingCollator:
 
 
 def _make_callbacks(
-    out: Path, counter: CountingCollator, world: int, resume_step: int, total_steps_hint: int
+    out: Path,
+    counter: CountingCollator,
+    world: int,
+    resume_step: int,
+    total_steps_hint: int,
+    extra_columns: tuple[str, ...] = (),
 ):
+    columns = LOG_COLUMNS + list(extra_columns)  # extra: logged metrics (e.g. the KD loss terms)
+
     from transformers import TrainerCallback
 
     class LogCallback(TrainerCallback):
@@ -378,9 +419,7 @@ def _make_callbacks(
             if self.path.exists() and resume_step > 0:
                 with open(self.path, newline="") as f:
                     kept = [row for row in csv.DictReader(f) if int(float(row["step"])) <= resume_step]
-            buf = [",".join(LOG_COLUMNS)] + [
-                ",".join(str(row.get(c, "")) for c in LOG_COLUMNS) for row in kept
-            ]
+            buf = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in kept]
             records.atomic_write_text(self.path, "\n".join(buf) + "\n")
             self.last_t = time.time()
             self.last_tokens = counter.real
@@ -424,7 +463,8 @@ def _make_callbacks(
                 "time_s": round(now - self.t0, 2),
             }
             with open(self.path, "a", newline="") as f:
-                f.write(",".join(str(row[c]) for c in LOG_COLUMNS) + "\n")
+                row.update({c: logs.get(c, "") for c in extra_columns})
+                f.write(",".join(str(row[c]) for c in columns) + "\n")
             msg = (
                 f"step {state.global_step}/{state.max_steps} loss {float(row['loss']):.4f} "
                 f"lr {float(row['learning_rate'] or 0):.2e} tok/s {tps:,.0f}"
@@ -571,6 +611,8 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
     """Train (or resume, or plan); returns the summary dict also stored in manifest.json."""
     if config.plan:
         return run_plan(config)
+    if config.objective != "sft":
+        raise UserError(f"--objective {config.objective}: run it with distill.onpolicy.run (the CLI does)")
     if config.show_example is not None:
         return show_example(config)
     resolved, card, model_id = resolve(config)
@@ -632,10 +674,23 @@ def _train(
             overlong=r.overlong,
             cache_dir=r.cache_dir,
             progress=main,
+            read=r.read,
         )
     if main:
         for line in stats.lines():
             log.info(line)
+    aligned = kd_stats = None
+    if r.kd_weight:  # teacher top-K logprobs stored beside the traces (distill generate --logprobs)
+        from distill import logit_kd
+
+        aligned, kd_stats = logit_kd.attach(dataset, r.data, tokenizer, not r.no_reasoning, r.all_turns)
+        dataset = dataset.add_column("kd_index", list(range(len(dataset))))
+        if main:
+            log.info(
+                "kd: teacher logprobs on %d of %d trained tokens",
+                kd_stats["kd_tokens"],
+                kd_stats["trained_tokens"],
+            )
     if stats.dropped_overlength and main:
         log.warning(
             "dropped %d of %d examples longer than %d tokens",
@@ -659,6 +714,10 @@ def _train(
     flash = "flash" in attn
     packing_ok = model.config.model_type in PACKING_MODEL_TYPES or flash
     packing = flash if r.packing is None else r.packing
+    if r.kd_weight and packing:
+        if r.packing:
+            raise UserError("--kd-weight works on padded batches: drop --packing")
+        packing = False
     if packing and not packing_ok:
         raise UserError(
             f"--packing: {model.config.model_type} with {attn} attention cannot keep packed examples apart; "
@@ -730,13 +789,14 @@ def _train(
         use_liger_kernel=use_liger,
         remove_unused_columns=True,
     )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        processing_class=tokenizer,
-        peft_config=peft_config,
+    trainer_kwargs = dict(
+        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    if r.kd_weight:
+        trainer = logit_kd.make_trainer(r.kd_weight, **trainer_kwargs)
+        trainer.data_collator = logit_kd.KDCollator(trainer.data_collator, aligned)
+    else:
+        trainer = SFTTrainer(**trainer_kwargs)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our LogCallback prints one line per log to stderr
@@ -746,7 +806,8 @@ def _train(
     resume_step = int(resume.name.split("-")[1]) if resume else 0
     if resume:
         log.info("resuming from %s", resume)
-    for cb in _make_callbacks(out, counter, state.num_processes, resume_step, 0) + callbacks:
+    extra = ("ce_loss", "kd_loss", "kd_share") if r.kd_weight else ()
+    for cb in _make_callbacks(out, counter, state.num_processes, resume_step, 0, extra) + callbacks:
         trainer.add_callback(cb)
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -790,6 +851,8 @@ def _train(
             "log": str(out / "train_log.csv"),
             "manifest": str(out / records.MANIFEST),
         }
+        if r.kd_weight:
+            summary.update(kd_stats, **logit_kd.loss_scale(trainer.state.log_history, r.kd_weight))
         if r.merge and r.method != "full":
             summary["merged"] = str(merge_adapter(out, model_id, tokenizer, gen, bf16))
         _finish_manifest(out, cfg, r, summary, stats)
@@ -831,6 +894,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     spec = json.loads(Path(argv[0]).read_text())
     try:
+        spec["read"] = ReadOptions(**spec.get("read", {}))
         run(TrainConfig(**spec))
     except UserError as e:
         print(f"distill: error: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Training data for `distill train`: loading, chat templating, loss masks, the template guard, caching.
 
-    rows = load_rows("runs/kept", with_reasoning=True)            # kept/ shards, .jsonl, .parquet, HF id
+    rows = load_rows("runs/kept", with_reasoning=True)            # anything distill.ingest reads
     apply_chat_settings(tokenizer, "chatml", "<|im_end|>")
     ex = tokenize_example(rows[0].messages, tokenizer)            # input_ids + labels (-100 off-target)
     report = guard([(messages, ex), ...], tokenizer)              # names bad rows; fails when most are
@@ -21,9 +21,11 @@ With `all_turns`, every assistant turn of a multi-turn conversation is trained t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -33,9 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill import records
+from distill import ingest, records
 from distill.errors import UserError
+from distill.ingest import ReadOptions, TraceReader
 from distill.tiny import CHATML_TEMPLATE, LLAMA3_TEMPLATE
+
+log = logging.getLogger("distill.train_data")
 
 IGNORE = -100
 MAX_NAMED = 20  # dropped rows named in the stats and the log
@@ -190,39 +195,26 @@ def _chat(msgs: Any, where: str) -> list[dict[str, str]]:
     return out
 
 
-def load_rows(data: str, with_reasoning: bool = True, split: str = "train") -> list[Row]:
-    """Every trainable-looking row of a kept/ folder, a `.jsonl` of traces, a `.parquet` or an HF dataset
-    id (rows `filter` rejected are skipped), each with its place (`file:line`, `file: row i`)."""
-    path = Path(data)
+def load_rows(
+    data: str, with_reasoning: bool = True, split: str = "train", read: ReadOptions | None = None
+) -> list[Row]:
+    """Every trainable-looking row of any input `distill.ingest` reads (a kept/ folder, trace or chat
+    files, column sets, a saved or Hub dataset; rows `filter` rejected are skipped), each with its
+    place (`file:line`, `file: row i`). The reader split each response into reasoning and answer
+    once; `_row` renders it (system prompt and history of chat data included)."""
+    reader = TraceReader(data, read or ReadOptions(split=split))
     out: list[Row] = []
-    if path.is_dir() or path.suffix == ".jsonl":
-        if path.is_dir() and not records.shard_paths(path):
-            raise UserError(
-                f"{path}: no shard-*.jsonl files in this folder (expected the kept/ output of filter)"
-            )
-        for file, lineno, rec in records.iter_lines(path):
-            if rec.get("verdict", "kept") != "kept":
-                continue
-            out.append(_row(rec, f"{file}:{lineno}", with_reasoning))
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        if not path.exists():
-            raise UserError(f"{path}: no such file")
-        table = pq.read_table(path)
-        cols = set(table.column_names)
-        if "messages" not in cols and not {"problem", "content"} <= cols:
-            raise UserError(f"{path}: needs a 'messages' column (or trace columns problem/reasoning/content)")
-        for i, row in enumerate(table.to_pylist()):
-            if row.get("verdict", "kept") in ("kept", None):
-                out.append(_row(row, f"{path}: row {i}", with_reasoning))
-    elif path.exists():
-        raise UserError(f"{path}: unsupported data file (expected a kept/ folder, .jsonl or .parquet)")
-    else:
-        for i, row in enumerate(_hub_dataset(data, split)):
-            out.append(_row(dict(row), f"{data}: row {i}", with_reasoning))
+    for item in reader:
+        rec = item.record
+        if rec is None or rec.get("verdict") not in (None, "kept"):
+            continue
+        row = _row(rec, item.where, with_reasoning)
+        row.unfiltered = row.unfiltered and item.format == "traces"  # chat/column sets are curated data
+        out.append(row)
+    for note in reader.stats.notes():
+        log.info("data: %s", note)
     if not out:
-        raise UserError(f"{data}: no training examples found")
+        raise UserError(f"{data}: no training examples found (every record has a verdict other than kept)")
     return out
 
 
@@ -246,29 +238,22 @@ def finished_rows(rows: list[Row], data: str, allow_unfiltered: bool = False) ->
     return done, cut
 
 
-def load_messages(data: str, with_reasoning: bool = True, split: str = "train") -> list[list[dict[str, str]]]:
-    """Chat conversations from a kept/ folder, a `.jsonl` of traces, a `.parquet` or an HF dataset id."""
-    return [r.messages for r in load_rows(data, with_reasoning, split)]
+def load_messages(
+    data: str, with_reasoning: bool = True, split: str = "train", read: ReadOptions | None = None
+) -> list[list[dict[str, str]]]:
+    """The chat conversations of `load_rows` (any input `distill.ingest` reads)."""
+    return [r.messages for r in load_rows(data, with_reasoning, split, read)]
 
 
-@functools.lru_cache(maxsize=4)
-def _hub_dataset(data: str, split: str) -> Any:
-    """A Hub dataset by id (loaded once per process: the fingerprint and the rows both need it)."""
-    import datasets
-
-    try:
-        return datasets.load_dataset(data, split=split)
-    except Exception as e:  # noqa: BLE001 - any failure to find the dataset is the user's to fix
-        raise UserError(f"{data}: not a local file/folder and not a loadable dataset id ({e})") from None
-
-
-def data_fingerprint(data: str, split: str = "train") -> str:
-    """A hash of the data's bytes (local), or of a Hub dataset's id and `datasets` fingerprint of the
-    files it loaded, which changes with the dataset's revision (a cached tokenization never goes stale)."""
+def data_fingerprint(data: str, split: str = "train", read: ReadOptions | None = None) -> str:
+    """A hash of the data's bytes (local files) and of how they are read, or of a saved/Hub dataset's
+    `datasets` fingerprint, which changes with the dataset's revision (a cached tokenization never
+    goes stale)."""
+    read = read or ReadOptions(split=split)
     h = hashlib.sha256()
-    path = Path(data)
-    files = records.shard_paths(path) if path.is_dir() else [path] if path.exists() else []
-    if files:
+    h.update(json.dumps(dataclasses.asdict(read), sort_keys=True).encode())
+    files = ingest.resolve_files(data)
+    if files is not None:
         for f in files:
             h.update(f.name.encode())
             with open(f, "rb") as fh:
@@ -276,7 +261,7 @@ def data_fingerprint(data: str, split: str = "train") -> str:
                     h.update(block)
     else:
         h.update(data.encode())
-        h.update(_hub_dataset(data, split)._fingerprint.encode())
+        h.update(ingest.dataset_fingerprint(data, read).encode())
     return h.hexdigest()
 
 
@@ -792,6 +777,7 @@ def tokenize_dataset(
     progress: bool = True,
     all_turns: bool = False,
     allow_unfiltered: bool = False,
+    read: ReadOptions | None = None,
 ):
     """Load, template, tokenize, guard and length-filter `data`; cached by (data, tokenizer, settings).
 
@@ -807,7 +793,7 @@ def tokenize_dataset(
     key_src = json.dumps(
         [
             CACHE_VERSION,
-            data_fingerprint(data),
+            data_fingerprint(data, read=read),
             tokenizer_fingerprint(tokenizer),
             with_reasoning,
             max_length,
@@ -828,7 +814,7 @@ def tokenize_dataset(
         except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
             shutil.rmtree(folder, ignore_errors=True)
 
-    rows, cut = finished_rows(load_rows(data, with_reasoning), data, allow_unfiltered)
+    rows, cut = finished_rows(load_rows(data, with_reasoning, read=read), data, allow_unfiltered)
     stats = DataStats(examples=len(rows) + len(cut), dropped_unfinished=len(cut))
     stats.dropped_rows = [f"{r.where}: {r.unfinished}" for r in cut[:MAX_NAMED]]
     if not rows:

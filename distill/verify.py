@@ -6,13 +6,19 @@
     v.status    # "correct" | "wrong" | "unverifiable" | "no_answer"
     v.extracted, v.detail
 
-- math: the final answer is the last `\\boxed{}` of the visible answer (else of the whole text);
-  without one, math-verify looks for an answer in the visible text. Gold and prediction are
-  compared with math-verify (`\\frac12` = 0.5, sets, intervals, units, `\\text{(B)}` = B ...).
-  A gold math-verify cannot parse gives `unverifiable`, never a silent pass.
-- multiple_choice: the chosen letter (boxed, "answer is (X)", "Answer: X") against the gold letter.
+- math: the final answer comes from the answer part (after `</think>`) only: its last non-empty
+  `\\boxed{}`, else the answer it states (read by math-verify); the reasoning's last box only when
+  the answer part holds no answer (`find_answer`). Several boxes are compared together when the
+  gold has several values. Both sides are normalised (`normalize_latex`), then compared with
+  math-verify (`\\frac12` = 0.5, sets, intervals, units ...), whose "equal" is re-checked exactly
+  for exact values (no float tolerance unless a side is a decimal); lists with `\\ldots` compare
+  element by element. A gold math-verify cannot parse gives `unverifiable`, never a silent pass.
+- multiple_choice: the letter the answer presents as its choice (`extract_choice`: answer
+  statements, boxed, bold or lone letters, an option named correct; the final explicit one wins;
+  only the record's option letters) against the gold letter.
 - code: the last fenced program of the answer runs on the record's stdin/stdout tests in
-  `distill.sandbox` (resource limits, no network, private temp dir, scrubbed env).
+  `distill.sandbox` (resource limits, no network, private temp dir, scrubbed env); output tokens
+  compare exactly, decimals within 1e-6 (`same_token`), never NaN or infinities.
 - none: nothing to check (general chat data).
 - judge (opt-in): an OpenAI-compatible model decides when math-verify cannot, or for free-form
   domains; `Verdict.detail` records the judge model.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import signal
 import threading
@@ -89,41 +96,172 @@ def deadline(seconds: float | None) -> Iterator[bool]:
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`) in `text`, braces matched."""
-    if not text:
-        return None
-    for m in reversed(list(_BOX_RE.finditer(text))):
+def _braced(text: str, i: int) -> int:
+    """The index of the `}` closing the `{` at `text[i]`, or -1 when it never closes."""
+    depth = 0
+    for j in range(i, len(text)):
+        c = text[j]
+        if c == "{" and text[j - 1] != "\\":
+            depth += 1
+        elif c == "}" and text[j - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return j
+    return -1
+
+
+_BLANK_RE = re.compile(r"\\(?:text|mathrm)\s*\{\s*\}|\\[,;:! ]|[\s$~{}]")
+
+
+def _boxes(text: str) -> list[tuple[int, str]]:
+    """(start, content) of every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, braces
+    matched, in order. Empty and unbalanced boxes are skipped (they hold no answer), and a box
+    inside another one is one answer (`\\boxed{\\boxed{3}}` is 3)."""
+    out: list[tuple[int, str]] = []
+    end = -1  # where the previous box closed
+    for m in _BOX_RE.finditer(text or ""):
+        if m.start() < end:
+            continue
         i = m.end()
         if i < len(text) and text[i] == "{":
-            depth = 0
-            for j in range(i, len(text)):
-                c = text[j]
-                if c == "{" and text[j - 1] != "\\":
-                    depth += 1
-                elif c == "}" and text[j - 1] != "\\":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1 : j].strip()
-            continue  # unbalanced: try an earlier box
+            j = _braced(text, i)
+            if j < 0:
+                continue
+            end = j
+            inner = text[i + 1 : j].strip()
+            while (w := _BOX_RE.match(inner)) and inner[w.end() : w.end() + 1] == "{":
+                if _braced(inner, w.end()) != len(inner) - 1:
+                    break
+                inner = inner[w.end() + 1 : -1].strip()  # \boxed{\boxed{3}} -> 3
+            if _BLANK_RE.sub("", inner):  # \boxed{\text{ }} is no answer either
+                out.append((m.start(), inner))
+            continue
         tail = re.match(r"([^\s$]+)", text[i:])
         if tail:
-            return tail.group(1)
+            out.append((m.start(), tail.group(1)))
+    return out
+
+
+def boxed_answers(text: str) -> list[str]:
+    """The contents of every non-empty box of `text`, in order."""
+    return [b for _, b in _boxes(text)]
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last non-empty `\\boxed{...}` (or `\\fbox{...}`, `\\boxed 5`) in `text`."""
+    boxes = _boxes(text)
+    return boxes[-1][1] if boxes else None
+
+
+_EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
+# an answer statement followed by something: "The answer is seventy-three", "Final answer: none"
+_STATES_ANSWER_RE = re.compile(r"(?i)\banswer\b[*\s]*(?:is|:|=|would\s+be)[*\s:]*[^\s*#:.$]")
+
+
+def _stated_answer(content: str, timeout_s: float | None) -> list[Any]:
+    """math-verify's extraction from an answer part without a box ("The final answer is 42")."""
+    text = _EMPTY_BOX_RE.sub(" ", content or "")[-2000:]
+    if not text.strip():
+        return []
+    from math_verify import parse
+
+    with deadline(timeout_s):
+        return parse(normalize_latex(text), parsing_timeout=None)  # type: ignore[arg-type]
+
+
+@dataclass
+class Found:
+    """Where a response's final answer was found.
+
+    `text`: the answer as written (the last box, or the expression math-verify read); `boxes`:
+    every box of that part (several boxes may together be the answer); `source`: "answer" (the
+    visible answer after the reasoning) or "reasoning" (fallback); `parsed`: math-verify's parse
+    when the answer was read without a box.
+    """
+
+    text: str
+    boxes: list[str]
+    source: str
+    parsed: list[Any] | None = None
+
+
+def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0) -> Found | None:
+    """The response's final answer, taken from the answer part (after `</think>`) only.
+
+    1. the last non-empty box of the answer part (all its boxes are kept in `boxes`);
+    2. else the answer the answer part states without a box, read by math-verify
+       ("The final answer is 42", "Answer: $x = 5$");
+    3. only when the answer part holds no answer at all (no box, no answer statement): the last
+       box of the reasoning.
+    A draft box in the reasoning never overrides an answer the answer part states.
+    """
+    boxes = boxed_answers(content or "")
+    if boxes:
+        return Found(boxes[-1], boxes, "answer")
+    try:
+        stated = _stated_answer(content, timeout_s)
+    except VerifyTimeout:
+        stated = []
+    if _has_math(stated):
+        return Found(str(stated[-1]), [], "answer", stated)
+    if _STATES_ANSWER_RE.search(_EMPTY_BOX_RE.sub(" ", content or "")):
+        return None  # "The answer is seventy-three": stated, though unreadable; never a draft box
+    rboxes = boxed_answers(reasoning or "")
+    if rboxes:
+        return Found(rboxes[-1], rboxes[-1:], "reasoning")
     return None
 
 
-def extract_answer(content: str, reasoning: str = "") -> str | None:
-    """The last `\\boxed{}` of the visible answer, else of the whole text, else None."""
-    ans = last_boxed(content or "")
-    if ans is None and reasoning:
-        ans = last_boxed(f"{reasoning}\n{content or ''}")
-    return ans
+def extract_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0) -> str | None:
+    """The final answer's text (see `find_answer`), or None."""
+    found = find_answer(content, reasoning, timeout_s)
+    return found.text if found else None
 
 
 def _norm(s: str) -> str:
-    s = re.sub(r"\\(?:left|right|displaystyle|!|,|;|:)", "", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = re.sub(r"\\(?:left|right|displaystyle|!|,|;|:)", "", normalize_latex(s))
     return re.sub(r"\s+", "", s).rstrip(".").strip("$")
+
+
+# ---------------------------------------------------------------------------- normalisation
+
+# \operatorname{sin} -> \sin: the operator names math-verify's parser reads as commands
+_OPERATORS = (
+    "sin cos tan cot sec csc arcsin arccos arctan arccot arcsec arccsc sinh cosh tanh coth "
+    "log ln exp lcm gcd min max"
+).split()
+_UNICODE = {"\u2212": "-", "\u03c0": "\\pi ", "\u221e": "\\infty ", "\u00d7": "\\times ", "\u00b7": "\\cdot ",
+            "\u2264": "\\le ", "\u2265": "\\ge ", "\u221a": "\\sqrt", "\u00b0": "^\\circ"}  # fmt: skip
+_UPRIGHT_RE = re.compile(r"\\(?:mathrm|mathit|mathnormal|textrm|textit|text|operatorname)\s*\{\s*([ei])\s*\}")
+# commands the parser misses, and what it reads for them
+_SAME_COMMANDS = (("\\lbrace", "\\{"), ("\\rbrace", "\\}"), ("\\varnothing", "\\emptyset"),
+                  ("\\mathbb{R}", "(-\\infty, \\infty)"), ("\\mathbb R", "(-\\infty, \\infty)"))  # fmt: skip
+_OPNAME_RE = re.compile(r"\\operatorname\*?\s*\{\s*([A-Za-z]+)\s*\}")
+
+
+def normalize_latex(s: str) -> str:
+    """Rewrite notation math-verify's parser misreads into the forms it reads, on either side.
+
+    The upright constants `\\mathrm{e}`, `\\mathrm{i}` (also `\\text{e}`, `\\operatorname{i}` ...)
+    become the plain letter (so `e` is Euler's number on both sides; units such as `\\mathrm{m}`
+    are left to math-verify); `\\operatorname{sin}` becomes
+    `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
+    `\\dbinom`/`\\tbinom` -> `\\binom`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
+    `\\emptyset`, `\\mathbb{R}` -> `(-\\infty, \\infty)`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
+    degree signs become their LaTeX commands.
+    """
+    for u, latex in _UNICODE.items():
+        if u in s:
+            s = s.replace(u, latex)
+    if "\\" not in s:
+        return s
+    s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
+    s = re.sub(r"\\[dt]binom(?![a-zA-Z])", r"\\binom", s)
+    s = _UPRIGHT_RE.sub(r"\1", s)
+    for cmd, same in _SAME_COMMANDS:
+        if cmd in s:
+            s = re.sub(re.escape(cmd) + r"(?![a-zA-Z])", lambda _m, v=same: v, s)
+    return _OPNAME_RE.sub(lambda m: "\\" + m.group(1) + " " if m.group(1) in _OPERATORS else m.group(0), s)
 
 
 # ---------------------------------------------------------------------------- math
@@ -171,23 +309,43 @@ class ParsedGold:
     raw: str
     parsed: list[Any]
     error: str = ""
+    text: str = ""  # the gold's answer text (inside its box, without `$`)
 
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def multi(self) -> bool:
+        """Whether the gold is several values (a set, a list or a tuple)."""
+        from sympy import FiniteSet, Tuple
+
+        if self.parsed and isinstance(self.parsed[0], FiniteSet | Tuple):
+            return True
+        return _top_level_commas(self.text) > 0 or _top_level_commas(_strip_brackets(self.text)[1]) > 0
 
 
 def _mv_parse(latex: str, timeout_s: float | None) -> list[Any]:
     from math_verify import parse
 
     with deadline(timeout_s):
-        return parse(f"\\boxed{{{latex}}}", parsing_timeout=None)  # type: ignore[arg-type]
+        return parse(f"\\boxed{{{normalize_latex(latex)}}}", parsing_timeout=None)  # type: ignore[arg-type]
 
 
 def _has_math(parsed: list[Any]) -> bool:
+    if not parsed:
+        return False
     from sympy import Basic, MatrixBase
 
-    return any(isinstance(p, (Basic, MatrixBase)) for p in parsed)
+    return any(isinstance(p, Basic | MatrixBase) for p in parsed)
+
+
+def gold_text(gold: str | None) -> str:
+    """The answer text of a gold: inside its box if it has one, without surrounding `$`."""
+    if gold is None:
+        return ""
+    raw = str(gold).strip()
+    return last_boxed(raw) or raw.strip("$").strip()
 
 
 def parse_gold(gold: str | None, timeout_s: float | None = 5.0) -> ParsedGold:
@@ -195,14 +353,14 @@ def parse_gold(gold: str | None, timeout_s: float | None = 5.0) -> ParsedGold:
     if gold is None or not str(gold).strip():
         return ParsedGold("", [], "no gold answer")
     raw = str(gold).strip()
-    inner = last_boxed(raw) or raw.strip("$")
+    inner = gold_text(raw)
     try:
         parsed = _mv_parse(inner, timeout_s)
     except VerifyTimeout:
-        return ParsedGold(raw, [], f"gold parse timed out after {timeout_s}s")
+        return ParsedGold(raw, [], f"gold parse timed out after {timeout_s}s", inner)
     if not _has_math(parsed):
-        return ParsedGold(raw, parsed, f"gold answer not parseable: {raw[:80]!r}")
-    return ParsedGold(raw, parsed)
+        return ParsedGold(raw, parsed, f"gold answer not parseable: {raw[:80]!r}", inner)
+    return ParsedGold(raw, parsed, "", inner)
 
 
 class GoldCache:
@@ -237,71 +395,251 @@ class GoldCache:
             self._pred.popitem(last=False)
 
 
+# ------------------------------------------------------------------ exactness after math-verify
+
+
+def _exact_number(x: Any) -> bool:
+    """A sympy number written without decimals (an integer, a fraction, 2^{-99}, \\sqrt{2} ...)."""
+    from sympy import Basic, Float
+
+    return isinstance(x, Basic) and not x.free_symbols and bool(x.is_number) and not x.has(Float)
+
+
+def _exactly_equal(a: Any, b: Any) -> bool:
+    """Whether two exact numbers are equal: exactly for rationals (so 2^{-99} != 2^{-98} and
+    1000000006 != 1000000007), and to 40 significant digits for irrational values (where sympy
+    cannot always prove a radical identity, but no rounding at 15 digits can hide a difference)."""
+    from sympy import N, Number
+
+    d = (a - b).doit()
+    if isinstance(d, Number):
+        return bool(d == 0)
+    scale = max(abs(complex(N(a, 50))), abs(complex(N(b, 50))), 1e-300)
+    return abs(complex(N(d, 60))) <= 1e-40 * scale
+
+
+def _exact_conflict(gold: Any, pred: Any) -> bool:
+    """True when math-verify's float-rounded comparison accepted two exact values that differ.
+
+    math-verify compares numbers by `evalf(15, chop=True)`: two exact values whose difference is
+    below 1e-15 (e.g. 1/2^99 and 1/2^98) come out equal. Exact values get an exact check here;
+    a side written as a decimal keeps math-verify's tolerance (rounding to 6 places).
+    """
+    from sympy import Eq, FiniteSet, Interval, MatrixBase, Tuple
+
+    if isinstance(gold, Eq) and isinstance(pred, Eq):  # x = 2^{-99} against x = 2^{-98}
+        if gold.lhs == pred.lhs:
+            return _exact_conflict(gold.rhs, pred.rhs)
+        return False
+    if isinstance(pred, Eq) and not isinstance(gold, Eq):  # math-verify reads x = v as v
+        return _exact_conflict(gold, pred.rhs)
+    if isinstance(gold, Interval) and isinstance(pred, Interval):
+        return _exact_conflict(gold.start, pred.start) or _exact_conflict(gold.end, pred.end)
+    if isinstance(gold, MatrixBase) and isinstance(pred, MatrixBase) and gold.shape == pred.shape:
+        return any(_exact_conflict(g, p) for g, p in zip(gold, pred, strict=True))
+    if isinstance(gold, FiniteSet | Tuple) and isinstance(pred, FiniteSet | Tuple):
+        ga, pa = list(gold.args), list(pred.args)
+        if len(ga) != len(pa):
+            return False
+        if isinstance(gold, Tuple) and isinstance(pred, Tuple):
+            return any(_exact_conflict(g, p) for g, p in zip(ga, pa, strict=True))
+        # as sets: every gold element needs an exactly equal answer element
+        return any(all(_conflict_or_mismatch(g, p) for p in pa) for g in ga if _exact_number(g))
+    if _exact_number(gold) and _exact_number(pred):
+        return not _exactly_equal(gold, pred)
+    return False
+
+
+def _conflict_or_mismatch(g: Any, p: Any) -> bool:
+    if _exact_number(g) and _exact_number(p):
+        return not _exactly_equal(g, p)
+    return True
+
+
+def _mv_equal(gold: list[Any], pred: list[Any]) -> bool:
+    """math-verify's verdict, then exact values re-checked exactly (see `_exact_conflict`)."""
+    from math_verify import verify as mv_verify
+    from sympy import Basic, MatrixBase
+
+    g_math = [g for g in gold if isinstance(g, Basic | MatrixBase)]
+    p_math = [p for p in pred if isinstance(p, Basic | MatrixBase)]
+    for g in g_math:
+        for p in p_math:
+            if mv_verify([g], [p], timeout_seconds=None) and not _exact_conflict(g, p):
+                return True
+    return False
+
+
+# --------------------------------------------------------------------- lists written with \ldots
+
+_ELLIPSIS_RE = re.compile(r"\\[lc]?dots[bcimo]?(?![a-zA-Z])|\.\.\.|\u2026")
+
+
+def _top_level_commas(s: str) -> int:
+    depth = 0
+    n = 0
+    for c in s:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            n += 1
+    return n
+
+
+def _split_top(s: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for c in s:
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        if c == "," and depth == 0:
+            parts.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+    parts.append("".join(cur).strip())
+    return parts
+
+
+def _strip_brackets(s: str) -> tuple[str, str]:
+    """('(' / '[' / '\\{' / '', inner) of a bracketed list."""
+    t = _norm(s)
+    for op, cl in (("\\{", "\\}"), ("(", ")"), ("[", "]")):
+        if t.startswith(op) and t.endswith(cl):
+            return op, t[len(op) : -len(cl)]
+    return "", t
+
+
+def _compare_ellipsis_lists(gold: str, pred: str, timeout_s: float | None) -> bool:
+    """Lists written with `\\ldots`: same brackets, same length, the ellipsis at the same places,
+    and every other element equal (each compared like an answer). math-verify drops the `\\ldots`
+    and reads `1, 2, \\ldots, 10` as 10, so `1, 3, \\ldots, 10` would otherwise match it."""
+    (gb, gi), (pb, pi) = _strip_brackets(gold), _strip_brackets(pred)
+    if gb != pb:
+        return False
+    ge, pe = _split_top(gi), _split_top(pi)
+    if len(ge) != len(pe):
+        return False
+    for g, p in zip(ge, pe, strict=True):
+        g_dots, p_dots = bool(_ELLIPSIS_RE.fullmatch(g)), bool(_ELLIPSIS_RE.fullmatch(p))
+        if g_dots or p_dots:
+            if g_dots != p_dots:
+                return False
+            continue
+        if _norm(g) == _norm(p):
+            continue
+        fast = _fast_compare(g, p)
+        if fast is not None:
+            if not fast:
+                return False
+            continue
+        gp, pp = _mv_parse(g, timeout_s), _mv_parse(p, timeout_s)
+        with deadline(timeout_s):
+            if not (_has_math(gp) and _has_math(pp) and _mv_equal(gp, pp)):
+                return False
+    return True
+
+
+# ------------------------------------------------------------------ numbers written in a base
+
+_BASE_RE = re.compile(r"((?=[0-9A-Za-z]*\d)[0-9A-Za-z]+)_\{?(\d+)\}?")
+
+
+def _same_base_number(gold: str, pred: str) -> bool | None:
+    """`204_5` against an answer, when either side is a number with a base subscript: the same
+    digits in the same base (or the digits alone, the base being the question's); else None.
+    math-verify drops the subscript, so `52_1` would pass for `52_8`."""
+    g, p = _BASE_RE.fullmatch(_norm(gold).replace("\\text", "")), _BASE_RE.fullmatch(_norm(pred))
+    if g is None and p is None:
+        return None
+    if g is None or not (p is not None or re.fullmatch(r"[0-9A-Za-z]+", _norm(pred))):
+        return False
+    digits, base = (p.group(1), p.group(2)) if p else (_norm(pred), g.group(2))
+    return digits.upper() == g.group(1).upper() and base == g.group(2)
+
+
+# ---------------------------------------------------------------------------- the math verifier
+
+
+def _compare(
+    pg: ParsedGold, pred_text: str, pred: list[Any] | None, timeout_s: float | None
+) -> tuple[bool, str]:
+    """(equal, how) for a parsed gold and one answer text (`pred`: its parse, if already done)."""
+    if _ELLIPSIS_RE.search(pg.text) or _ELLIPSIS_RE.search(pred_text):
+        return _compare_ellipsis_lists(pg.text, pred_text, timeout_s), "list with ellipsis"
+    based = _same_base_number(pg.text, pred_text)
+    if based is not None:
+        return based, "number in base b"
+    fast = _fast_compare(pg.text, pred_text)
+    if fast is not None:  # both plain numbers: no LaTeX parser needed
+        return fast, "numeric"
+    if _norm(pred_text) == _norm(pg.text):
+        return True, "exact match"
+    if pred is None:
+        pred = _mv_parse(pred_text, timeout_s)
+    if not _has_math(pred):
+        return False, "answer not parseable"
+    with deadline(timeout_s):
+        return _mv_equal(pg.parsed, pred), "math-verify"
+
+
 def verify_math(
     content: str, reasoning: str, gold: str | None, cache: GoldCache | None = None, timeout_s: float = 5.0
 ) -> Verdict:
-    from math_verify import parse
-    from math_verify import verify as mv_verify
+    """Check a math answer against the gold (see `find_answer` for where the answer is taken from).
 
+    Several boxes in the answer part are compared together (as one set or tuple) when the gold
+    holds several values; otherwise the last box is the answer.
+    """
     cache = cache or GoldCache(timeout_s=timeout_s)
-    extracted = extract_answer(content, reasoning)
-    if extracted is None:
-        # no box: let math-verify look for "final answer is ..." etc. in the visible answer
-        try:
-            with deadline(timeout_s):
-                pred = parse((content or "")[-2000:], parsing_timeout=None)  # type: ignore[arg-type]
-        except VerifyTimeout:
-            return Verdict("no_answer", None, f"answer parse timed out after {timeout_s}s")
-        if not _has_math(pred):
-            return Verdict("no_answer", None, "no \\boxed{} answer and no parseable final answer")
-        extracted = str(pred[-1]) if isinstance(pred[-1], str) else str(pred[-1])
-    else:
-        pred = None
-    gold_text = "" if gold is None else (last_boxed(str(gold).strip()) or str(gold).strip().strip("$"))
-    if gold_text:
-        fast = _fast_compare(gold_text, extracted)
-        if fast is not None:  # both plain numbers: no LaTeX parser needed
-            return Verdict("correct" if fast else "wrong", extracted, "numeric")
+    found = find_answer(content, reasoning, timeout_s)
+    if found is None:
+        return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
+    where = "" if found.source == "answer" else " (from the reasoning)"
+    gtext = gold_text(gold)
+    fast = _fast_compare(gtext, found.text)
+    if fast is not None:  # both plain numbers: no LaTeX parser needed, not even for the gold
+        return Verdict("correct" if fast else "wrong", found.text, "numeric" + where)
+    if gtext and _norm(found.text) == _norm(gtext):  # written the same way: no parser either
+        return Verdict("correct", found.text, "exact match" + where)
     pg = cache.gold(gold)
     if not pg.ok:
-        return Verdict("unverifiable", extracted, pg.error)
-    key_gold = pg.raw
-    hit = cache.pred_get(key_gold, extracted)
-    if hit is not None:
-        return hit
-    if _norm(extracted) == _norm(gold_text):
-        v = Verdict("correct", extracted, "exact match")
-        cache.pred_put(key_gold, extracted, v)
-        return v
-    try:
-        if pred is None:
-            pred = _mv_parse(extracted, timeout_s)
-        if not pred:
-            v = Verdict("wrong", extracted, "answer not parseable")
-        else:
-            with deadline(timeout_s):
-                same = mv_verify(pg.parsed, pred, timeout_seconds=None)
-            v = Verdict("correct" if same else "wrong", extracted, "math-verify")
-    except VerifyTimeout:
-        v = Verdict("unverifiable", extracted, f"math-verify timed out after {timeout_s}s")
-    cache.pred_put(key_gold, extracted, v)
-    return v
+        return Verdict("unverifiable", found.text, pg.error)
+    candidates = [(found.text, found.parsed)]
+    unique = list(dict.fromkeys(found.boxes))
+    if len(unique) > 1 and pg.multi:
+        candidates.insert(0, (", ".join(unique), None))  # together the answer: compared first
+    last: Verdict | None = None
+    for text, parsed in candidates:
+        hit = cache.pred_get(pg.raw, text)
+        if hit is None:
+            try:
+                same, how = _compare(pg, text, parsed, timeout_s)
+                hit = Verdict("correct" if same else "wrong", text, how)
+            except VerifyTimeout:
+                hit = Verdict("unverifiable", text, f"math-verify timed out after {timeout_s}s")
+            cache.pred_put(pg.raw, text, hit)
+        if hit.status == "correct":
+            return Verdict(hit.status, hit.extracted, hit.detail + where)
+        last = last or hit
+    assert last is not None
+    return Verdict(last.status, found.text if last.status == "wrong" else last.extracted, last.detail + where)
 
 
 def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
-    """Whether two extracted answers are math-verify equivalent (for cons@n clustering)."""
+    """Whether two extracted answers are the same answer (for cons@n clustering)."""
     if a is None or b is None:
         return False
     if _norm(a) == _norm(b):
         return True
-    from math_verify import verify as mv_verify
-
+    pg = parse_gold(a, timeout_s)
+    if not pg.ok:
+        return False
     try:
-        pa, pb = _mv_parse(a, timeout_s), _mv_parse(b, timeout_s)
-        if not pa or not pb:
-            return False
-        with deadline(timeout_s):
-            return bool(mv_verify(pa, pb, timeout_seconds=None))
+        return _compare(pg, b, None, timeout_s)[0]
     except VerifyTimeout:
         return False
 
@@ -309,37 +647,122 @@ def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
 # ---------------------------------------------------------------------------- multiple choice
 
 _LETTER = "ABCDEFGHIJ"
-_MC_PATTERNS = [
-    re.compile(r"answer\s*(?:is|:)?\s*[:\-]?\s*\(?\**\s*\(?([A-J])\)?\b", re.IGNORECASE),
-    re.compile(r"\(([A-J])\)"),
-]
 
 
 def _letter(text: str | None) -> str | None:
+    """The letter of a choice written alone: `B`, `(B)`, `B)`, `B.`, `\\text{(B)}`, `$B$`, `**B**`,
+    or an option written out (`D) 2.1 eV`); else None."""
     if text is None:
         return None
-    t = re.sub(r"\\text(?:bf)?\{([^{}]*)\}", r"\1", str(text)).strip().strip("$").strip()
+    t = re.sub(r"\\text(?:bf|rm)?\{([^{}]*)\}", r"\1", str(text)).strip().strip("$*").strip()
     t = t.strip("().*: ").strip()
     if len(t) == 1 and t.upper() in _LETTER:
         return t.upper()
-    m = re.match(r"^([A-J])[\).:\s]", t + " ")
+    m = re.match(r"^([A-J])[\).:]\s", t + " ")
     return m.group(1) if m else None
 
 
-def verify_choice(content: str, reasoning: str, gold: str | None) -> Verdict:
+def option_letters(choices: Any = None, problem: str = "") -> str:
+    """The letters a question's options use: one per entry of the record's `choices`, else the
+    options listed in the problem (lines starting `A)`, `(B)`, `C.` or `D:` from A on), else A-J."""
+    if isinstance(choices, list | tuple) and 1 < len(choices) <= len(_LETTER):
+        return _LETTER[: len(choices)]
+    if isinstance(choices, dict) and choices:
+        keys = "".join(sorted(str(k).strip().upper() for k in choices))
+        if all(len(k) == 1 for k in map(str, choices)) and keys == _LETTER[: len(keys)]:
+            return keys
+    listed = re.findall(r"(?m)^\s*(?:\*\*)?\(?([A-J])(?:\)|\.|:)(?:\*\*)?\s+\S", problem or "")
+    seen = "".join(dict.fromkeys(listed))
+    n = 0
+    while n < len(_LETTER) and _LETTER[n] in seen:
+        n += 1
+    return _LETTER[:n] if n >= 2 else _LETTER
+
+
+# Phrases that state the choice; the letter follows in the same line.
+_STATEMENT_RE = re.compile(
+    r"(?i)(?:\banswer\b(?:\s*\*\*)?\s*(?:is|:|=|-|would\s+be|should\s+be|must\s+be|will\s+be)"
+    r"|\b(?:option|choice)\s*(?:is|:|would\s+be|should\s+be|must\s+be)"
+    r"|\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with))"
+)
+# A letter written as a choice: (B), **B**, $B$, \text{B}, \boxed{B}, or a bare capital
+_CHOICE_TOKEN_RE = re.compile(
+    r"\\boxed\s*\{\s*(?:\\text(?:bf)?\{)?\s*\(?(?P<boxed>[A-Ja-j])\)?\s*\}?\s*\}"
+    r"|\\text(?:bf)?\{\s*\(?(?P<text>[A-J])\)?\s*\}"
+    r"|\((?P<paren>[A-Ja-j])\)"
+    r"|\*\*\s*\(?(?P<bold>[A-J])\)?(?:[.:)]|\s*\*\*)"
+    r"|\$\s*\(?(?P<math>[A-J])\)?\s*\$"
+    r"|(?<![\w'\\=+\-*/^_])(?P<bare>[A-J])(?![\w'])(?!\s*[=<>+/^_]|\s*\*(?!\*))(?:\s+(?P<word>[a-z]+))?"
+)
+# after "A" or "I", words that show the letter is the option, not the article or the pronoun
+_LETTER_VERBS = {"is", "was", "and", "or", "because", "since", "as", "fits", "matches", "seems"}
+# "(B) is correct", "Option B is the right answer", "A) is the correct answer"
+_NAMED_CORRECT_RE = re.compile(
+    r"(?i:option|choice)?\s*(?:\(([A-J])\)|\*\*\(?([A-J])\)?\*\*|(?<![\w'])([A-J])\)?(?![\w']))"
+    r"\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b"
+)
+_BOLD_RE = re.compile(r"\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*")
+_LONE_LINE_RE = re.compile(r"(?m)^[ \t]*(?:\$|\\\(|\*\*)?\s*\(?([A-J])\)?[.)]?\s*(?:\$|\\\)|\*\*)?[ \t]*$")
+
+
+def _statement_letter(tail: str) -> str | None:
+    """The first letter written as a choice in the text after an answer statement."""
+    for m in _CHOICE_TOKEN_RE.finditer(tail):
+        if re.search(r"(?i)\b(?:not|n't)\s*$", tail[: m.start()]):
+            continue  # "the answer is not (A) but (C)"
+        bare = m.group("bare")
+        if bare is not None:  # a bare capital: not the article "A" or the pronoun "I"
+            word = m.group("word")
+            if bare in "AI" and word is not None and word not in _LETTER_VERBS:
+                continue
+            return bare
+        return next(g for g in m.group("boxed", "text", "paren", "bold", "math") if g is not None).upper()
+    return None
+
+
+def choice_candidates(text: str) -> list[tuple[int, int, str]]:
+    """(strength, position, letter) of every place `text` presents a letter as its choice.
+
+    Strength 2: an explicit statement ("Answer: (B)", "The correct option is B", "I choose B",
+    a boxed letter, "(B) is correct"); strength 1: a bold letter or a line that is only a letter.
+    Prose that happens to be one letter ("I", "a") is never a candidate.
+    """
+    out: list[tuple[int, int, str]] = []
+    for m in _STATEMENT_RE.finditer(text):
+        line = text[m.end() :].split("\n", 1)[0][:300]
+        letter = _statement_letter(line)
+        if letter is not None:
+            out.append((2, m.start(), letter))
+    for start, box in _boxes(text):
+        letter = _letter(box)
+        if letter is not None and box.strip("$ ") and not re.search(r"=", box):
+            out.append((2, start, letter))
+    for m in _NAMED_CORRECT_RE.finditer(text):
+        out.append((2, m.start(), next(g for g in m.groups() if g is not None)))
+    for rx in (_BOLD_RE, _LONE_LINE_RE):
+        out.extend((1, m.start(), m.group(1)) for m in rx.finditer(text))
+    return out
+
+
+def extract_choice(content: str, reasoning: str = "", letters: str = _LETTER) -> str | None:
+    """The letter the response chooses: of the answer part's candidates (see `choice_candidates`)
+    naming one of `letters`, the last of the strongest; the reasoning's explicit statements only
+    when the answer part presents no choice."""
+    for text, min_strength in ((content or "", 1), (reasoning or "", 2)):
+        cands = [c for c in choice_candidates(text) if c[2] in letters and c[0] >= min_strength]
+        if cands:
+            return max(cands)[2]
+    return None
+
+
+def verify_choice(content: str, reasoning: str, gold: str | None, letters: str = _LETTER) -> Verdict:
+    """The chosen letter (see `extract_choice`) against the gold letter."""
     gold_letter = _letter(gold)
     if gold_letter is None:
         return Verdict("unverifiable", None, f"gold is not a choice letter: {str(gold)[:40]!r}")
-    boxed = extract_answer(content, reasoning)
-    letter = _letter(boxed)
+    letter = extract_choice(content, reasoning, letters)
     if letter is None:
-        for pat in _MC_PATTERNS:
-            found = pat.findall(content or "")
-            if found:
-                letter = found[-1].upper()
-                break
-    if letter is None:
-        return Verdict("no_answer", boxed, "no choice letter found")
+        return Verdict("no_answer", None, f"no choice among {letters[0]}-{letters[-1]} found")
     return Verdict("correct" if letter == gold_letter else "wrong", letter, f"gold {gold_letter}")
 
 
@@ -414,21 +837,41 @@ def _text(x: Any) -> str:
     return str(x)
 
 
-def _same_output(got: str, want: str) -> bool:
-    a, b = got.split(), want.split()
-    if a == b:
-        return True
-    if len(a) != len(b):
+_INT_TOKEN_RE = re.compile(r"[+-]?\d+")
+_DECIMAL_TOKEN_RE = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)")
+ABS_TOL = REL_TOL = 1e-6  # the usual judges' tolerance for real-valued answers
+
+
+def _close(got: float, want: float) -> bool:
+    """Within absolute or relative 1e-6 (like Codeforces' checkers); NaN and infinities never match."""
+    if not (math.isfinite(got) and math.isfinite(want)):
         return False
-    for x, y in zip(a, b, strict=True):
-        if x == y:
-            continue
-        try:
-            if abs(float(x) - float(y)) > 1e-6 * max(1.0, abs(float(y))):
-                return False
-        except ValueError:
-            return False
-    return True
+    return abs(got - want) <= max(ABS_TOL, REL_TOL * abs(want))
+
+
+def same_token(got: str, want: str) -> bool:
+    """One output token against the expected one: a decimal expected token (`0.5`, `1e-9`) allows
+    an absolute or relative error of 1e-6; anything else, integers included, must be identical
+    (so `5000050001` never passes for `5000050000`). `nan`/`inf` never pass as numbers."""
+    if got == want:
+        return not _is_nonfinite(want)
+    if (
+        _DECIMAL_TOKEN_RE.fullmatch(want)
+        and _DECIMAL_TOKEN_RE.fullmatch(got)
+        or (_DECIMAL_TOKEN_RE.fullmatch(want) and _INT_TOKEN_RE.fullmatch(got))
+    ):
+        return _close(float(got), float(want))
+    return False
+
+
+def _is_nonfinite(token: str) -> bool:
+    return token.strip("+-").lower() in ("nan", "inf", "infinity")
+
+
+def _same_output(got: str, want: str) -> bool:
+    """Program output against the expected output, token by token (see `same_token`)."""
+    a, b = got.split(), want.split()
+    return len(a) == len(b) and all(same_token(x, y) for x, y in zip(a, b, strict=True))
 
 
 RESULT_MARK = "\n<<distill-call-result>>"
@@ -452,10 +895,14 @@ _distill_call()
 
 
 def _same_value(got: Any, want: Any) -> bool:
+    """A returned JSON value against the expected one: integers (and booleans, strings) exactly,
+    a float expected value within 1e-6 absolute or relative, never NaN or infinities."""
     if isinstance(got, bool) or isinstance(want, bool):
-        return got == want
-    if isinstance(got, int | float) and isinstance(want, int | float):
-        return abs(got - want) <= 1e-6 * max(1.0, abs(want))
+        return type(got) is type(want) and got == want
+    if isinstance(want, int) and isinstance(got, int | float):
+        return got == want if isinstance(got, int) else got.is_integer() and int(got) == want
+    if isinstance(want, float) and isinstance(got, int | float):
+        return _close(float(got), want)
     if isinstance(got, list) and isinstance(want, list):
         return len(got) == len(want) and all(_same_value(a, b) for a, b in zip(got, want, strict=True))
     if isinstance(got, dict) and isinstance(want, dict):
@@ -598,8 +1045,13 @@ def verify(
     timeout_s: float = 5.0,
     judge_cfg: JudgeConfig | None = None,
     sandbox_limits: Any = None,
+    choices: Any = None,
 ) -> Verdict:
-    """Check a response's final answer against the gold for its domain; never raises for bad input."""
+    """Check a response's final answer against the gold for its domain; never raises for bad input.
+
+    `choices` (multiple choice): the record's options, which fix the valid letters; without them
+    the options listed in `problem` do, else A-J.
+    """
     kind = verifier_for(domain, gold)
     if kind == "none":
         v = Verdict("unverifiable", None, "domain has no verifier")
@@ -609,7 +1061,7 @@ def verify(
     if kind == "math":
         v = verify_math(content, reasoning, gold, cache, timeout_s)
     elif kind == "choice":
-        v = verify_choice(content, reasoning, gold)
+        v = verify_choice(content, reasoning, gold, option_letters(choices, problem))
     else:
         v = verify_code(content, tests, sandbox_limits)
     if v.status == "unverifiable" and judge_cfg is not None and gold and kind != "code":
@@ -629,5 +1081,6 @@ def verify_record(record: dict[str, Any], **kw: Any) -> Verdict:
         gold=record.get("answer"),
         tests=tests,
         problem=record.get("problem") or "",
+        choices=record.get("choices", record.get("options")),
         **kw,
     )

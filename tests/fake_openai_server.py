@@ -8,7 +8,8 @@ per second. Each prompt text sees the `faults` script in order, one entry per re
 forever: `500`, `429` (with `Retry-After: 0`), `hang` (never answers), `truncated` (half a JSON
 body), `malformed` (not JSON), `drop` (closes the connection), `chunked` and `close` (valid answers, chunked or
 ended by closing the connection: they count as successes), `never` (always 500 for prompts
-containing "NEVER"). Completions are `<think>reasoning for …</think>answer` (prompts containing
+containing "NEVER"). With `logprobs: true` each choice carries OpenAI's `logprobs.content` (one
+character a token, `top_logprobs` alternatives). Completions are `<think>reasoning for …</think>answer` (prompts containing
 "SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
 unless `honour_n`; `suffix` is appended to every content (e.g. an end-of-sequence token's text, as
 `transformers serve` leaves it). Every request's Authorization header is recorded in `auth_headers`.
@@ -66,6 +67,27 @@ def self_signed_cert(folder: Path) -> tuple[str, str]:
         )
     )
     return str(cert_file), str(key_file)
+
+
+def _char_logprobs(text: str, k: int) -> list[dict[str, Any]]:
+    """`logprobs.content` for `text` taken one character a token: the character at log(0.9), then
+    alternatives "a", "b", ... at log(0.05), log(0.025), ... (k entries in `top_logprobs`)."""
+    import math
+
+    out = []
+    for c in text:
+        alts = [(c, math.log(0.9))] + [
+            (chr(ord("a") + i), math.log(0.1 / 2 ** (i + 1))) for i in range(k - 1)
+        ]
+        out.append(
+            {
+                "token": c,
+                "logprob": math.log(0.9),
+                "bytes": list(c.encode()),
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in alts],
+            }
+        )
+    return out
 
 
 class FakeServer:
@@ -128,6 +150,11 @@ class FakeServer:
                 "content": f"<think>reasoning for {text[:20]}</think>answer{self.suffix}",
             }
         choices = [{"index": j, "message": msg, "finish_reason": "stop"} for j in range(n)]
+        if body.get("logprobs"):  # OpenAI's shape: one entry per token (here: per character)
+            for ch in choices:
+                ch["logprobs"] = {
+                    "content": _char_logprobs(msg.get("content") or "", body.get("top_logprobs") or 0)
+                }
         payload = {
             "id": "x",
             "object": "chat.completion",

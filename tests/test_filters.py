@@ -7,7 +7,7 @@ import json
 from distill.benchmarks import BENCHMARKS, load_benchmark
 from distill.filters import (
     Context,
-    build_ngram_index,
+    build_bench_index,
     check_complete,
     check_contamination,
     check_correct,
@@ -126,7 +126,7 @@ def test_dedup_key_normalises_case_and_space():
 def test_decontamination_catches_math500(benchmarks_dir):
     rows = load_benchmark(str(benchmarks_dir / "math500.jsonl"))
     assert len(rows) == 500
-    ctx = Context(bench_ngrams=build_ngram_index(rows, 8, "math500"))
+    ctx = Context(bench=build_bench_index([("math500", rows)], 8))
     target = rows[123]["problem"]
     words = target.split()
     mangled = "  ".join(w.upper() if i % 2 else w for i, w in enumerate(words)).replace(" ", "\n", 3)

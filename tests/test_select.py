@@ -306,7 +306,7 @@ def test_cli_select_and_errors(pool, tmp_path, run_cli):
     # a malformed input line names its file and line
     bad = tmp_path / "bad"
     (bad / "kept").mkdir(parents=True)
-    (bad / "kept" / "shard-00000.jsonl").write_text('{"id": "a:0", "problem": "p"}\n{oops\n')
+    (bad / "kept" / "shard-00000.jsonl").write_text('{"id": "a:0", "problem": "p", "content": "c"}\n{oops\n')
     proc = run_cli("select", "--input", bad, "--output", tmp_path / "z", "--strategy", "random")
     assert proc.returncode == 2 and "shard-00000.jsonl:2" in proc.stderr
 

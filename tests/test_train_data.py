@@ -7,6 +7,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
+from distill import ingest
 from distill import train_data as td
 from distill.errors import UserError
 
@@ -244,7 +245,7 @@ def test_loads_parquet_messages_and_rejects_bad_rows(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
     with pytest.raises(UserError, match=r"bad.jsonl:1: the last message must be the assistant's"):
         td.load_messages(str(tmp_path / "bad.jsonl"))
-    with pytest.raises(UserError, match="no shard"):
+    with pytest.raises(UserError, match="no data files"):
         (tmp_path / "empty").mkdir()
         td.load_messages(str(tmp_path / "empty"))
 
@@ -269,7 +270,7 @@ def test_hub_dataset_cache_follows_the_revision(tmp_path, tok, monkeypatch):
     )
 
     def tokenize():
-        td._hub_dataset.cache_clear()  # a new process
+        ingest.load_hub.cache_clear()  # a new process
         return td.tokenize_dataset(
             "org/ds", tok, with_reasoning=True, max_length=512, cache_dir=tmp_path / "c"
         )
@@ -453,10 +454,11 @@ def test_guard_compares_text_after_unicode_normalisation(tmp_path, tiny_tokenize
 
 def test_guard_failures_are_fatal_only_when_most_rows_fail(tmp_path, tok):
     stray = {**trace(0), "content": "The answer is 4.</think>"}
-    rows = [trace(0), stray, trace(1), trace(2), trace(3)]
+    strays = [{**stray, "id": f"p0:{k}", "sample": k} for k in (1, 2, 3)]  # ids are unique on read
+    rows = [trace(0), strays[0], trace(1), trace(2), trace(3)]
     ds, stats = tokenize(tmp_path, write_kept(tmp_path / "a", rows), tok)
     assert (stats.kept, stats.dropped_guard, len(stats.dropped_rows)) == (4, 1, 1)
-    rows = [stray, trace(0), stray, stray, trace(1)]
+    rows = [strays[0], trace(0), strays[1], strays[2], trace(1)]
     with pytest.raises(UserError, match=r"stray '</think>'.*shard-00000.jsonl:1; 3 of 5 rows fail"):
         tokenize(tmp_path, write_kept(tmp_path / "b", rows), tok)
 

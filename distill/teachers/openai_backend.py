@@ -321,6 +321,9 @@ class OpenAIBackend:
             body["seed"] = int(seed)
         if params.stop:
             body["stop"] = list(params.stop)
+        if params.logprobs:  # OpenAI's names; vLLM, SGLang and others serve them too
+            body["logprobs"] = True
+            body["top_logprobs"] = int(params.logprobs)
         if self.chat_template_kwargs:
             body["chat_template_kwargs"] = self.chat_template_kwargs
         payload = json.dumps(body).encode("utf-8")
@@ -435,12 +438,34 @@ class OpenAIBackend:
                 closed = bool(content) or finish == "stop"
             else:
                 reasoning, content, closed = split_reasoning(str(content), self.think_tags)
-            parsed.append((reasoning, content, finish, closed))
+            parsed.append((reasoning, content, finish, closed, top_k_from_openai(ch.get("logprobs"))))
         # One usage per response: split completion tokens over the choices by text length (sums stay exact).
-        sizes = [max(1, len(r) + len(c)) for r, c, _, _ in parsed]
+        sizes = [max(1, len(r) + len(c)) for r, c, _, _, _ in parsed]
         shares = [total_out * s // sum(sizes) for s in sizes]
         shares[0] += total_out - sum(shares)
         return [
-            Completion(r, c, f, prompt_tokens, shares[k], closed)
-            for k, (r, c, f, closed) in enumerate(parsed)
+            Completion(r, c, f, prompt_tokens, shares[k], closed, top)
+            for k, (r, c, f, closed, top) in enumerate(parsed)
         ]
+
+
+def top_k_from_openai(logprobs: Any) -> Any:
+    """A `TopK` from an OpenAI chat choice's `logprobs.content` (one entry per token: token, logprob,
+    top_logprobs), or None when the server returned none. Tokens stay strings ("token_id:N" from vLLM
+    with --return-tokens-as-token-ids, else text, mapped to ids with the student's tokenizer later)."""
+    if not isinstance(logprobs, dict) or not isinstance(logprobs.get("content"), list):
+        return None
+    from distill.logit_kd import TopK
+
+    sampled, top = [], []
+    for entry in logprobs["content"]:
+        sampled.append(str(entry.get("token", "")))
+        alts = entry.get("top_logprobs") or [
+            {"token": entry.get("token", ""), "logprob": entry.get("logprob")}
+        ]
+        top.append([(str(a.get("token", "")), _logprob(a.get("logprob"))) for a in alts])
+    return TopK(sampled, top)
+
+
+def _logprob(value: Any) -> float:
+    return float(value) if value is not None else float("-inf")

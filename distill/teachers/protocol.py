@@ -48,9 +48,13 @@ class SamplingParams:
     n: int = 1
     seed: int | None = 0
     stop: list[str] = field(default_factory=list)
+    logprobs: int | None = None  # K: also return the top-K log-probabilities of every completion token
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["logprobs"] is None:  # absent when off: manifests of earlier runs still match
+            del d["logprobs"]
+        return d
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     reasoning_closed: bool
+    logprobs: Any = None  # a distill.logit_kd.TopK when SamplingParams.logprobs asked for it
     seed: int | None = None
 
 

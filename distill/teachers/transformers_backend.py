@@ -193,16 +193,24 @@ class TransformersBackend:
                 )
             if params.stop:
                 kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+            if params.logprobs:  # the raw logits of every step, for the teacher's top-K
+                kwargs.update(output_logits=True, return_dict_in_generate=True)
             with torch.inference_mode():
                 out = self.lm.generate(
                     input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), **kwargs
                 )
+            top = None
+            if params.logprobs:
+                top = _top_k(out.logits, params.logprobs)
+                out = out.sequences
             gen = out[:, longest:].tolist()
             for k, i in enumerate(chunk):
                 comps = []
                 for j in range(n):
                     c = self._completion(gen[k * n + j], len(ids[i]), max_new, params, opened[i])
                     c.seed = row_seeds[i][j] if row_seeds else None
+                    if top is not None:
+                        c.logprobs = _row_top_k(top, k * n + j, gen[k * n + j][: c.completion_tokens])
                     comps.append(c)
                 yield i, comps
 
@@ -228,3 +236,21 @@ class TransformersBackend:
         text = strip_end_tokens(text, self.end_tokens)
         reasoning, content, closed = split_reasoning(text, self.think_tags, opened=opened)
         return Completion(reasoning, content, finish, prompt_len, count, closed)
+
+
+def _top_k(logits: Any, k: int) -> tuple[Any, Any]:
+    """(ids, logprobs) of the K most likely tokens at each step: tensors (rows, steps, K), from the
+    model's raw logits (temperature 1), whatever the sampling temperature."""
+    import torch
+
+    lps = torch.stack([torch.log_softmax(step.float(), dim=-1) for step in logits], dim=1)
+    vals, idx = torch.topk(lps, min(k, lps.shape[-1]), dim=-1)
+    return idx, vals
+
+
+def _row_top_k(top: tuple[Any, Any], row: int, tokens: list[int]) -> Any:
+    from distill.logit_kd import TopK
+
+    idx, vals = top
+    ids, lps = idx[row, : len(tokens)].tolist(), vals[row, : len(tokens)].tolist()
+    return TopK(list(tokens), [list(zip(i, v, strict=True)) for i, v in zip(ids, lps, strict=True)])

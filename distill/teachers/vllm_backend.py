@@ -28,23 +28,17 @@ from distill.teachers.protocol import (
 def request_params(
     params: SamplingParams, count: int, seeds: Seeds | None = None
 ) -> list[list[dict[str, Any]]]:
-    """Keyword arguments of `vllm.SamplingParams`, per prompt one dict per sample.
+    """Keyword arguments of `vllm.SamplingParams`, per prompt one dict per request.
 
     With a seed (`params.seed` not None), every sample is its own `n=1` request seeded with its
     sample seed (`prompt_seeds`): vLLM seeds a request, not the samples of an `n>1` request, so this
     is what makes sample k of a prompt reproducible and new samples new (prefix caching keeps the
-    repeated prompt cheap). Without a seed, one `n`-sample request per prompt.
+    repeated prompt cheap). Without a seed, one `n`-sample request per prompt (`sampling_kwargs`).
     """
-    base: dict[str, Any] = dict(
-        temperature=params.temperature,
-        top_p=params.top_p if params.temperature else 1.0,
-        top_k=params.top_k or -1,
-        max_tokens=params.max_tokens,
-        stop=list(params.stop) or None,
-    )
+    base = sampling_kwargs(params)
     per_prompt = prompt_seeds(params, count, seeds)
     if per_prompt is None:
-        return [[{**base, "n": max(1, params.n), "seed": None}] for _ in range(count)]
+        return [[dict(base)] for _ in range(count)]
     return [[{**base, "n": 1, "seed": s} for s in row] for row in per_prompt]
 
 
@@ -140,10 +134,40 @@ class VLLMBackend:
                 for o in out.outputs:
                     text = strip_end_tokens(o.text, self.end_tokens)
                     r, c, closed = split_reasoning(text, self.think_tags, opened=opened)
-                    comps[k].append(
-                        Completion(
-                            r, c, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), closed, seed
-                        )
+                    comp = Completion(
+                        r, c, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), closed, seed=seed
                     )
+                    if params.logprobs:
+                        comp.logprobs = top_k_from_vllm(list(o.token_ids), o.logprobs, params.logprobs)
+                    comps[k].append(comp)
             for k in range(len(chunk)):
                 yield start + k, comps[k]
+
+
+def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
+    """Keyword arguments of `vllm.SamplingParams` for `params` (`logprobs=K`: vLLM returns, per
+    generated token, the K most likely tokens and the sampled one, from the raw logits by default)."""
+    kw: dict[str, Any] = dict(
+        n=max(1, params.n),
+        temperature=params.temperature,
+        top_p=params.top_p if params.temperature else 1.0,
+        top_k=params.top_k or -1,
+        max_tokens=params.max_tokens,
+        seed=params.seed,
+        stop=list(params.stop) or None,
+    )
+    if params.logprobs:
+        kw["logprobs"] = int(params.logprobs)
+    return kw
+
+
+def top_k_from_vllm(token_ids: list[int], logprobs: Any, k: int) -> Any:
+    """A `TopK` from vLLM's per-token logprobs: for each position a dict token id -> Logprob(logprob,
+    rank, decoded_token) holding the top-K and the sampled token (rank > K when it is not in them)."""
+    from distill.logit_kd import TopK
+
+    top = []
+    for pos in logprobs or []:
+        ranked = sorted(pos.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)
+        top.append([(int(tid), float(lp.logprob)) for tid, lp in ranked[:k]])
+    return TopK(list(token_ids[: len(top)]), top)

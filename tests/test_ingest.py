@@ -1,0 +1,541 @@
+"""distill.ingest: every supported dataset format through filter, select and train, the reasoning
+split once on read, duplicate ids, file types, and the visible defaults (domain, finish_reason, labels)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from distill import filter as filter_stage
+from distill import ingest
+from distill.errors import UserError
+from distill.filter import FilterConfig
+from distill.ingest import ALL_MARKERS, ReadOptions, TraceReader, read_traces, split_reasoning
+from distill.records import read_records
+from distill.select import SelectConfig
+from distill.select import run as run_select
+from tests.trace_formats import FORMATS, PROBLEMS, Fixture, answer, openr1_rows, reasoning
+
+# ---------------------------------------------------------------------------- splitting
+
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("<think>\nstep\n</think>\n\nThe answer is 4.", ("step", "The answer is 4.", True)),
+        ("  <think>a\n\nb</think>4", ("a\n\nb", "4", True)),
+        ("step one\nstep two\n</think>\n\n**4**", ("step one\nstep two", "**4**", True)),  # lone </think>
+        (
+            "<|begin_of_thought|>\n\nx\n\n<|end_of_thought|>\n\n<|begin_of_solution|>\n\n42\n\n<|end_of_solution|>",
+            ("x", "42", True),
+        ),
+        ("<|begin_of_thought|>\nx\n<|end_of_thought|>\nplain 42", ("x", "plain 42", True)),
+        ("<think>\nstill thinking when cut", ("still thinking when cut", "", False)),
+        ("<|begin_of_thought|>\ncut short", ("cut short", "", False)),
+        (
+            "<|begin_of_thought|>x<|end_of_thought|><|begin_of_solution|>half an ans",
+            ("x", "half an ans", False),
+        ),
+    ],
+)
+def test_split_reasoning(text, want):
+    assert split_reasoning(text) == want
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["The answer is 4.", "Step 1: add.\nStep 2: done. \\boxed{4}", "I think the answer is 4 <thinking>"],
+)
+def test_no_reasoning_block_is_not_split(text):
+    assert split_reasoning(text) == (None, text.strip(), True)
+
+
+def test_reasoning_field_wrapped_in_its_own_tags_is_unwrapped(tmp_path):
+    path = tmp_path / "t.jsonl"
+    rows = [{"problem": "p", "reasoning": "<think>\nr\n</think>", "content": "4", "id": "a"}]
+    path.write_text(json.dumps(rows[0]) + "\n")
+    rec = read_traces(path)[0]
+    assert (rec["reasoning"], rec["content"]) == ("r", "4")
+
+
+# ---------------------------------------------------------------------------- every format
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory) -> dict[str, Fixture]:
+    root = tmp_path_factory.mktemp("formats")
+    return {name: make(root / name) for name, make in FORMATS.items()}
+
+
+def _clean(text: str) -> bool:
+    return not any(m in text for m in ALL_MARKERS)
+
+
+def _assistant_ok(text: str, answer_only: bool) -> None:
+    """Exactly one well-formed think block at the start (none for answer-only), no leftover markers."""
+    if answer_only:
+        assert _clean(text), text
+        return
+    assert text.startswith("<think>\n") and text.count("<think>") == 1 and text.count("</think>") == 1, text
+    reasoning_text, _, rest = text.removeprefix("<think>\n").partition("\n</think>\n\n")
+    assert reasoning_text.strip() and rest.strip() and _clean(reasoning_text) and _clean(rest), text
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_format_reads_into_separated_records(fixtures, name):
+    fx = fixtures[name]
+    reader = TraceReader(fx.path, ReadOptions(**fx.options))
+    recs = [item.record for item in reader]
+    assert len(recs) == fx.traces
+    assert len({r["id"] for r in recs}) == fx.traces
+    for r in recs:
+        assert r["problem"] in {p for p, _ in PROBLEMS}
+        assert _clean(r["reasoning"]) and _clean(r["content"]) and "\\boxed{" in r["content"]
+        assert bool(r.get("answer_only")) == fx.answer_only
+        if not fx.answer_only:
+            assert r["reasoning"].startswith("Okay, so I need to solve this")
+            assert r["content"].startswith("The answer is")
+        assert r["finish_reason"] == "stop" and r["domain"] == "math"
+    assert reader.stats.labels == fx.labels
+
+
+EXPLICIT = {  # the --format name of each fixture
+    "traces_raw_content": "traces",
+    "messages_think": "messages",
+    "messages_reasoning_content": "messages",
+    "sharegpt_think": "sharegpt",
+    "sharegpt_thought_markers": "sharegpt",
+    "columns_openthoughts": "columns",
+    "columns_openr1": "columns",
+    "columns_flags": "columns",
+    "eval_dump_answer_only": "columns",
+    "folder_limo": "columns",
+    "saved_dataset_s1k": "columns",
+}
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_explicit_format_reads_what_auto_detects(fixtures, name):
+    fx = fixtures[name]
+    auto = TraceReader(fx.path, ReadOptions(**fx.options))
+    records = [i.record for i in auto]
+    assert auto.stats.format == EXPLICIT[name]
+    assert read_traces(fx.path, ReadOptions(format=EXPLICIT[name], **fx.options)) == records
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_format_through_filter(fixtures, name, tmp_path):
+    fx = fixtures[name]
+    cfg = FilterConfig(str(fx.path), str(tmp_path / "f"), read=ReadOptions(**fx.options), workers=1)
+    funnel = filter_stage.run(cfg)
+    by = {c["name"]: c["dropped"] for c in funnel["checks"]}
+    assert funnel["input"] == fx.traces and funnel["bad_lines"] == 0
+    assert by["correct"] == fx.wrong and funnel["kept"] == fx.traces - fx.wrong, funnel
+    assert by["format"] == 0  # answer-only data is not "empty reasoning"
+    kept = list(read_records(tmp_path / "f" / "kept"))
+    assert all(r["reasoning"] == r["reasoning"].strip() and _clean(r["content"]) for r in kept)
+    table = pq.read_table(tmp_path / "f" / "kept" / "data.parquet").to_pylist()
+    assert len(table) == funnel["kept"]
+    for row in table:
+        _assistant_ok(row["messages"][-1]["content"], fx.answer_only)
+    assert funnel["ingest"]["records"] == fx.traces
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_format_through_select(fixtures, name, tmp_path):
+    fx = fixtures[name]
+    read = ReadOptions(**fx.options)
+    rep = run_select(SelectConfig(str(fx.path), str(tmp_path / "s"), read=read, strategy="random", budget=4))
+    assert rep["selected"]["traces"] == 4 and rep["selected"]["prompts"] == 4
+    chosen = list(read_records(tmp_path / "s" / "kept"))
+    assert len({r["prompt_id"] for r in chosen}) == 4
+    assert all(r.get("label") is not False for r in chosen)  # a sample labelled wrong is never picked
+    for row in pq.read_table(tmp_path / "s" / "kept" / "data.parquet").to_pylist():
+        _assistant_ok(row["messages"][-1]["content"], fx.answer_only)
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_tokenizer):
+    from transformers import AutoTokenizer
+
+    from distill import train_data
+
+    t = AutoTokenizer.from_pretrained(tiny_tokenizer)
+    train_data.apply_chat_settings(t, "chatml", None)
+    return t
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_every_format_through_train_data(fixtures, name, tok, tmp_path):
+    """What `distill train` learns from each format: one think block (none for answer-only data),
+    no leftover markers, a system turn kept; `--no-reasoning` leaves no marker of any kind."""
+    from distill import train_data as td
+
+    fx = fixtures[name]
+    read = ReadOptions(**fx.options)
+    for with_reasoning in (True, False):
+        ds, stats = td.tokenize_dataset(
+            str(fx.path),
+            tok,
+            with_reasoning=with_reasoning,
+            max_length=1024,
+            cache_dir=tmp_path / "c",
+            read=read,
+        )
+        assert stats.kept == fx.traces
+        for ex in ds:
+            trained = tok.decode([t for t in ex["labels"] if t != td.IGNORE]).removesuffix("<|im_end|>")
+            _assistant_ok(trained, fx.answer_only or not with_reasoning)
+    prompt = tok.decode(ds[0]["input_ids"])
+    assert ("You are a helpful assistant" in prompt) == (
+        name in ("sharegpt_think", "sharegpt_thought_markers", "messages_think")
+    )
+
+
+@pytest.mark.slow
+def test_train_cli_on_a_raw_dataset_with_column_flags(fixtures, tiny_qwen, tmp_path, run_cli):
+    fx = fixtures["columns_flags"]
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in fx.options.items()]
+    args = ["train", "--student", tiny_qwen, "--data", fx.path, "--method", "full", "--max-steps", "1",
+            "--output", tmp_path / "m", "--chat-template", "chatml", *flags]  # fmt: skip
+    proc = run_cli(*args, env={"DISTILL_CACHE": str(tmp_path / "cache")}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert (
+        manifest["counts"]["examples"] == 12 and manifest["config"]["read"]["problem_column"] == "task_text"
+    )
+    assert "format columns: problem=task_text" in proc.stderr
+
+
+# ---------------------------------------------------------------------------- silent corruption
+
+
+def test_reasoning_is_rendered_once_through_filter_select_and_train(fixtures, tok, tmp_path):
+    """Regression: `content` holding `<think>…</think>answer` (or a lone `</think>`) used to be
+    rendered as `<think>\\n\\n</think>\\n\\n<think>…</think>answer` in kept/, select and training."""
+    from distill import train_data as td
+
+    fx = fixtures["traces_raw_content"]
+    filter_stage.run(FilterConfig(str(fx.path), str(tmp_path / "f"), workers=1))
+    kept = {r["id"]: r for r in read_records(tmp_path / "f" / "kept")}
+    assert kept["r1-0:1"]["reasoning"] == reasoning(0, 1) and kept["r1-0:1"]["content"] == answer(0)
+    want = f"<think>\n{reasoning(0, 0)}\n</think>\n\n{answer(0)}"
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "f" / "kept" / "data.parquet").to_pylist()}
+    assert rows["r1-0:0"]["messages"][1]["content"] == want
+    run_select(
+        SelectConfig(str(tmp_path / "f"), str(tmp_path / "s"), strategy="random", budget=6, per_prompt=2)
+    )
+    for row in pq.read_table(tmp_path / "s" / "kept" / "data.parquet").to_pylist():
+        assert row["messages"][1]["content"].count("<think>") == 1
+    ds, _ = td.tokenize_dataset(str(tmp_path / "s" / "kept"), tok, with_reasoning=True, max_length=1024,
+                                cache_dir=tmp_path / "c")  # fmt: skip
+    for ex in ds:
+        text = tok.decode(ex["input_ids"])
+        assert text.count("<think>") == 1 and text.count("</think>") == 1
+
+
+def _dumps(folder: Path, n: int = 20, wrong_in_both: int = 5) -> Path:
+    """Two R1 dumps of the same 20 problems, each numbered by problem (ids 0..19 in both)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for dump in ("dump_a", "dump_b"):
+        rows = []
+        for i in range(n):
+            a, b = i + 10, 2 * i + 3
+            wrong = i == wrong_in_both or (dump == "dump_b" and i % 3 == 0)
+            rows.append(
+                {
+                    "id": str(i),
+                    "problem": f"What is {a} + {b}?",
+                    "answer": str(a + b),
+                    "domain": "math",
+                    "reasoning": f"{dump}: adding {a} and {b} gives {a + b}.",
+                    "content": f"\\boxed{{{a + b + (1 if wrong else 0)}}}",
+                    "finish_reason": "stop",
+                }
+            )
+        (folder / f"{dump}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_duplicate_ids_are_an_error_naming_both_places(tmp_path):
+    src = _dumps(tmp_path / "dumps")
+    with pytest.raises(
+        UserError, match=r"dump_b.jsonl:1: duplicate id '0' \(first at .*dump_a.jsonl:1\).*--reassign-ids"
+    ):
+        filter_stage.run(FilterConfig(str(src), str(tmp_path / "f"), workers=1, max_per_prompt=1))
+    assert not (tmp_path / "f" / "manifest.json").exists()  # nothing half-made blocks the fixed re-run
+    funnel = filter_stage.run(
+        FilterConfig(
+            str(src), str(tmp_path / "f"), workers=1, max_per_prompt=1, read=ReadOptions(reassign_ids=True)
+        )
+    )
+    assert funnel["input"] == 40 and funnel["kept"] == 19  # one per problem; problem 5 is wrong in both dumps
+    kept = list(read_records(tmp_path / "f" / "kept"))
+    assert {r["id"].split(":")[0] for r in kept} <= {"dump_a.jsonl", "dump_b.jsonl"}
+    assert all(r["source_id"] == str(int(r["id"].split(":")[1]) - 1) for r in kept)  # line n held id n-1
+    assert len({r["prompt_id"] for r in kept}) == 19
+    # the same error in train and select
+    with pytest.raises(UserError, match="duplicate id '0'"):
+        read_traces(src)
+    with pytest.raises(UserError, match="duplicate id '0'"):
+        run_select(SelectConfig(str(src), str(tmp_path / "s"), strategy="random", budget=3))
+
+
+def test_one_id_for_two_different_problems_is_an_error(tmp_path):
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "4"}], "id": "7"}
+        for q in ("What is 2 + 2?", "What is 3 + 1?")
+    ]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(
+        UserError, match=r"c.jsonl:2: prompt id '7' is also used by a different problem at .*c.jsonl:1"
+    ):
+        read_traces(tmp_path / "c.jsonl")
+    recs = read_traces(tmp_path / "c.jsonl", ReadOptions(reassign_ids=True))
+    assert [r["id"] for r in recs] == ["c.jsonl:1", "c.jsonl:2"] and recs[0]["prompt_id"] != recs[1][
+        "prompt_id"
+    ]
+
+
+# ---------------------------------------------------------------------------- file types
+
+
+def test_filter_cli_reads_parquet_and_json_arrays(fixtures, tmp_path, run_cli):
+    for name in ("columns_openr1", "messages_reasoning_content"):
+        fx = fixtures[name]
+        proc = run_cli("filter", fx.path, "-o", tmp_path / name, "--workers", "1")
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr and "malformed" not in proc.stderr
+        funnel = json.loads((tmp_path / name / "funnel.json").read_text())
+        assert funnel["input"] == fx.traces and funnel["kept"] == fx.traces - fx.wrong
+        assert "inferred math" in proc.stderr  # the default is visible
+    fx = fixtures["sharegpt_thought_markers"]
+    proc = run_cli("filter", fx.path, "-o", tmp_path / "explicit", "--format", "sharegpt", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "explicit" / "funnel.json").read_text())["kept"] == fx.traces - fx.wrong
+
+
+@pytest.mark.parametrize(
+    "name, text, needle",
+    [
+        ("empty.jsonl", "", "no traces in this input"),
+        ("blank.jsonl", "\n\n", "no traces in this input"),
+        ("empty.json", "[]", "no traces in this input"),
+        ("columns.json", json.dumps({"problem": [], "content": []}), "no traces in this input"),
+        ("broken.json", '[{"problem": "p", "content": "c"},', "not valid JSON"),
+        ("fake.jsonl", b"PAR1\x15\x04\x15\x80\xff\xfe".decode("latin-1"), "not UTF-8"),
+        ("data.txt", "hello", "unsupported file type"),
+    ],
+)
+def test_unreadable_or_empty_inputs_are_one_clear_error(tmp_path, name, text, needle):
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(UserError, match=needle) as err:
+        filter_stage.run(FilterConfig(str(path), str(tmp_path / "o"), workers=1))
+    assert str(path) in str(err.value)
+
+
+def test_bad_lines_in_a_jsonl_dump(tmp_path, run_cli):
+    src = tmp_path / "d.jsonl"
+    good = {"problem": "What is 2 + 2?", "content": "<think>2+2=4</think>\\boxed{4}", "answer": "4"}
+    src.write_text(json.dumps(good) + "\n{oops\n")
+    proc = run_cli("filter", src, "-o", tmp_path / "o")
+    assert (
+        proc.returncode == 2
+        and "d.jsonl:2: malformed JSON line" in proc.stderr
+        and "--skip-bad-lines" in proc.stderr
+    )
+    proc = run_cli("filter", src, "-o", tmp_path / "o", "--skip-bad-lines")
+    assert proc.returncode == 0, proc.stderr
+    funnel = json.loads((tmp_path / "o" / "funnel.json").read_text())
+    assert (funnel["input"], funnel["bad_lines"], funnel["kept"]) == (1, 1, 1)
+
+
+def test_a_folder_of_mixed_files_and_a_hub_id_stand_in(tmp_path, monkeypatch):
+    import datasets
+
+    # a folder holding a jsonl and a parquet (hidden work folders are ignored)
+    FORMATS["messages_think"](tmp_path / "mixed")
+    FORMATS["columns_openr1"](tmp_path / "mixed" / "more")
+    (tmp_path / "mixed" / ".work").mkdir()
+    (tmp_path / "mixed" / ".work" / "junk.jsonl").write_text("{oops\n")
+    assert len(read_traces(tmp_path / "mixed")) == 12 + 18
+    # a Hub id with --split/--config, served by a local stand-in (the Hub cannot be reached in tests)
+    calls = []
+
+    def load_dataset(name, config=None, split=None):
+        calls.append((name, config, split))
+        if name != "open-r1/OpenR1-Math-220k" or split != "train":
+            raise FileNotFoundError(f"Dataset '{name}' doesn't exist on the Hub")
+        return datasets.Dataset.from_list(openr1_rows(4))
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    ingest.load_hub.cache_clear()
+    opts = ReadOptions(dataset_config="default", split="train")
+    funnel = filter_stage.run(
+        FilterConfig("open-r1/OpenR1-Math-220k", str(tmp_path / "f"), read=opts, workers=1)
+    )
+    assert funnel["input"] == 12 and funnel["kept"] == 10
+    assert calls[0] == ("open-r1/OpenR1-Math-220k", "default", "train")
+    manifest = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    assert manifest["config"]["input_files"][0][0] == "open-r1/OpenR1-Math-220k"
+    ingest.load_hub.cache_clear()
+    with pytest.raises(UserError, match="not a loadable dataset id.*doesn't exist"):
+        read_traces("nobody/nothing")
+    ingest.load_hub.cache_clear()
+
+
+# ---------------------------------------------------------------------------- defaults
+
+
+def test_missing_domain_turns_verification_on_and_says_so(tmp_path, run_cli):
+    rows = [
+        {
+            "problem": "What is 2 + 2?",
+            "answer": "4",
+            "content": f"<think>r{k}</think>\\boxed{{{4 + (k % 2)}}}",
+        }
+        for k in range(4)
+    ] + [{"problem": "Write a haiku about rain.", "content": "<think>hm</think>Rain on the roof."}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = run_cli("filter", tmp_path / "d.jsonl", "-o", tmp_path / "o", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    funnel = json.loads((tmp_path / "o" / "funnel.json").read_text())
+    assert {c["name"]: c["dropped"] for c in funnel["checks"]}["correct"] == 2
+    assert funnel["kept"] == 3 and funnel["ingest"]["domain_inferred"] == {"general": 1, "math": 4}
+    assert "inferred general for 1, math for 4" in " ".join(proc.stderr.split())
+    # --domain sets it for every trace instead, and nothing is reported as inferred
+    recs = read_traces(tmp_path / "d.jsonl", ReadOptions(domain="general"))
+    assert {r["domain"] for r in recs} == {"general"} and not any(
+        "domain" in r.get("inferred", {}) for r in recs
+    )
+
+
+def test_missing_finish_reason_is_inferred_from_the_text(tmp_path):
+    texts = [
+        "<think>done</think>\\boxed{4}",  # closed + answer: stop
+        "done\n</think>\n\n\\boxed{4}",  # lone closing tag: stop
+        "<think>still going when the budget ran ou",  # never closed: length
+        "<think>closed</think>",  # closed, but no answer: length
+        "<|begin_of_thought|>x<|end_of_thought|><|begin_of_solution|>\\boxed{4}",  # solution cut: length
+    ]
+    rows = [{"problem": "What is 2 + 2?", "answer": "4", "content": t} for t in texts]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recs = read_traces(tmp_path / "d.jsonl")
+    assert [r["finish_reason"] for r in recs] == ["stop", "stop", "length", "length", "length"]
+    assert all(r["inferred"]["finish_reason"] == r["finish_reason"] for r in recs)
+    funnel = filter_stage.run(FilterConfig(str(tmp_path / "d.jsonl"), str(tmp_path / "o"), workers=1))
+    assert funnel["checks"][0] == {**funnel["checks"][0], "name": "complete", "dropped": 3}
+    assert funnel["ingest"]["finish_reason_inferred"] == {"length": 3, "stop": 2}
+    # a finish_reason the data gives is kept as is
+    rows[0]["finish_reason"] = "length"
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read_traces(tmp_path / "d.jsonl")[0]["finish_reason"] == "length"
+
+
+def _labelled_openr1(tmp_path: Path) -> Path:
+    rows = openr1_rows()
+    rows[1]["correctness_math_verify"][0] = False  # the dataset says wrong; it is right
+    rows[2]["correctness_math_verify"][2] = True  # the dataset says right; it is wrong
+    path = tmp_path / "openr1.parquet"
+    import pyarrow as pa
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def test_labels_are_cross_checked_against_the_verifier(tmp_path):
+    path = _labelled_openr1(tmp_path)
+    funnel = filter_stage.run(FilterConfig(str(path), str(tmp_path / "o"), workers=1))
+    assert funnel["kept"] == 15  # the verifier decides
+    lab = funnel["labels"]
+    assert (lab["traces"], lab["compared"], lab["agree"]) == (18, 18, 16)
+    assert (lab["label_true_verifier_wrong"], lab["label_false_verifier_correct"]) == (1, 1)
+    assert lab["agreement"] == round(16 / 18, 4)
+    assert any("89.0% agree" in n or "88.9% agree" in n for n in filter_stage.funnel_notes(funnel))
+    kept = {r["id"]: r for r in read_records(tmp_path / "o" / "kept")}
+    assert kept["uuid-1:0"]["label"] is False and kept["uuid-1:0"]["checks"]["correct"]["status"] == "correct"
+
+
+def test_trust_labels_uses_the_dataset_verdict(tmp_path):
+    path = _labelled_openr1(tmp_path)
+    funnel = filter_stage.run(FilterConfig(str(path), str(tmp_path / "o"), workers=1, trust_labels=True))
+    assert funnel["kept"] == 15 and funnel["labels"]["compared"] == 0  # nothing left to compare
+    kept = {r["id"] for r in read_records(tmp_path / "o" / "kept")}
+    assert "uuid-2:2" in kept and "uuid-1:0" not in kept  # the label wins, right or wrong
+    rej = {r["id"]: r for r in read_records(tmp_path / "o" / "rejected")}
+    assert rej["uuid-1:0"]["checks"]["correct"]["verifier"] == "label"
+    # an explicit --label-column on trace records; labels given as strings
+    rows = [
+        {"id": f"a:{k}", "problem": "What is 2 + 2?", "answer": "4", "content": "<think>x</think>\\boxed{4}",
+         "finish_reason": "stop", "judge": v}
+        for k, v in enumerate(["correct", "incorrect", "yes"])
+    ]  # fmt: skip
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    read = ReadOptions(label_column="judge")
+    funnel = filter_stage.run(
+        FilterConfig(
+            str(tmp_path / "t.jsonl"),
+            str(tmp_path / "o2"),
+            workers=1,
+            trust_labels=True,
+            read=read,
+            skip=["duplicate"],
+        )
+    )
+    assert funnel["kept"] == 2
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**rows[0], "judge": "maybe"}) + "\n")
+    with pytest.raises(UserError, match=r"bad.jsonl:1: label 'maybe' is not true/false"):
+        read_traces(tmp_path / "bad.jsonl", read)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"problem": "What is 2 + 2?", "answer": "4"}],
+        [{"question": "What is 2 + 2?", "solution": "It is 4."}],
+        [{"prompt": "Say hi.", "id": 3}],
+    ],
+)
+def test_a_problems_only_set_points_to_generate(tmp_path, run_cli, rows):
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = run_cli("filter", tmp_path / "p.jsonl", "-o", tmp_path / "o")
+    assert (
+        proc.returncode == 2
+        and "problems-only set" in proc.stderr
+        and "distill generate --prompts" in proc.stderr
+    )
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_flags_naming_a_missing_column_list_the_columns(fixtures):
+    fx = fixtures["columns_openthoughts"]
+    with pytest.raises(
+        UserError, match=r"no column 'thoughts' \(--reasoning-column\); columns are: deepseek_reasoning"
+    ):
+        read_traces(fx.path, ReadOptions(reasoning_column="thoughts"))
+    with pytest.raises(UserError, match="--format: unknown 'alpaca'"):
+        TraceReader(fx.path, ReadOptions(format="alpaca"))
+    # an explicit format that does not fit the rows says which row and why
+    with pytest.raises(UserError, match=r"item 1: row has no 'messages' field"):
+        read_traces(fx.path, ReadOptions(format="messages"))
+
+
+def test_overwrite_with_an_unchanged_config_redoes_the_work(fixtures, tmp_path, monkeypatch, caplog):
+    fx = fixtures["messages_think"]
+    cfg = FilterConfig(str(fx.path), str(tmp_path / "o"), workers=1)
+    first = filter_stage.run(cfg)
+    calls = []
+    real = filter_stage._pass1
+    monkeypatch.setattr(filter_stage, "_pass1", lambda *a: calls.append(1) or real(*a))
+    assert filter_stage.run(cfg) == first and not calls  # a plain re-run is a no-op
+    with caplog.at_level(logging.WARNING, logger="distill.records"):
+        assert (
+            filter_stage.run(FilterConfig(str(fx.path), str(tmp_path / "o"), workers=1, overwrite=True))
+            == first
+        )
+    assert calls == [1] and "unchanged config: redoing the filter work" in caplog.text
