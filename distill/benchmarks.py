@@ -98,9 +98,21 @@ def _rows(raw: list[dict[str, Any]], b: Benchmark | None, where: str) -> list[di
     return out
 
 
-def load_benchmark(name_or_path: str, local_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Rows of a registered benchmark (local `<local_dir>/<name>.jsonl` first, else the HF dataset)
-    or of a local .jsonl/.json/.parquet file."""
+def load_benchmark(
+    name_or_path: str,
+    local_dir: str | os.PathLike | None = None,
+    file_flag: str = "--benchmark-file",
+    dir_flag: str = "--benchmarks-dir",
+) -> list[dict[str, Any]]:
+    """Rows of a registered benchmark or of a local .jsonl/.json/.parquet file.
+
+    A registered name is read from `<local_dir>/<name>.jsonl` when `local_dir` is given (a missing
+    file there is a `UserError`, never a silent download), else from `$DISTILL_BENCHMARKS_DIR`,
+    else from its Hugging Face dataset. Error hints name the calling command's flags:
+    `file_flag` (a local file) and `dir_flag` (the local folder).
+    """
+    from distill.resolve import check_hub
+
     p = Path(name_or_path)
     if p.suffix in (".jsonl", ".json", ".parquet"):
         if not p.exists():
@@ -111,18 +123,26 @@ def load_benchmark(name_or_path: str, local_dir: str | os.PathLike | None = None
         raise UserError(
             f"unknown benchmark '{name_or_path}' (known: {', '.join(BENCHMARKS)}; or give a .jsonl file)"
         )
-    dirs = [local_dir, os.environ.get("DISTILL_BENCHMARKS_DIR")]
-    for d in dirs:
-        if d and (Path(d) / f"{b.name}.jsonl").exists():
-            path = Path(d) / f"{b.name}.jsonl"
-            return _rows(_read_local(path), b, str(path))
+    if local_dir is not None:
+        path = Path(local_dir) / f"{b.name}.jsonl"
+        if not path.is_file():
+            what = "no such folder" if not Path(local_dir).is_dir() else f"it has no {b.name}.jsonl"
+            raise UserError(f"{dir_flag} {local_dir}: {what} (benchmark '{b.name}')")
+        return _rows(_read_local(path), b, str(path))
+    env_dir = os.environ.get("DISTILL_BENCHMARKS_DIR")
+    if env_dir and (Path(env_dir) / f"{b.name}.jsonl").exists():
+        path = Path(env_dir) / f"{b.name}.jsonl"
+        return _rows(_read_local(path), b, str(path))
+    local = f"a local file ({file_flag} {b.name}.jsonl) or a folder of them ({dir_flag} DIR)"
+    check_hub(b.dataset, f"benchmark '{b.name}':", local=local, repo_type="dataset")
     try:
         import datasets
 
         ds = datasets.load_dataset(b.dataset, b.config, split=b.split)
     except Exception as e:  # offline, gated, renamed ...
+        reason = (str(e).splitlines() or [""])[0][:160]
         raise UserError(
-            f"benchmark '{b.name}': could not load {b.dataset} ({type(e).__name__}: {str(e)[:120]}); "
-            f"offline, give a local file instead (e.g. --decontaminate-file {b.name}.jsonl)"
+            f"benchmark '{b.name}': could not load {b.dataset} ({type(e).__name__}: {reason}); "
+            f"offline, give {local}"
         ) from None
     return _rows(list(ds), b, b.dataset)

@@ -5,7 +5,9 @@
 
 Each command parses its options into the stage's config dataclass and calls the stage's entry
 function. Heavy libraries (torch, transformers, trl, vllm) are imported inside the stages, so
-`distill --help` answers at once. Errors a user can cause print one line and exit with status 2.
+`distill --help` answers at once. Errors a user can cause print one line and exit with status 2;
+a stage whose work failed (`RunFailed`) prints one line and exits with 1; Ctrl-C says how to resume
+and exits with 130.
 """
 
 from __future__ import annotations
@@ -27,22 +29,32 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: full flag names and wrapped descriptions at any width (80 columns too),
+    # and text such as `distill[ray]` shown as written, not read as markup
+    rich_markup_mode=None,
 )
 
 
-def fail(message: str) -> None:
-    """Print one clear error line to stderr and exit with status 2."""
+def fail(message: str, code: int = 2) -> None:
+    """Print one clear error line to stderr and exit with `code` (2: a usage error)."""
     print(f"distill: error: {message}", file=sys.stderr)
-    raise typer.Exit(2)
+    raise typer.Exit(code)
 
 
 def run_stage(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-    """Call a stage entry function, turning a `UserError` into one line and exit status 2."""
+    """Call a stage entry function: a `UserError` becomes one line and its exit status (2, or 1 for
+    `RunFailed`); Ctrl-C one line saying the stage resumes, and status 130."""
     try:
         return fn(*args, **kwargs)
     except UserError as e:
-        fail(str(e))
+        fail(str(e), e.exit_code)
         raise  # unreachable
+    except KeyboardInterrupt:
+        print(
+            "distill: interrupted — re-run the same command to resume (finished work is kept)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(130) from None
 
 
 def _version(value: bool) -> None:
@@ -58,6 +70,9 @@ def main(
     ] = False,
 ) -> None:
     """Distil a reasoning teacher into small students: generate → filter → train → eval → push."""
+    from distill.noise import quiet_libraries
+
+    quiet_libraries()
 
 
 # ---------------------------------------------------------------------------- generate
@@ -138,8 +153,22 @@ def generate(
     ] = 1.0,
     api_key_env: Annotated[
         str | None,
-        typer.Option(help="openai: environment variable holding the API key (default: the card's)."),
+        typer.Option(
+            help="openai: environment variable holding the API key (default: the card's; "
+            "a plain http:// server gets none when the card's variable is unset)."
+        ),
     ] = None,
+    served_model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="openai: the model's name on the server (default: the card's served_model or "
+            "model, whichever GET /v1/models lists; a server with one model: that one)."
+        ),
+    ] = None,
+    min_success: Annotated[
+        float,
+        typer.Option(help="Exit 1 when fewer than this share of the prompts sampled in this run succeed."),
+    ] = 0.5,
     tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model (tensor parallel).")] = 1,
     pipeline_parallel_size: Annotated[
         int, typer.Option(help="vllm: pipeline stages per model (GPUs per engine = tensor × pipeline).")
@@ -157,7 +186,7 @@ def generate(
     executor: Annotated[
         str,
         typer.Option(
-            help="local (this process) or ray (one Ray actor per shard; pip install 'distill[ray]')."
+            help="local (this process) or ray (one Ray actor per shard; pip install -e '.[ray]' in the checkout)."
         ),
     ] = "local",
     ray_address: Annotated[
@@ -209,6 +238,8 @@ def generate(
         max_retries=max_retries,
         retry_backoff=retry_backoff,
         api_key_env=api_key_env,
+        served_model_name=served_model_name,
+        min_success=min_success,
         tensor_parallel_size=tensor_parallel_size,
         pipeline_parallel_size=pipeline_parallel_size,
         max_model_len=max_model_len,
@@ -341,8 +372,8 @@ def filter_cmd(
     checks: Annotated[
         list[str] | None,
         typer.Option(
-            help="Checks to run, comma-separated (default: complete,format,length,language,readability,"
-            "contamination,correct,duplicate,per_prompt — each only when configured)."
+            help="Checks to run, comma-separated (default: complete, format, length, language, "
+            "readability, contamination, correct, duplicate, per_prompt — each only when configured)."
         ),
     ] = None,
     skip: Annotated[list[str] | None, typer.Option(help="Checks to leave out, comma-separated.")] = None,
@@ -816,10 +847,11 @@ def train_cmd(
         kd_weight=kd_weight,
     )
     summary = run_stage(run, config)
-    if not plan and show_example is None and summary:
-        import json
-
-        print(json.dumps(summary, indent=2))
+    if not plan and show_example is None and summary:  # the details are in the manifest
+        where = summary.get("merged") or summary.get("model") or output
+        print(
+            f"distill train: {summary.get('steps', '?')} steps -> {where} (details: {summary.get('manifest')})"
+        )
 
 
 # ---------------------------------------------------------------------------- eval
@@ -988,18 +1020,35 @@ def select(
     per_prompt: Annotated[int, typer.Option(help="Traces taken per chosen prompt.")] = 1,
     prefer: Annotated[
         str | None,
-        typer.Option(help="Which traces of a prompt: longest | shortest | random (default: by strategy)."),
+        typer.Option(
+            help="Length: longest | shortest | mix (long and short alternately) | random traces of a "
+            "prompt, and prompts ordered the same way (default: longest for s1/limo, random for random)."
+        ),
     ] = None,
     student_results: Annotated[
         str | None,
-        typer.Option(help="`distill eval` output run on the prompts: the student pass rate per prompt (s1)."),
+        typer.Option(
+            help="`distill eval` output run on the prompts: the student's pass rate per prompt "
+            "(s1 drops what it solves; limo's band applies to it)."
+        ),
     ] = None,
     solved_at: Annotated[
         float, typer.Option(help="s1: a student pass rate >= this counts as solved (prompt dropped).")
     ] = 0.5,
+    difficulty: Annotated[
+        str,
+        typer.Option(
+            help="limo: whose pass rate the band applies to: teacher | student | auto "
+            "(student with --student-results)."
+        ),
+    ] = "auto",
     band: Annotated[
-        str, typer.Option(help="limo: teacher pass-rate band LO:HI, inclusive (1/32:3/32, 0.05:0.25).")
-    ] = "1/32:3/32",
+        str | None,
+        typer.Option(
+            help="limo: pass-rate band LO:HI, inclusive (default 1/32:3/32 of the teacher's samples, "
+            "0:1/4 of the student's)."
+        ),
+    ] = None,
     balance: Annotated[
         str, typer.Option(help="Levels drawn uniformly, in order, comma-separated: domain, source, topic.")
     ] = "domain,source",
@@ -1051,6 +1100,7 @@ def select(
         prefer=prefer,
         student_results=student_results,
         solved_at=solved_at,
+        difficulty=difficulty,
         band=band,
         balance=[b.strip() for b in balance.split(",") if b.strip()],
         topic_model=topic_model,
@@ -1064,6 +1114,131 @@ def select(
         f"distill select: {sel['traces']} traces from {sel['prompts']} prompts "
         f"({report['strategy']}, budget {report['budget']}) -> {output}"
     )
+
+
+# ---------------------------------------------------------------------------- sweep
+
+
+@app.command()
+def sweep(
+    data: Annotated[str, typer.Option(help="`distill filter` output folder (or its kept/ folder).")],
+    student: Annotated[str, typer.Option(help="Student card, local model folder or Hub id.")],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="Sweep folder: a subfolder per point, sweep.json, sweep.png."),
+    ],
+    budgets: Annotated[
+        str, typer.Option(help="Trace budgets, comma-separated; 'all' = every kept trace (the reference).")
+    ] = "250,1000,4000,all",
+    strategies: Annotated[
+        str, typer.Option(help="Selection strategies, comma-separated: limo, s1, random.")
+    ] = "limo,s1,random",
+    seeds: Annotated[str, typer.Option(help="Seeds, comma-separated: each point runs once per seed.")] = "0",
+    benchmark: Annotated[
+        list[str] | None, typer.Option(help="Registry benchmarks, comma-separated (as distill eval).")
+    ] = None,
+    benchmark_file: Annotated[
+        list[str] | None, typer.Option(help="Local benchmark .jsonl (id, problem, answer); repeatable.")
+    ] = None,
+    benchmarks_dir: Annotated[
+        str | None, typer.Option(help="Folder with <name>.jsonl to use for registry names offline.")
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Equal compute: optimizer steps per point (default: one epoch of the largest budget)."
+        ),
+    ] = None,
+    equal_epochs: Annotated[
+        bool, typer.Option("--equal-epochs", help="Train every point --epochs epochs instead of equal steps.")
+    ] = False,
+    epochs: Annotated[
+        float | None, typer.Option(help="Epochs per point with --equal-epochs (default: the card's).")
+    ] = None,
+    reference: Annotated[
+        bool,
+        typer.Option("--reference/--no-reference", help="Train the full-data student as the reference line."),
+    ] = True,
+    student_results: Annotated[
+        str | None,
+        typer.Option(
+            help="`distill eval` output on the prompts: student-aware s1 / limo (as distill select)."
+        ),
+    ] = None,
+    select_opt: Annotated[
+        list[str] | None,
+        typer.Option("--select", help="A distill select option for every point, KEY=VALUE (band=0.25:0.75)."),
+    ] = None,
+    train_opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--train", help="A distill train option for every point, KEY=VALUE (learning_rate=1e-5)."
+        ),
+    ] = None,
+    eval_opt: Annotated[
+        list[str] | None,
+        typer.Option("--eval", help="A distill eval option for every point, KEY=VALUE (num_samples=4)."),
+    ] = None,
+    plan: Annotated[
+        bool,
+        typer.Option("--plan", help="Print the points, steps, tokens and training GPU hours; run nothing."),
+    ] = False,
+    gpu_tflops: Annotated[
+        float, typer.Option(help="--plan: sustained bf16 TFLOP/s per GPU (H100 ~400 at 40% MFU).")
+    ] = 400.0,
+    overwrite: Annotated[
+        bool, typer.Option(help="Redo every point, replacing outputs made with another config.")
+    ] = False,
+) -> None:
+    """Accuracy against data budget: select → train → eval per (strategy, budget, seed), one chart."""
+    import logging
+
+    from distill.sweep import SweepConfig, parse_override
+    from distill.sweep import run as run_sweep
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+    def overrides(values: list[str] | None, flag: str) -> dict[str, Any]:
+        return dict(run_stage(parse_override, v, flag) for v in values or [])
+
+    def ints(text: str, flag: str) -> list[int]:
+        try:
+            return [int(x) for x in _split([text])]
+        except ValueError:
+            fail(f"{flag}: expected comma-separated integers, got '{text}'")
+            raise  # unreachable
+
+    select_overrides = overrides(select_opt, "--select")
+    if student_results:
+        select_overrides["student_results"] = student_results
+    cfg = SweepConfig(
+        data=data,
+        student=student,
+        output=output,
+        budgets=_split([budgets]),
+        strategies=_split([strategies]),
+        seeds=ints(seeds, "--seeds"),
+        benchmarks=_split(benchmark),
+        benchmark_files=list(benchmark_file or []),
+        benchmarks_dir=benchmarks_dir,
+        steps=steps,
+        equal_epochs=equal_epochs,
+        epochs=epochs,
+        reference=reference,
+        select=select_overrides,
+        train=overrides(train_opt, "--train"),
+        eval=overrides(eval_opt, "--eval"),
+        plan=plan,
+        gpu_tflops=gpu_tflops,
+        overwrite=overwrite,
+    )
+    result = run_stage(run_sweep, cfg)
+    if plan:
+        print(
+            f"distill sweep --plan: {len(result['points'])} points, {result['gpu_hours']:.2f} GPU hours of training"
+        )
+    else:
+        print(f"distill sweep: {len(result['points'])} points -> {output}/sweep.json, {result['chart']}")
 
 
 # ---------------------------------------------------------------------------- report
@@ -1101,10 +1276,17 @@ def demo(
             help="The same teacher; fewer prompts, student steps and eval problems (about 75 s on 2 cores)."
         ),
     ] = False,
+    study: Annotated[
+        bool,
+        typer.Option(
+            help="Then `distill sweep` on the kept traces: limo, s1, random at four budgets and two seeds, "
+            "with the full-data student as reference, into RUN/study and the report (~20 min on 2 cores)."
+        ),
+    ] = False,
 ) -> None:
     """Run a miniature R1 distillation end to end on CPU: teacher → traces → filter → students → eval → report."""
     from distill.demo import DemoConfig
     from distill.demo import run as run_demo
 
     output = output or ("runs/demo-quick" if quick else "runs/demo")
-    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick))
+    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick, study=study))

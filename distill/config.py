@@ -40,9 +40,12 @@ class TeacherCard:
     """A teacher model with its sampling defaults and how it returns reasoning."""
 
     name: str
-    model: str
+    model: str  # the Hugging Face Hub id (vllm/transformers load it; model cards cite it)
     backend: str = "openai"  # openai | vllm | transformers
     base_url: str | None = None
+    # the name `base_url` serves the model under when it differs from `model` (DeepSeek API:
+    # deepseek-reasoner); other servers are asked (GET /v1/models), see distill.generate
+    served_model: str | None = None
     api_key_env: str | None = None  # name of the environment variable holding the key
     temperature: float = 0.6
     top_p: float = 0.95

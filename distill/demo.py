@@ -6,8 +6,8 @@
     make demo
 
 Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
-  1. task data and tokenizer: 3-digit addition with a column-by-column chain of thought; a byte-level
-     BPE tokenizer trained locally; random-init Qwen2 teacher (0.63M params) and student (0.13M)
+  1. task data and tokenizer: 3-digit addition (`DemoSizes.digits`) with a column-by-column chain of
+     thought; a byte-level BPE tokenizer trained locally; random-init Qwen2 teacher (0.63M params) and student (0.13M)
   2. `distill train --method full` the teacher on gold chain-of-thought traces
   3. `distill eval` the teacher (greedy, T=0.7); stop with a clear message if it is not the good but
      imperfect sampler the demo needs
@@ -17,7 +17,9 @@ Steps, each an ordinary `distill` command printed before it runs (re-run any one
   6. `distill train` three students: on the filtered traces, on the unfiltered traces, on answers only
   7. `distill eval` every model on the held-out problems (greedy and T=0.7)
   8. `distill report` the run folder; the final table is printed and written to the report
-Re-running the demo resumes: each stage skips its finished output.
+Re-running the demo resumes: each stage skips its finished output. With `--study`, `distill sweep`
+then trains students on subsets of the kept traces (limo, s1, random; four budgets; two seeds)
+and the report gets its table and chart.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any
 
 from distill.errors import UserError
 
+DIGITS = (3,)  # a mixed range such as (2, 3, 4, 5) needs a longer-trained teacher and student
+
 
 @dataclass(frozen=True)
 class DemoSizes:
@@ -42,6 +46,7 @@ class DemoSizes:
     student_steps: int
     eval_problems: int
     leaked: int  # eval problems planted in the prompt pool (decontamination must catch them)
+    digits: tuple[int, ...] = DIGITS  # digits per operand, drawn uniformly: the task's difficulty range
     batch_size: int = 32
     teacher_lr: float = 3e-3
     student_lr: float = 3e-3
@@ -82,6 +87,21 @@ class DemoConfig:
     output: str = "runs/demo"
     seed: int = 0
     quick: bool = False
+    study: bool = False  # after the demo, `distill sweep` on its kept traces (STUDY)
+
+
+@dataclass(frozen=True)
+class StudySizes:
+    """`distill demo --study`: the sweep over the demo's kept traces."""
+
+    budgets: tuple[int, ...] = (100, 200, 400, 800)
+    strategies: tuple[str, ...] = ("limo", "s1", "random")
+    seeds: int = 2  # the demo's seed and the next ones
+    steps_share: float = 0.5  # each point trains this share of the demo students' steps (equal steps)
+    band: str = "1/4:3/4"  # limo: the teacher right on 1 to 3 of its 4 samples
+
+
+STUDY = StudySizes()
 
 
 def _cmd(args: list[str]) -> None:
@@ -108,7 +128,10 @@ def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
     from distill.tiny import build_model, build_tokenizer
 
     data = run / "data"
-    made_with = json.dumps({"sizes": asdict(sizes), "seed": seed}, sort_keys=True)
+    made = asdict(sizes)
+    if sizes.digits == (3,):  # the task of run folders made before digits were a setting: they still resume
+        made.pop("digits")
+    made_with = json.dumps({"sizes": made, "seed": seed}, sort_keys=True)
     if (data / "done").exists():
         if (data / "done").read_text().strip() != made_with:
             raise UserError(
@@ -117,10 +140,12 @@ def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
             )
         return
     data.mkdir(parents=True, exist_ok=True)
-    eval_set = make_problems(sizes.eval_problems, seed=seed + 1)
+    eval_set = make_problems(sizes.eval_problems, seed=seed + 1, digits=sizes.digits)
     held = set(eval_set)
-    train = make_problems(sizes.teacher_sft, seed=seed + 2, exclude=held)
-    pool = make_problems(sizes.prompts - sizes.leaked, seed=seed + 3, exclude=held | set(train))
+    train = make_problems(sizes.teacher_sft, seed=seed + 2, exclude=held, digits=sizes.digits)
+    pool = make_problems(
+        sizes.prompts - sizes.leaked, seed=seed + 3, exclude=held | set(train), digits=sizes.digits
+    )
     pool = pool + eval_set[: sizes.leaked]  # planted on purpose: the filter's decontamination drops them
     _write_jsonl(data / "teacher_sft.jsonl", [gold_trace(p) for p in train])
     _write_jsonl(data / "prompts.jsonl", [p.as_prompt() for p in pool])
@@ -170,6 +195,17 @@ def eval_model(run: Path, model: Path, mode: str, seed: int) -> float:
           "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
     res = json.loads((out / "results.json").read_text())
     return res["benchmarks"]["eval"]["pass@1"]
+
+
+def accuracy_by_digits(eval_dir: Path) -> dict[int, float]:
+    """pass@1 per problem difficulty (digits per operand) from an eval folder's samples."""
+    from distill.demo_task import digits_of
+    from distill.records import read_records
+
+    by: dict[int, list[bool]] = {}
+    for rec in read_records(eval_dir / "eval", prefix="samples-"):
+        by.setdefault(digits_of(str(rec["problem_id"])), []).append(bool(rec["correct"]))
+    return {d: sum(v) / len(v) for d, v in sorted(by.items())}
 
 
 def teacher_t1_accuracy(funnel: dict[str, Any]) -> float:
@@ -254,12 +290,51 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     for name in ("student-init", *students):
         acc[name] = {mode: eval_model(run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")}
 
-    print("\n[8/8] report", file=sys.stderr)
-    table = demo_table(acc, sizes, funnel, n_teacher, n_student, time.time() - t0, cfg.quick)
+    by_digits = {"teacher (T=1.0 samples)": teacher_t1_by_digits(run_dir / "filtered")}
+    for name in ("teacher", "student-filtered", "student-unfiltered", "student-answers-only"):
+        by_digits[name] = accuracy_by_digits(run_dir / "eval" / f"{name}-greedy")
+    table = demo_table(acc, sizes, funnel, n_teacher, n_student, time.time() - t0, cfg.quick, by_digits)
     (run_dir / "demo.md").write_text(table)
+    result: dict[str, Any] = {"accuracy": acc, "funnel": funnel, "by_digits": by_digits}
+    if cfg.study:
+        print("\n[study] accuracy against data budget: distill sweep on the kept traces", file=sys.stderr)
+        result["study"] = study(run_dir, sizes, STUDY, seed)
+    print("\n[8/8] report", file=sys.stderr)
     _cmd(["report", str(run_dir)])
     print("\n" + table)
-    return {"accuracy": acc, "funnel": funnel, "seconds": time.time() - t0}
+    result["seconds"] = time.time() - t0
+    return result
+
+
+def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, Any]:
+    """`distill sweep` over the demo's kept traces: limo, s1 and random at several budgets and seeds.
+
+    The student-aware signal (s1's "drop what the student solves", and limo's first filter) is the
+    pass rate on the prompt pool of the student trained on answers only: what the student gets
+    right without learning any reasoning (s1 used non-reasoning models of the student's family).
+    """
+    pool_eval = run / "eval" / "pool-student-answers-only"
+    _cmd(["eval", "--model", str(run / "student-answers-only"), "--benchmark-file",
+          str(run / "data" / "prompts.jsonl"), "--num-samples", "4", "--temperature", "0.7", "--top-p", "1.0",
+          "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}", "--batch-size", "256",
+          "--seed", str(seed), "--output", str(pool_eval)])  # fmt: skip
+    steps = max(1, round(sizes.student_steps * st.steps_share))
+    train = {"method": "full", "learning_rate": sizes.student_lr, "batch_size": sizes.batch_size, "grad_accum": 1,
+             "warmup_ratio": 0.05, "lr_scheduler": "cosine", "max_length": 256, "logging_steps": 10,
+             "save_steps": steps, "gradient_checkpointing": False}  # fmt: skip
+    evals = {"num_samples": 1, "temperature": 0, "top_p": 1.0, "max_tokens": MAX_TOKENS,
+             "prompt_template": "{problem}", "batch_size": 256}  # fmt: skip
+    args = ["sweep", "--data", str(run / "filtered"), "--student", str(run / "student-init"),
+            "--output", str(run / "study"), "--budgets", ",".join(map(str, st.budgets)) + ",all",
+            "--strategies", ",".join(st.strategies), "--seeds", ",".join(str(seed + i) for i in range(st.seeds)),
+            "--benchmark-file", str(run / "data" / "eval.jsonl"), "--steps", str(steps),
+            "--student-results", str(pool_eval), "--select", "difficulty=teacher", "--select", f"band={st.band}"]  # fmt: skip
+    for k, v in train.items():
+        args += ["--train", f"{k}={json.dumps(v)}"]
+    for k, v in evals.items():
+        args += ["--eval", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
+    _cmd(args)
+    return json.loads((run / "study" / "sweep.json").read_text())
 
 
 LABELS = {
@@ -271,12 +346,30 @@ LABELS = {
 }
 
 
+def teacher_t1_by_digits(filtered: Path) -> dict[int, float]:
+    """Share of the teacher's T=1.0 samples that were correct, per digits (planted eval problems left out)."""
+    from distill.demo_task import digits_of
+    from distill.records import read_records
+
+    by: dict[int, list[bool]] = {}
+    for part in ("kept", "rejected"):
+        for rec in read_records(filtered / part):
+            if rec.get("verdict") == "contamination":
+                continue
+            ok = ((rec.get("checks") or {}).get("correct") or {}).get("ok") is True
+            by.setdefault(digits_of(str(rec["prompt_id"])), []).append(ok)
+    return {d: sum(v) / len(v) for d, v in sorted(by.items())}
+
+
 def demo_table(acc: dict[str, dict[str, float]], sizes: DemoSizes, funnel: dict[str, Any], n_t: int, n_s: int,
-               seconds: float, quick: bool = False) -> str:  # fmt: skip
+               seconds: float, quick: bool = False, by_digits: dict[str, dict[int, float]] | None = None,
+               ) -> str:  # fmt: skip
+    digits = f"{min(sizes.digits)} to {max(sizes.digits)}" if len(sizes.digits) > 1 else str(sizes.digits[0])
     lines = [
         "## Demo: a miniature R1 distillation",
         "",
-        f"Task: 3-digit addition with a column-by-column chain of thought; {sizes.eval_problems} held-out problems.",
+        f"Task: additions of two {digits}-digit numbers with a column-by-column chain of thought (one line "
+        f"per digit: more digits, a longer chain); {sizes.eval_problems} held-out problems.",
         f"Teacher: Qwen2, {n_t / 1e6:.2f}M params; students: Qwen2, {n_s / 1e6:.2f}M params. "
         f"Traces: {sizes.prompts} problems × {sizes.samples} samples at T=1.0 → "
         f"{funnel.get('kept', 0)} of {funnel.get('input', 0)} kept by the filter "
@@ -288,6 +381,20 @@ def demo_table(acc: dict[str, dict[str, float]], sizes: DemoSizes, funnel: dict[
     for key, label in LABELS.items():
         if key in acc:
             lines.append(f"| {label} | {100 * acc[key]['greedy']:.1f}% | {100 * acc[key]['sampled']:.1f}% |")
+    cols = sorted({d for v in (by_digits or {}).values() for d in v})
+    if by_digits and len(cols) > 1:
+        lines += [
+            "",
+            "By difficulty (pass@1 per digits of the operands; greedy unless said):",
+            "",
+            "| model | " + " | ".join(f"{d} digits" for d in cols) + " |",
+            "|---|" + "---:|" * len(cols),
+        ]
+        for key, row in by_digits.items():
+            label = LABELS.get(key, key)
+            lines.append(
+                f"| {label} | " + " | ".join(f"{100 * row[d]:.0f}%" if d in row else "—" for d in cols) + " |"
+            )
     lines += [
         "",
         "What to look for: the student trained on the teacher's verified reasoning (rejection sampling "

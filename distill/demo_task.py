@@ -1,6 +1,6 @@
-"""The demo's synthetic reasoning task: 3-digit + 3-digit addition with a column-by-column chain of thought.
+"""The demo's synthetic reasoning task: addition of two n-digit numbers with a column-by-column chain of thought.
 
-    problems = make_problems(n=1000, seed=0, exclude=set())
+    problems = make_problems(n=1000, seed=0, exclude=set(), digits=(2, 3, 4, 5))
     rec = gold_trace(problem)        # a trace record with the gold reasoning and `\\boxed{sum}`
 
 The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit + carry in = column sum):
@@ -13,7 +13,8 @@ The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit
 
     The answer is \\boxed{1952}.
 
-Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,
+Difficulty is the number of digits: one reasoning line per digit, so a longer chain with more
+places to slip, and digits to find further back in the prompt. Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,
 so its single word 8-gram holds both numbers: the filter's 8-gram decontamination sees exactly the
 same problem, never a different one with the same wording.
 """
@@ -43,8 +44,18 @@ class Problem:
     def answer(self) -> str:
         return str(self.a + self.b)
 
+    @property
+    def digits(self) -> int:
+        """Digits per operand: the problem's difficulty (one reasoning line per digit)."""
+        return len(str(self.a))
+
     def as_prompt(self) -> dict[str, str]:
         return {"id": self.id, "problem": self.text, "answer": self.answer}
+
+
+def digits_of(problem_id: str) -> int:
+    """Digits per operand of a problem from its id (`add-983-969` -> 3)."""
+    return len(problem_id.split("-")[1])
 
 
 def reasoning(p: Problem) -> str:
@@ -69,14 +80,20 @@ def answer_text(p: Problem) -> str:
     return f"The answer is \\boxed{{{p.a + p.b}}}."
 
 
-def make_problems(n: int, seed: int, exclude: set[Problem] | None = None) -> list[Problem]:
-    """`n` distinct random problems, none in `exclude`, deterministic under `seed`."""
+def make_problems(
+    n: int, seed: int, exclude: set[Problem] | None = None, digits: tuple[int, ...] = (3,)
+) -> list[Problem]:
+    """`n` distinct random problems, none in `exclude`, deterministic under `seed`.
+
+    Each problem adds two numbers of the same number of digits, drawn uniformly from `digits`.
+    """
     rng = random.Random(seed)
     exclude = exclude or set()
     seen: set[Problem] = set()
     out: list[Problem] = []
     while len(out) < n:
-        p = Problem(rng.randint(100, 999), rng.randint(100, 999))
+        d = rng.choice(digits)
+        p = Problem(rng.randint(10 ** (d - 1), 10**d - 1), rng.randint(10 ** (d - 1), 10**d - 1))
         if p in seen or p in exclude:
             continue
         seen.add(p)

@@ -137,18 +137,26 @@ def summarize(samples: list[dict[str, Any]], same=None) -> dict[str, Any]:
 def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
     """The model to load and the student card (if any) with published scores."""
     from distill.config import is_card, load_student, load_teacher
+    from distill.resolve import check_hub, locate
 
     card = None
     model = cfg.model
-    if Path(model).is_dir():
-        pass
-    elif is_card(model, "students"):
-        card = load_student(model)
-        model = card.model
-    elif is_card(model, "teachers"):
-        model = load_teacher(model).model
     if cfg.student_card:
         card = load_student(cfg.student_card)
+    if cfg.backend == "openai":  # the name the server knows the model by, not a path or Hub id
+        return model, card
+    kind = locate(model, "--model", cards=("students", "teachers"), what="model folder")
+    if kind == "local" and not Path(model).is_dir():
+        raise UserError(f"--model {model}: not a model folder")
+    if kind == "card":
+        if is_card(model, "students"):
+            student = load_student(model)
+            card, model = card or student, student.model
+        else:
+            model = load_teacher(model).model
+    if not Path(model).exists():
+        local = "a local model folder (e.g. the output of `distill train`)"
+        check_hub(model, "--model", local=local, card=cfg.model if kind == "card" else None)
     return model, card
 
 

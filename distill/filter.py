@@ -123,12 +123,20 @@ def active_checks(cfg: FilterConfig) -> list[str]:
     return [c for c in order if configured.get(c, True)]
 
 
+DECONTAMINATE_FLAGS = ("--decontaminate-file", "--benchmarks-dir")  # this command's offline hints
+
+
 def _token_counter(cfg: FilterConfig) -> tuple[Any, str]:
     if not cfg.tokenizer:
         return (lambda s: len(s.split())), "words"
-    from distill.config import is_card, load_student
+    from distill.config import load_student
+    from distill.resolve import check_hub, locate
 
-    name = load_student(cfg.tokenizer).model if is_card(cfg.tokenizer, "students") else cfg.tokenizer
+    kind = locate(cfg.tokenizer, "--tokenizer", cards="students", what="tokenizer folder")
+    name = load_student(cfg.tokenizer).model if kind == "card" else cfg.tokenizer
+    if not Path(name).exists():
+        card = cfg.tokenizer if kind == "card" else None
+        check_hub(name, "--tokenizer", local="a local tokenizer folder, or no --tokenizer (words)", card=card)
     try:
         from transformers import AutoTokenizer
 
@@ -152,7 +160,10 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
     count, unit = _token_counter(cfg)
     bench = None
     if "contamination" in checks:
-        rows = [(name, load_benchmark(name, cfg.benchmarks_dir)) for name in cfg.decontaminate]
+        rows = [
+            (name, load_benchmark(name, cfg.benchmarks_dir, *DECONTAMINATE_FLAGS))
+            for name in cfg.decontaminate
+        ]
         rows += [(Path(path).stem, load_benchmark(path)) for path in cfg.decontaminate_files]
         bench = F.build_bench_index(rows, cfg.ngram)
     judge = None

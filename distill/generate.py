@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import TeacherCard, find_card, is_card, load_teacher
-from distill.errors import UserError
+from distill.config import TeacherCard, find_card, load_teacher
+from distill.errors import RunFailed, UserError
 from distill.prompts import Prompt, apply_template, load_prompts
 from distill.records import (
     SHARD_PREFIX,
@@ -51,6 +52,7 @@ from distill.teachers.protocol import tokenizer_special_tokens
 log = logging.getLogger("distill.generate")
 
 FAILED = "failed.jsonl"
+FAIL_FAST = 16  # stop when this many prompts in a row failed before any succeeded
 
 
 @dataclass
@@ -88,6 +90,7 @@ class GenerateConfig:
     max_retries: int = 6
     retry_backoff: float = 1.0
     api_key_env: str | None = None
+    served_model_name: str | None = None  # openai: the name the server knows the model by
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
     max_model_len: int | None = None
@@ -106,23 +109,29 @@ class GenerateConfig:
     # set by the Ray driver on each replica: write the job layout (jobs/KKKKK-of-NNNNN/, shard-KKKKK-of-NNNNN-*)
     # even for one shard, since the output folder's own manifest.json is the driver's
     replica: bool = False
+    min_success: float = 0.5  # exit 1 when a smaller share of the prompts sampled now succeeded
 
 
 EXECUTORS = ("local", "ray")
 
 
 def resolve_teacher(spec: str) -> TeacherCard:
-    """A teacher card (path or name in teachers/), or a local model folder / model id without a card."""
+    """A teacher card (path or name in teachers/), or a local model folder / Hub id without a card.
+
+    Decided locally (`distill.resolve.locate`): a missing folder or a mistyped card name is a
+    `UserError` at once (with the nearest card name).
+    """
+    from distill.resolve import locate
+
+    kind = locate(spec, "--teacher", cards="teachers", what="model folder")
     p = Path(spec)
-    if p.suffix in (".yaml", ".yml") or (not p.exists() and "/" not in spec and is_card(spec, "teachers")):
+    if kind == "card" or p.suffix in (".yaml", ".yml"):
         return load_teacher(find_card(spec, "teachers"))
-    if p.is_dir():
+    if kind == "local":
         if not (p / "config.json").exists():
-            raise UserError(f"{p}: not a model folder (no config.json) and not a teacher card")
+            raise UserError(f"--teacher {p}: not a model folder (no config.json) and not a teacher card")
         return TeacherCard(name=p.name, model=str(p), backend="transformers")
-    if "/" in spec and not spec.startswith((".", "/", "~")):
-        return TeacherCard(name=spec.split("/")[-1], model=spec, backend="transformers")
-    raise UserError(f"--teacher {spec}: no such teacher card or model folder")
+    return TeacherCard(name=spec.split("/")[-1], model=spec, backend="transformers")
 
 
 def teacher_special_tokens(card: TeacherCard) -> list[str]:
@@ -300,6 +309,75 @@ def check_config(cfg: GenerateConfig) -> None:
         raise UserError(f"--replicas must be >= 1, got {cfg.replicas}")
     if cfg.executor == "local" and (cfg.replicas != 1 or cfg.ray_address):
         raise UserError("--replicas and --ray-address need --executor ray")
+    if not 0.0 <= cfg.min_success <= 1.0:
+        raise UserError(f"--min-success must be a share in 0..1, got {cfg.min_success}")
+
+
+def api_key_env(cfg: GenerateConfig, card: TeacherCard, urls: list[str]) -> str | None:
+    """The environment variable holding the API key, or None to send none.
+
+    Raises `UserError` when the variable is unset: `--api-key-env` is always required to be
+    set, the card's variable for https servers only: a plain-http server (vLLM/SGLang on a cluster) usually checks no key, so when
+    the card's variable is unset it is sent none.
+    """
+    name = cfg.api_key_env or card.api_key_env
+    if not name or os.environ.get(name):
+        return name
+    if not cfg.api_key_env and urls and all(u.startswith("http://") for u in urls):
+        log.info("%s is not set: sending no API key to %s", name, ", ".join(urls))
+        return None
+    raise UserError(f"openai backend: environment variable {name} (the API key) is not set")
+
+
+def served_model(cfg: GenerateConfig, card: TeacherCard, urls: list[str], key_env: str | None) -> str:
+    """The model name to send to OpenAI-compatible servers, checked against `GET /v1/models`.
+
+    `--served-model-name` wins (a warning when the server does not list it); else the card's
+    `served_model` or `model`, whichever the server lists; a server that lists exactly one other
+    model gets that one (and says so). A server that lists several, none of them ours, is an
+    error naming them. Servers without the listing
+    get `served_model` or `model`. Raises `UserError` when no server can be reached.
+    """
+    from distill.teachers.openai_backend import list_models
+
+    if not urls:
+        return cfg.served_model_name or card.served_model or card.model
+    key = os.environ.get(key_env) if key_env else None
+    names, unreachable = None, []
+    for url in urls:
+        try:
+            names = list_models(url, key)
+            break
+        except ConnectionError as e:
+            unreachable.append(str(e))
+    if len(unreachable) == len(urls):
+        raise UserError(
+            f"cannot connect to {', '.join(urls)} ({unreachable[0]}); is the server running and "
+            "the --base-url right?"
+        )
+    listed = ", ".join((names or [])[:12]) + (" …" if len(names or []) > 12 else "")
+    if cfg.served_model_name:  # the user's word: servers that load models on demand list few
+        if names is not None and cfg.served_model_name not in names:
+            log.warning("%s lists %s, not %s; sending it anyway", url, listed, cfg.served_model_name)
+        return cfg.served_model_name
+    if names is None:  # no listing: the card's served name belongs to the card's own server
+        at_card_url = bool(card.base_url) and card.base_url.rstrip("/") in [u.rstrip("/") for u in urls]
+        return (card.served_model if at_card_url else None) or card.model
+    for name in (card.served_model, card.model):
+        if name and name in names:
+            return name
+    if len(names) == 1:
+        log.info("%s serves one model, %s: sampling from it (the card names %s)", url, names[0], card.model)
+        return names[0]
+    raise UserError(
+        f"{url} serves {listed or 'no model'}, not {card.model}; pick one with --served-model-name NAME"
+    )
+
+
+def top_failures(failures: list[dict[str, Any]], k: int = 3) -> str:
+    """The `k` most common failure reasons with counts, e.g. `12× HTTP 400: …; 1× timed out`."""
+    counts = Counter(str(f["error"])[:300] for f in failures)
+    return "; ".join(f"{n}× {reason}" for reason, n in counts.most_common(k))
 
 
 def run(cfg: GenerateConfig) -> dict[str, Any]:
@@ -356,19 +434,33 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
     failed_path = job / FAILED
     failures: list[dict[str, Any]] = []
     todo_total = sum(len(v) for v in missing.values())
+    already = len(prompts) * cfg.num_samples - sum(len(t) for t in missing_idx.values())
     log.info(
         "%d prompts (%d with missing samples), %d samples already done",
         len(prompts),
         todo_total,
-        writer.written,
+        already,
     )
+    succeeded = 0
+    stopped = False
     if todo_total:
+        model = card.model
+        key_env = cfg.api_key_env or card.api_key_env
+        if backend_name != "openai" and not Path(card.model).exists():  # weights come from the Hub
+            from distill.resolve import check_hub
+
+            named = card.name if card.model != cfg.teacher else None
+            check_hub(card.model, "--teacher", local="a local model folder", card=named)
+        if backend_name == "openai":
+            key_env = api_key_env(cfg, card, run_info["base_url"])
+            model = served_model(cfg, card, run_info["base_url"], key_env)
+            run_info["served_model"] = model
         backend = make_backend(
             backend_name,
-            card.model,
+            model,
             batch_size=cfg.batch_size,
             base_urls=run_info["base_url"],
-            api_key_env=cfg.api_key_env or card.api_key_env,
+            api_key_env=key_env,
             concurrency=cfg.concurrency,
             timeout=cfg.timeout,
             max_retries=cfg.max_retries,
@@ -407,7 +499,8 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
                 seeds = [
                     [sample_seed(cfg.seed, p.prompt_id, k) for k in missing_idx[p.prompt_id]] for p in group
                 ]
-                for i, comps in backend.generate(messages, batch_params, on_error=on_error, seeds=seeds):
+                results = backend.generate(messages, batch_params, on_error=on_error, seeds=seeds)
+                for i, comps in results:
                     p = group[i]
                     todo = missing_idx[p.prompt_id]
                     tokens, written = _write(writer, p, texts[i], todo, comps, teacher_meta, seeds[i], side)
@@ -420,7 +513,15 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
                                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             }
                         )
+                    else:
+                        succeeded += 1
                     bar.advance(tokens)
+                    if not succeeded and len(failures) >= FAIL_FAST:
+                        stopped = True
+                        results.close()  # cancels the requests in flight
+                        break
+                if stopped:
+                    break
         finally:
             bar.close()
             writer.close()
@@ -438,8 +539,26 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             atomic_write_text(failed_path, "")
     counts = _counts(out, prefix, job, card)
     manifest = write_manifest(job, "generate", mconfig, inputs=inputs, counts=counts, run=run_info)
+    if stopped:
+        raise RunFailed(
+            f"generate: the first {len(failures)} prompts all failed, so the run stopped "
+            f"({top_failures(failures)}); see {failed_path}, fix the cause and re-run the same command"
+        )
+    attempted = succeeded + len(failures)
     if failures:
-        log.warning("%d prompt(s) failed; see %s (re-run to retry them)", len(failures), failed_path)
+        log.warning(
+            "%d of %d prompt(s) failed: %s; see %s (re-run to retry them)",
+            len(failures),
+            attempted,
+            top_failures(failures),
+            failed_path,
+        )
+    if attempted and succeeded < cfg.min_success * attempted:
+        raise RunFailed(
+            f"generate: only {succeeded} of {attempted} prompts succeeded (--min-success "
+            f"{cfg.min_success:g}); top reasons: {top_failures(failures)}; see {failed_path}, "
+            "fix the cause and re-run the same command (failed prompts are retried)"
+        )
     log.info(
         "wrote %d traces for %d prompts to %s (%d completion tokens, est. $%.4f)",
         counts["samples"],

@@ -16,6 +16,7 @@ written anywhere.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ from typing import Any
 import yaml
 
 from distill.errors import UserError
+
+log = logging.getLogger("distill.push")
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 WEIGHT_FILES = (
@@ -92,15 +95,47 @@ def check_model_dir(path: Path) -> str:
     return "full" if has_full else "adapter"
 
 
-def get_token() -> str:
+def find_token() -> str | None:
+    """The Hugging Face token from `HF_TOKEN` or the login cache, or None."""
     from huggingface_hub import get_token as hub_token
 
-    token = os.environ.get("HF_TOKEN") or hub_token()
+    return os.environ.get("HF_TOKEN") or hub_token()
+
+
+def get_token() -> str:
+    token = find_token()
     if not token:
         raise UserError(
             "no Hugging Face token: set HF_TOKEN or run `hf auth login` (or use --dry-run --to-dir)"
         )
     return token
+
+
+def check_access(api: Any, token: str) -> None:
+    """One `whoami` call before anything is staged or merged: a `UserError` of one line when the
+    Hub cannot be reached or refuses the token. The token never appears in a message."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.whoami(token=token)
+    except HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        if status in (401, 403):
+            raise UserError(
+                f"the Hugging Face Hub refused the token (HTTP {status}; from HF_TOKEN or the login "
+                "cache): set a valid HF_TOKEN or run `hf auth login`"
+            ) from None
+        raise UserError(
+            f"the Hugging Face Hub answered HTTP {status} to a token check; retry later"
+        ) from None
+    except Exception as e:  # noqa: BLE001 - refused, unknown host, timeout ...
+        reason = str(e).replace(token, "***").splitlines()[0][:160] if str(e) else ""
+        raise UserError(
+            f"cannot reach the Hugging Face Hub at {constants.ENDPOINT} ({type(e).__name__}: {reason}); "
+            "nothing was merged or uploaded: push again when online, or stage the upload with "
+            "--dry-run --to-dir DIR"
+        ) from None
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -167,6 +202,27 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def base_model_id(train: dict[str, Any]) -> str | None:
+    """The Hub id of the model that was fine-tuned, for the card's `base_model`, or None.
+
+    A student card gives its `model`; a local folder the Hub id in its config.json
+    (`_name_or_path`) when it has one; a Hub id itself. Never a local path.
+    """
+    from distill.config import is_card, load_student
+    from distill.resolve import HUB_ID
+
+    spec = train.get("base_model") or train.get("model") or train.get("student")
+    if not spec:
+        return None
+    spec = str(spec)
+    if Path(spec).is_dir():
+        config = _read_json(Path(spec) / "config.json") or {}
+        spec = str(config.get("_name_or_path") or "")
+    elif is_card(spec, "students"):
+        spec = load_student(spec).model
+    return spec if HUB_ID.match(spec) and not Path(spec).exists() else None
+
+
 def _objective_tags(train: dict[str, Any]) -> list[str]:
     if train.get("objective") == "opd":
         return ["on-policy-distillation"]
@@ -194,7 +250,7 @@ def objective_text(train: dict[str, Any], summary: dict[str, Any]) -> str:
 
 def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kind: str) -> str:
     train = (info.get("train") or {}).get("config", {})
-    base = train.get("base_model") or train.get("model") or train.get("student")
+    base = base_model_id(train)
     gen = (info.get("generate") or {}).get("config", {})
     gen_counts = (info.get("generate") or {}).get("counts", {})
     ev = info.get("eval")
@@ -338,6 +394,10 @@ def _merge_adapter(model_dir: Path, dest: Path) -> None:
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
 
+    from distill.noise import quiet_transformers
+
+    quiet_transformers()
+
     model = AutoPeftModelForCausalLM.from_pretrained(model_dir)
     model = model.merge_and_unload()
     model.save_pretrained(dest)
@@ -415,6 +475,14 @@ def run(cfg: PushConfig, api: Any = None) -> dict[str, Any]:
     if cfg.dry_run and not cfg.to_dir:
         raise UserError("--dry-run needs --to-dir DIR (the folder that would be uploaded)")
     token = None if cfg.dry_run else get_token()
+    if cfg.dry_run and not find_token():
+        log.warning("no Hugging Face token found (HF_TOKEN or `hf auth login`): a real push would fail")
+    if not cfg.dry_run:
+        if api is None:
+            from huggingface_hub import HfApi
+
+            api = HfApi(token=token)
+        check_access(api, token or "")  # before a LoRA is merged or anything is staged
     info = gather(cfg)
     data_repo = f"{cfg.repo}-traces" if cfg.data else None
 
@@ -446,25 +514,24 @@ def run(cfg: PushConfig, api: Any = None) -> dict[str, Any]:
         }
         if cfg.dry_run:
             return summary
-        if api is None:
-            from huggingface_hub import HfApi
-
-            api = HfApi(token=token)
-        api.create_repo(repo_id=cfg.repo, repo_type="model", private=cfg.private, exist_ok=True)
-        api.upload_folder(
-            repo_id=cfg.repo,
-            repo_type="model",
-            folder_path=str(model_stage),
-            commit_message=cfg.commit_message,
-        )
+        uploads = [(cfg.repo, "model", model_stage)]
         if cfg.data and data_repo:
-            api.create_repo(repo_id=data_repo, repo_type="dataset", private=cfg.private, exist_ok=True)
-            api.upload_folder(
-                repo_id=data_repo,
-                repo_type="dataset",
-                folder_path=str(data_stage),
-                commit_message=cfg.commit_message,
-            )
+            uploads.append((data_repo, "dataset", data_stage))
+        for repo_id, repo_type, folder in uploads:
+            try:
+                api.create_repo(repo_id=repo_id, repo_type=repo_type, private=cfg.private, exist_ok=True)
+                api.upload_folder(
+                    repo_id=repo_id,
+                    repo_type=repo_type,
+                    folder_path=str(folder),
+                    commit_message=cfg.commit_message,
+                )
+            except Exception as e:  # noqa: BLE001 - the Hub's and the network's errors alike
+                reason = (str(e).replace(token or "\0", "***").splitlines() or [""])[0][:200]
+                raise UserError(
+                    f"upload of the {repo_type} to {repo_id} failed ({type(e).__name__}: {reason}); "
+                    "push again (the run folders are unchanged)"
+                ) from None
         summary["uploaded"] = True
         return summary
     finally:

@@ -431,6 +431,10 @@ def load_hub(dataset: str, config: str | None, split: str) -> Any:
     """A Hub dataset by id (`datasets.load_dataset`, once per process), errors as one line."""
     import datasets
 
+    from distill.resolve import check_hub, locate
+
+    locate(dataset, "dataset", what="file or folder")  # a mistyped local path: one line, no Hub
+    check_hub(dataset, "dataset", local="a local .jsonl/.parquet file or folder", repo_type="dataset")
     try:
         if config is None:
             return datasets.load_dataset(dataset, split=split)

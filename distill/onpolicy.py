@@ -523,6 +523,7 @@ def _trainer_args(
 ) -> dict[str, Any]:
     """DistillationConfig fields from the resolved options (the SFT stage's names and defaults)."""
     import torch
+    from transformers import TrainingArguments
 
     return dict(
         output_dir=str(out / "checkpoints"),
@@ -543,7 +544,7 @@ def _trainer_args(
         seed=r.seed,
         bf16=bf16,
         fp16=False,
-        activation_checkpointing=ckpt,  # transformers 5 name of gradient_checkpointing
+        **{sft._checkpointing_arg(TrainingArguments): ckpt},  # its name differs across transformers 5
         report_to=r.report_to if r.report_to != "none" else "none",
         dataloader_num_workers=0,
         disable_tqdm=True,

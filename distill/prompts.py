@@ -113,6 +113,10 @@ READERS = {".jsonl": _read_jsonl, ".json": _read_json, ".parquet": _read_parquet
 def _read_hf(dataset: str, config: str | None, split: str) -> list[dict[str, Any]]:
     import datasets
 
+    if not Path(dataset).exists():
+        from distill.resolve import check_hub
+
+        check_hub(dataset, "--prompts", local="a local .jsonl/.parquet/.csv file", repo_type="dataset")
     try:
         ds = datasets.load_dataset(dataset, config, split=split)
     except Exception as e:  # datasets raises many types (not found, offline, bad split)
@@ -263,6 +267,9 @@ def load_prompts(
     elif path.suffix.lower() in LOCAL_SUFFIXES or spec.startswith((".", "/", "~")):
         raise UserError(f"{spec}: no such file")
     else:
+        from distill.resolve import locate
+
+        locate(spec, "--prompts", cards="data", what="file")  # a typo or missing path: one line now
         card = DataSource(name=spec, dataset=spec)
     overrides: dict[str, Any] = {
         k: v

@@ -64,7 +64,9 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'distill[ray]'") from None
+        raise UserError(
+            "--executor ray needs Ray: pip install -e '.[ray]' (in the distill checkout)"
+        ) from None
     return ray
 
 

@@ -33,6 +33,8 @@ SHARD_PREFIX = "shard-"
 SHARD_SUFFIX = ".jsonl"
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
 MANIFEST = "manifest.json"
+# bookkeeping files that are not work a stage finished (a changed config may replace them)
+BOOKKEEPING = {MANIFEST, "failed.jsonl", ".launch-config.json"}
 
 
 @dataclass
@@ -324,7 +326,8 @@ def _jsonable(obj: Any) -> Any:
 def check_manifest(
     folder: str | os.PathLike, stage: str, config: dict[str, Any], overwrite: bool = False
 ) -> bool:
-    """Refuse to resume into `folder` when its manifest was written with another config.
+    """Refuse to resume into `folder` when its manifest was written with another config, unless
+    the folder holds no finished work (`holds_work`): then the new config starts afresh (logged).
 
     Returns True when a manifest from the same stage and config exists (a resume), False when the
     folder is fresh. With `overwrite`, a mismatching folder is accepted (the caller clears it), and
@@ -332,6 +335,14 @@ def check_manifest(
     """
     old = read_manifest(folder)
     if old is None:
+        return False
+    if (old.get("stage") != stage or _diff(old.get("config", {}), _jsonable(config))) and not holds_work(
+        folder
+    ):
+        logging.getLogger("distill").warning(
+            "%s: the earlier run there (another config) finished no work; starting afresh with this config",
+            folder,
+        )
         return False
     if old.get("stage") != stage:
         if overwrite:
@@ -353,6 +364,16 @@ def check_manifest(
             "%s: --overwrite with an unchanged config: redoing the %s work from scratch", folder, stage
         )
     return True
+
+
+def holds_work(folder: str | os.PathLike) -> bool:
+    """True when `folder` holds a non-empty file other than manifests and failure lists: traces,
+    samples, checkpoints or partial results that a run with another config must not mix with."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name not in BOOKKEEPING and os.path.getsize(os.path.join(root, name)) > 0:
+                return True
+    return False
 
 
 def finished_output(
@@ -451,3 +472,12 @@ def sft_parquet_schema():  # type: ignore[no-untyped-def]
             ("messages", pa.list_(msg)),
         ]
     )
+
+
+def has_lines(files: list[Path]) -> bool:
+    """True when any of `files` holds a non-blank line (reads only up to the first one)."""
+    for path in files:
+        with open(path, "rb") as f:
+            if any(line.strip() for line in f):
+                return True
+    return False

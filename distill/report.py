@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,25 @@ class ReportConfig:
 
 
 def find_stages(root: Path, max_depth: int = 4) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
-    """Stage outputs below `root`, by stage name, in path order."""
+    """Stage outputs below `root`, by stage name, in path order.
+
+    The stages inside a `distill sweep` folder are not listed one by one: the sweep is (its
+    sweep.md table and sweep.png chart summarise them).
+    """
     found: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    manifests: list[tuple[Path, dict[str, Any]]] = []
     for path in sorted(root.rglob(MANIFEST)):
         rel = path.parent.relative_to(root)
         if len(rel.parts) > max_depth or "checkpoints" in rel.parts:
             continue
         try:
-            manifest = json.loads(path.read_text())
+            manifests.append((path.parent, json.loads(path.read_text())))
         except ValueError:
             continue
-        found.setdefault(manifest.get("stage", "?"), []).append((path.parent, manifest))
+    sweeps = [folder for folder, m in manifests if m.get("stage") == "sweep"]
+    for folder, manifest in manifests:
+        if not any(s in folder.parents for s in sweeps):
+            found.setdefault(manifest.get("stage", "?"), []).append((folder, manifest))
     return found
 
 
@@ -72,19 +81,21 @@ def read_train_log(folder: Path) -> list[dict[str, float]]:
 
 
 def eval_rows(root: Path, evals: list[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
-    rows = []
+    results = []
     for folder, _ in evals:
         res_path = folder / "results.json"
-        if not res_path.exists():
-            continue
-        res = json.loads(res_path.read_text())
+        if res_path.exists():
+            results.append((folder, json.loads(res_path.read_text())))
+    labels = model_labels(root, list(dict.fromkeys(str(res.get("model", "")) for _, res in results)))
+    rows = []
+    for folder, res in results:
         temp = res.get("sampling", {}).get("temperature")
         for bench, r in res.get("benchmarks", {}).items():
             cons_key = next((k for k in r if k.startswith("cons@")), None)
             rows.append(
                 {
                     "run": _label(root, folder),
-                    "model": Path(str(res.get("model", ""))).name,
+                    "model": labels[str(res.get("model", ""))],
                     "mode": "greedy" if temp == 0 else f"T={temp}",
                     "benchmark": bench,
                     "pass@1": r["pass@1"],
@@ -96,6 +107,60 @@ def eval_rows(root: Path, evals: list[tuple[Path, dict[str, Any]]]) -> list[dict
                 }
             )
     return rows
+
+
+def model_labels(root: Path, models: list[str]) -> dict[str, str]:
+    """A short, unique label per model: its path below the run folder (`a/student`), else its
+    folder or Hub name; two different models with the same short name get their full path or id,
+    so two runs' `student` folders stay two models."""
+    short = {}
+    for model in models:
+        try:
+            short[model] = str(Path(model).resolve().relative_to(root.resolve()))
+        except (ValueError, OSError):
+            short[model] = Path(model).name or model
+    clashes = {label for label in short.values() if list(short.values()).count(label) > 1}
+    return {m: (m if label in clashes else label) for m, label in short.items()}
+
+
+def draw_lengths(ax: Any, lengths: dict[str, list[int]]) -> dict[str, Any]:
+    """Histogram of kept vs rejected lengths on shared bins, kept drawn last as an outline so a
+    spike of rejected traces cannot hide it; a log count axis when one part dwarfs the other."""
+    import numpy as np
+
+    values = [v for vals in lengths.values() for v in vals]
+    bins = np.histogram_bin_edges(values, bins=40)
+    style = {
+        "rejected": {"histtype": "stepfilled", "alpha": 0.35, "color": "#999999", "zorder": 1},
+        "kept": {"histtype": "step", "linewidth": 2.0, "color": "#1f5fa8", "zorder": 3},
+    }
+    peaks = {}
+    order = [p for p in ("rejected", "kept") if lengths.get(p)]
+    for part in order:
+        counts, _, _ = ax.hist(
+            lengths[part], bins=bins, label=f"{part} ({len(lengths[part])})", **style[part]
+        )
+        peaks[part] = max(counts)
+    log = len(peaks) == 2 and max(peaks.values()) > 10 * max(1.0, min(peaks.values()))
+    if log:
+        ax.set_yscale("log")
+    return {"bins": bins, "order": order, "log": log}
+
+
+def draw_accuracy(
+    ax: Any, models: list[str], modes: list[str], cells: dict[tuple[str, str], float], width: float
+) -> int:
+    """Grouped pass@1 bars, one group per model; a model not evaluated in a mode has no bar there
+    (never a 0 bar). Returns the number of bars drawn."""
+    drawn = 0
+    for j, mo in enumerate(modes):
+        have = [i for i, m in enumerate(models) if (m, mo) in cells]
+        bars = ax.bar(
+            [i + j * width for i in have], [cells[(models[i], mo)] for i in have], width=width, label=mo
+        )
+        ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        drawn += len(have)
+    return drawn
 
 
 def accuracy_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
@@ -195,9 +260,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                 ]
         if any(lengths.values()):
             fig, ax = plt.subplots(figsize=(7, 3.5))
-            for part, vals in lengths.items():
-                if vals:
-                    ax.hist(vals, bins=40, alpha=0.6, label=f"{part} ({len(vals)})")
+            draw_lengths(ax, lengths)
             ax.set_xlabel("completion tokens (reasoning + answer)")
             ax.set_ylabel("traces")
             ax.set_title(f"response length: {label}")
@@ -252,11 +315,7 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
         md.append("")
         fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(models)), 3.8))
         width = 0.8 / max(len(modes), 1)
-        for j, mo in enumerate(modes):
-            xs = [i + j * width for i in range(len(models))]
-            ys = [cells.get((m, mo), 0.0) for m in models]
-            bars = ax.bar(xs, ys, width=width, label=mo)
-            ax.bar_label(bars, fmt="%.0f", fontsize=7)
+        summary["accuracy_bars"] = draw_accuracy(ax, models, modes, cells, width)
         ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(models))])
         ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("pass@1 (%)")
@@ -280,6 +339,19 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
                 f"{r['mean_tokens']:.0f} | {100 * r['truncated']:.1f}% |"
             )
         md.append("")
+
+    # ------------------------------------------------------------------ sweeps
+    for folder, _ in stages.get("sweep", []):
+        table, chart = folder / "sweep.md", folder / "sweep.png"
+        if not table.exists():
+            continue
+        label = _label(root, folder)
+        md += [f"## Accuracy against data budget: `{label}`", "", table.read_text().strip(), ""]
+        if chart.exists():
+            name = f"sweep-{label.replace('/', '-')}.png"
+            shutil.copyfile(chart, out / name)
+            charts.append(name)
+            md += [f"![sweep]({name})", ""]
 
     extra = root / "demo.md"
     if extra.exists():

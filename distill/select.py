@@ -16,9 +16,17 @@ Strategies (`STRATEGIES`):
 - `s1`: drop prompts the student already solves (pass rate >= `solved_at`); draw a domain (then a
   source, then a topic: the `balance` levels) uniformly at random, and within it a prompt with
   probability 2^-(rank+1) by reasoning length, longest first (the s1 recipe).
-- `limo`: keep prompts that are hard but solvable: teacher pass rate inside `band` (1-3 of 32 by
-  default); balanced draw across the `balance` levels, hardest (then longest) first in each group.
+- `limo`: keep prompts that are hard but solvable: a pass rate inside `band`; balanced draw across
+  the `balance` levels, hardest (then longest) first in each group. The pass rate is the
+  `difficulty` signal: the student's own (`--student-results`, the s1 / Light-R1 signal; band
+  0:1/4 by default) when given, else the teacher's (the LIMO recipe; band 1-3 of 32 samples by
+  default, and prompts the student solves dropped first when student results are given).
 - `random`: a seeded uniform sample of prompts, the baseline.
+
+Length (`prefer`): which kept traces of a prompt, and which prompts first: `longest` (the s1 and
+LIMO recipes), `shortest` (the shortest correct trace per prompt, short-reasoning prompts first:
+reported to suit students below ~3B parameters), `mix` (alternately the longest and the shortest
+trace), or `random`.
 
 `budget` counts traces; `per_prompt` traces are taken per chosen prompt (1 by default). Writes
 `<out>/kept/shard-*.jsonl` (the chosen records, with a `selection` field added) and
@@ -57,8 +65,10 @@ from distill.records import (
 log = logging.getLogger("distill.select")
 
 BALANCE_LEVELS = ("domain", "source", "topic")
-PREFER = ("longest", "shortest", "random")
+PREFER = ("longest", "shortest", "mix", "random")
 DEFAULT_PREFER = {"s1": "longest", "limo": "longest", "random": "random"}
+DIFFICULTY = ("auto", "teacher", "student")
+DEFAULT_BAND = {"teacher": "1/32:3/32", "student": "0:1/4"}
 LENGTH_BINS = [0, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
 RATE_BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
@@ -72,10 +82,11 @@ class SelectConfig:
     strategy: str = "s1"  # s1 | limo | random
     seed: int = 0
     per_prompt: int = 1  # traces per chosen prompt
-    prefer: str | None = None  # longest | shortest | random; None: the strategy's default
+    prefer: str | None = None  # longest | shortest | mix | random; None: the strategy's default
     student_results: str | None = None  # a `distill eval` output folder run on the prompts
-    solved_at: float = 0.5  # s1: a student pass rate >= this counts as solved
-    band: str = "1/32:3/32"  # limo: teacher pass rate band LO:HI (fractions or decimals, inclusive)
+    solved_at: float = 0.5  # s1, limo: a student pass rate >= this counts as solved (dropped)
+    difficulty: str = "auto"  # limo's band and order: teacher | student pass rate; auto: student if known
+    band: str | None = None  # limo: pass rate band LO:HI (inclusive); None: DEFAULT_BAND[difficulty]
     balance: list[str] = field(default_factory=lambda: ["domain", "source"])
     topic_model: str | None = None  # local sentence-embedding model folder (AutoModel + tokenizer)
     topics: int = 16  # k-means clusters over prompt embeddings
@@ -109,6 +120,11 @@ class Prompt:
     def length(self) -> int:
         """Reasoning length of the prompt: its longest kept trace."""
         return max((n for n, _ in self.traces), default=0)
+
+    @property
+    def min_length(self) -> int:
+        """Its shortest kept trace."""
+        return min((n for n, _ in self.traces), default=0)
 
     def key(self, level: str) -> str:
         if level == "topic":
@@ -430,6 +446,45 @@ class Plan:
     rule: str
 
 
+def difficulty_signal(cfg: SelectConfig) -> str:
+    """Which pass rate drives limo's band and order: `teacher`, or `student` (auto: student if known)."""
+    if cfg.difficulty == "auto":
+        return "student" if cfg.student_results else "teacher"
+    return cfg.difficulty
+
+
+def band_of(cfg: SelectConfig) -> str:
+    """The limo band as given, else the default for the difficulty signal."""
+    return cfg.band or DEFAULT_BAND[difficulty_signal(cfg)]
+
+
+def prefer_of(cfg: SelectConfig) -> str:
+    return cfg.prefer or DEFAULT_PREFER[cfg.strategy]
+
+
+LENGTH_ORDER = {
+    "longest": "longest reasoning first",
+    "mix": "longest reasoning first",
+    "shortest": "shortest reasoning first",
+    "random": "in random order",
+}
+
+
+def length_key(prefer: str, prompts: list[Prompt], rng: random.Random) -> Callable[[Prompt], float]:
+    """Prompt order by reasoning length for `prefer` (ascending key = taken first).
+
+    longest / mix: by the prompt's longest kept trace, longest first (the s1 and LIMO recipes);
+    shortest: by its shortest kept trace, shortest first (small students learn more from short
+    traces); random: a seeded random order.
+    """
+    if prefer == "shortest":
+        return lambda p: p.min_length
+    if prefer == "random":
+        ticket = {p.prompt_id: rng.random() for p in prompts}
+        return lambda p: ticket[p.prompt_id]
+    return lambda p: -p.length
+
+
 def strategy_s1(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random) -> Plan:
     dropped = {"student_solved": 0}
     eligible = []
@@ -439,6 +494,7 @@ def strategy_s1(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random) ->
         else:
             eligible.append(p)
     unknown = sum(p.student is None for p in eligible)
+    prefer = prefer_of(cfg)
     rule = (
         f"s1: drop prompts the student solves (student pass rate >= {cfg.solved_at}"
         + (
@@ -447,32 +503,60 @@ def strategy_s1(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random) ->
             else "; no --student-results: none dropped"
         )
         + f"); draw {' > '.join(cfg.balance) or 'all'} uniformly, then a prompt with probability 2^-(rank+1) "
-        "by reasoning length, longest first"
+        f"by reasoning length, {LENGTH_ORDER[prefer]}"
     )
-    order = _balanced_order(eligible, cfg, rng, lambda p: (-p.length, p.prompt_id), pick_first=False)
+    length = length_key(prefer, eligible, rng)
+    order = _balanced_order(eligible, cfg, rng, lambda p: (length(p), p.prompt_id), pick_first=False)
     return Plan(order, eligible, dropped, rule)
 
 
 def strategy_limo(prompts: list[Prompt], cfg: SelectConfig, rng: random.Random) -> Plan:
-    lo, hi = parse_band(cfg.band)
+    """Hard but solvable: the difficulty signal's pass rate inside the band, hardest first.
+
+    With the teacher signal (the LIMO recipe), prompts the student solves are dropped first when
+    student results are given. With the student signal (s1 / Light-R1 style), the band applies
+    to the student's own pass rate, and prompts the teacher never solved are still dropped.
+    """
+    which = difficulty_signal(cfg)
+    band = band_of(cfg)
+    lo, hi = parse_band(band)
     eps = 1e-9
     dropped = {"too_easy": 0, "too_hard": 0}
+    check_solved = which == "teacher" and cfg.student_results is not None
+    if check_solved:
+        dropped["student_solved"] = 0
+    if which == "student":
+        dropped["no_student_result"] = 0
     eligible = []
     for p in prompts:
-        assert p.teacher is not None
-        if p.teacher > hi + eps:
+        rate = p.teacher if which == "teacher" else p.student
+        if check_solved and p.student is not None and p.student >= cfg.solved_at:
+            dropped["student_solved"] += 1
+        elif rate is None:
+            dropped["no_student_result"] += 1
+        elif rate > hi + eps:
             dropped["too_easy"] += 1
-        elif p.teacher < lo - eps or p.correct == 0:
+        elif rate < lo - eps or (p.teacher is not None and p.correct == 0):
             dropped["too_hard"] += 1
         else:
             eligible.append(p)
+    prefer = prefer_of(cfg)
+    solved = f"drop prompts the student solves (pass rate >= {cfg.solved_at}); " if check_solved else ""
     rule = (
-        f"limo: keep prompts the teacher solves in {cfg.band} of its samples (pass rate in [{lo:.4g}, {hi:.4g}]"
-        f", at least one correct); draw {' > '.join(cfg.balance) or 'all'} uniformly, hardest then longest first"
+        f"limo: {solved}keep prompts the {which} solves in {band} of its samples (pass rate in "
+        f"[{lo:.4g}, {hi:.4g}]"
+        + (", at least one correct" if which == "teacher" else ", the teacher right at least once")
+        + f"); draw {' > '.join(cfg.balance) or 'all'} uniformly, hardest for the {which} first, "
+        f"then {LENGTH_ORDER[prefer]}"
     )
-    order = _balanced_order(
-        eligible, cfg, rng, lambda p: (p.teacher, -p.length, p.prompt_id), pick_first=True
-    )
+    length = length_key(prefer, eligible, rng)
+
+    def hardest(p: Prompt) -> tuple[float, float, str]:
+        rate = p.teacher if which == "teacher" else p.student
+        assert rate is not None
+        return (rate, length(p), p.prompt_id)
+
+    order = _balanced_order(eligible, cfg, rng, hardest, pick_first=True)
     return Plan(order, eligible, dropped, rule)
 
 
@@ -489,8 +573,26 @@ STRATEGIES: dict[str, Callable[[list[Prompt], SelectConfig, random.Random], Plan
 }
 
 
-def choose_traces(p: Prompt, k: int, prefer: str, seed: int) -> list[str]:
-    """Ids of up to `k` kept traces of a prompt: longest, shortest or a seeded random few."""
+def choose_traces(p: Prompt, k: int, prefer: str, seed: int, rank: int = 0) -> list[str]:
+    """Ids of up to `k` kept traces of a prompt: longest, shortest, mix or a seeded random few.
+
+    `mix` alternates long and short: the longest, then the shortest, then the next longest ...,
+    starting with the longest on even pick ranks and the shortest on odd ones, so that one trace
+    per prompt gives a subset half long, half short.
+    """
+    if prefer == "mix":
+        by_length = sorted(p.traces, key=lambda x: (x[0], x[1]))
+        out: list[str] = []
+        lo, hi, take_long = 0, len(by_length) - 1, rank % 2 == 0
+        while len(out) < k and lo <= hi:
+            if take_long:
+                out.append(by_length[hi][1])
+                hi -= 1
+            else:
+                out.append(by_length[lo][1])
+                lo += 1
+            take_long = not take_long
+        return out
     if prefer == "random":
         ids = sorted(t for _, t in p.traces)
         random.Random(f"{seed}:{p.prompt_id}").shuffle(ids)
@@ -503,14 +605,14 @@ def select(prompts: dict[str, Prompt], cfg: SelectConfig) -> tuple[dict[str, tup
     """Run the strategy; returns trace id -> (pick rank, prompt) for the subset, and the plan."""
     rng = random.Random(cfg.seed)
     plan = STRATEGIES[cfg.strategy](sorted(prompts.values(), key=lambda p: p.prompt_id), cfg, rng)
-    prefer = cfg.prefer or DEFAULT_PREFER[cfg.strategy]
+    prefer = prefer_of(cfg)
     chosen: dict[str, tuple[int, Prompt]] = {}
     rank = 0
     for p in plan.order:
         room = cfg.budget - len(chosen)
         if room <= 0:
             break
-        for tid in choose_traces(p, min(cfg.per_prompt, room), prefer, cfg.seed):
+        for tid in choose_traces(p, min(cfg.per_prompt, room), prefer, cfg.seed, rank):
             chosen[tid] = (rank, p)
         rank += 1
     return chosen, plan
@@ -574,7 +676,9 @@ def build_report(
         "budget": cfg.budget,
         "seed": cfg.seed,
         "per_prompt": cfg.per_prompt,
-        "prefer": cfg.prefer or DEFAULT_PREFER[cfg.strategy],
+        "prefer": prefer_of(cfg),
+        "difficulty": difficulty_signal(cfg) if cfg.strategy == "limo" else None,
+        "band": band_of(cfg) if cfg.strategy == "limo" else None,
         "balance": cfg.balance,
         "length_unit": "tokens (usage.completion_tokens, else the filter's length count, else words)",
         "dropped_by_rule": plan.dropped,
@@ -693,8 +797,14 @@ def _validate(cfg: SelectConfig) -> None:
         raise UserError("--balance topic needs --topic-model (a local sentence-embedding model folder)")
     if cfg.topics < 1:
         raise UserError(f"--topics: expected >= 1, got {cfg.topics}")
+    if cfg.difficulty not in DIFFICULTY:
+        raise UserError(f"--difficulty: expected one of {', '.join(DIFFICULTY)}, got '{cfg.difficulty}'")
+    if cfg.difficulty == "student" and not cfg.student_results:
+        raise UserError(
+            "--difficulty student needs --student-results (a `distill eval` folder run on the prompts)"
+        )
     if cfg.strategy == "limo":
-        parse_band(cfg.band)
+        parse_band(band_of(cfg))
     if Path(cfg.output).resolve() == Path(cfg.input).resolve():
         raise UserError("--output: must differ from --input")
 
@@ -722,13 +832,16 @@ def run(config: SelectConfig) -> dict[str, Any]:
 
     prompts, known = load_prompts(kept, rejected, keep_problem=cfg.topic_model is not None, read=cfg.read)
     extra: dict[str, Any] = {"teacher_pass_rate_known": known}
-    if cfg.strategy == "limo" and not known:
+    if cfg.strategy == "limo" and difficulty_signal(cfg) == "teacher" and not known:
         why = (
             "the input has neither a rejected/ folder beside kept/ nor correctness labels (--label-column)"
             if rejected is None
             else "the filter ran without the `correct` check"
         )
-        raise UserError(f"--strategy limo needs the teacher pass rate per prompt, but {why} ({kept})")
+        raise UserError(
+            f"--strategy limo needs the teacher pass rate per prompt, but {why} ({kept}); "
+            "or give --student-results to use the student's pass rate"
+        )
     if cfg.student_results:
         student = load_student_results(cfg.student_results)
         matched = 0

@@ -160,11 +160,22 @@ OBJECTIVES = ("sft", "opd")
 
 
 def resolve_student(student: str) -> tuple[cards.StudentCard | None, str]:
-    """(card or None, model path/id) for a card name/path, a local model folder or a Hub id."""
+    """(card or None, model path/id) for a card name/path, a local model folder or a Hub id.
+
+    Decided locally first (`distill.resolve`): a missing folder or a mistyped card name is one
+    line at once; a Hub id is checked on the Hub (or in the cache offline) in seconds.
+    """
+    from distill.resolve import check_hub, locate
+
+    kind = locate(student, "--student", cards="students", what="model folder")
     p = Path(student)
-    if p.suffix in (".yaml", ".yml") or (not p.is_dir() and cards.is_card(student, "students")):
+    if kind == "card" or p.suffix in (".yaml", ".yml"):
         card = cards.load_student(student)
         return card, card.model
+    if kind == "local" and not p.is_dir():
+        raise UserError(f"--student {student}: not a model folder and not a student card")
+    if kind == "hub":
+        check_hub(student, "--student", local="a local model folder or a student card")
     return None, student
 
 
@@ -332,8 +343,37 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- launcher
 
 
+def _check_data(data: str | None) -> None:
+    """Fail at once when --data is a local folder or .jsonl that holds no records."""
+    path = Path(data or "")
+    files = records.shard_paths(path) if path.is_dir() else [path] if path.suffix == ".jsonl" else []
+    if files and all(f.is_file() for f in files) and not records.has_lines(files):
+        raise UserError(
+            f"--data {data}: no training examples (empty); did the filter keep any? (see funnel.json)"
+        )
+
+
 def _launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
+
+
+def _checkpointing_arg(config_cls: Any) -> str:
+    """`activation_checkpointing` (newer transformers 5), else its older name `gradient_checkpointing`."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
+
+
+def _check_deepspeed(name: str, config_file: Path) -> None:
+    """An accelerate config that uses DeepSpeed (zero2, zero3, ...) needs the package: say so at once."""
+    import importlib.util
+
+    text = config_file.read_text(encoding="utf-8")
+    if "DEEPSPEED" in text or "deepspeed_config" in text:
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError(
+                f"--accelerate-config {name} needs DeepSpeed: pip install -e '.[deepspeed]' in the distill "
+                "checkout (or choose ddp / fsdp2)"
+            )
 
 
 def launch(resolved: TrainConfig, module: str = "distill.train") -> dict[str, Any]:
@@ -345,6 +385,7 @@ def launch(resolved: TrainConfig, module: str = "distill.train") -> dict[str, An
         raise UserError(
             f"--accelerate-config: '{name}' is neither {', '.join(ACCELERATE_CONFIGS)} nor an existing file"
         )
+    _check_deepspeed(name, cfg_path)
     out = Path(resolved.output or ".")
     out.mkdir(parents=True, exist_ok=True)
     child = dataclasses.replace(resolved, launcher="none")
@@ -615,7 +656,12 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
         raise UserError(f"--objective {config.objective}: run it with distill.onpolicy.run (the CLI does)")
     if config.show_example is not None:
         return show_example(config)
+    _check_data(config.data)
     resolved, card, model_id = resolve(config)
+    if card is not None and not Path(model_id).exists():  # the card's weights come from the Hub
+        from distill.resolve import check_hub
+
+        check_hub(model_id, "--student", local="a local model folder", card=card.name)
     if resolved.launcher == "accelerate" and not _launched():
         out = Path(resolved.output)
         if out.exists():
@@ -634,6 +680,9 @@ def _train(
     from transformers import AutoTokenizer
 
     from distill import train_data
+    from distill.noise import quiet_transformers
+
+    quiet_transformers()
 
     state = PartialState()
     out = Path(r.output)
@@ -780,7 +829,7 @@ def _train(
         seed=r.seed,
         bf16=bf16,
         fp16=False,
-        activation_checkpointing=ckpt,  # transformers 5 name of gradient_checkpointing
+        **{_checkpointing_arg(SFTConfig): ckpt},
         report_to=r.report_to if r.report_to != "none" else "none",
         dataloader_num_workers=0,
         disable_tqdm=True,

@@ -8,14 +8,16 @@
 
 - math: the final answer comes from the answer part (after `</think>`) only: its last non-empty
   `\\boxed{}`, else the answer it states (read by math-verify); the reasoning's last box only when
-  the answer part holds no answer (`find_answer`). Several boxes are compared together when the
+  the answer part holds no answer (`find_answer`); a correction stated after the answer
+  ("Wait, no: the answer is 13.") replaces it. Several boxes are compared together when the
   gold has several values. Both sides are normalised (`normalize_latex`), then compared with
   math-verify (`\\frac12` = 0.5, sets, intervals, units ...), whose "equal" is re-checked exactly
-  for exact values (no float tolerance unless a side is a decimal); lists with `\\ldots` compare
+  for exact values (a relative 1e-6 only when a side is a decimal or E notation); lists with `\\ldots` compare
   element by element. A gold math-verify cannot parse gives `unverifiable`, never a silent pass.
 - multiple_choice: the letter the answer presents as its choice (`extract_choice`: answer
-  statements, boxed, bold or lone letters, an option named correct; the final explicit one wins;
-  only the record's option letters) against the gold letter.
+  statements, boxed, bold or lone letters, an option named correct, an option's text, the option
+  left after elimination; the final explicit one wins; "B or C" is no choice; only the record's
+  option letters) against the gold letter.
 - code: the last fenced program of the answer runs on the record's stdin/stdout tests in
   `distill.sandbox` (resource limits, no network, private temp dir, scrubbed env); output tokens
   compare exactly, decimals within 1e-6 (`same_token`), never NaN or infinities.
@@ -114,10 +116,15 @@ _BLANK_RE = re.compile(r"\\(?:text|mathrm)\s*\{\s*\}|\\[,;:! ]|[\s$~{}]")
 
 
 def _boxes(text: str) -> list[tuple[int, str]]:
-    """(start, content) of every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, braces
+    """(start, content) of every box of `text` (see `_box_spans`)."""
+    return [(a, c) for a, _, c in _box_spans(text)]
+
+
+def _box_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every `\\boxed{...}` / `\\fbox{...}` / `\\boxed 5` in `text`, braces
     matched, in order. Empty and unbalanced boxes are skipped (they hold no answer), and a box
     inside another one is one answer (`\\boxed{\\boxed{3}}` is 3)."""
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, int, str]] = []
     end = -1  # where the previous box closed
     for m in _BOX_RE.finditer(text or ""):
         if m.start() < end:
@@ -134,12 +141,35 @@ def _boxes(text: str) -> list[tuple[int, str]]:
                     break
                 inner = inner[w.end() + 1 : -1].strip()  # \boxed{\boxed{3}} -> 3
             if _BLANK_RE.sub("", inner):  # \boxed{\text{ }} is no answer either
-                out.append((m.start(), inner))
+                out.append((m.start(), j + 1, inner))
             continue
         tail = re.match(r"([^\s$]+)", text[i:])
         if tail:
-            out.append((m.start(), tail.group(1)))
+            out.append((m.start(), i + tail.end(), tail.group(1)))
     return out
+
+
+# what may stand between boxes that list one answer's values: "$\boxed{3}$ and $\boxed{5}$",
+# "$x = \boxed{2}$ or $x = \boxed{-2}$"
+_LIST_JOIN_RE = re.compile(
+    r"[\s$,;]*(?:(?:and|or|&|\\quad|\\qquad|\\text\s*\{\s*(?:and|or)\s*\})[\s$,;]*)?"
+    r"(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*"
+)
+
+
+def listed_boxes(text: str) -> list[str]:
+    """The last box of `text` with the boxes before it that are joined to it only by commas,
+    "and"/"or" (and `x =`): the values the answer lists ("The solutions are $\\boxed{3}$ and
+    $\\boxed{5}$." -> ["3", "5"])."""
+    spans = _box_spans(text or "")
+    if not spans:
+        return []
+    run = [spans[-1]]
+    for prev in reversed(spans[:-1]):
+        if not _LIST_JOIN_RE.fullmatch(text[prev[1] : run[0][0]]):
+            break
+        run.insert(0, prev)
+    return [c for _, _, c in run]
 
 
 def boxed_answers(text: str) -> list[str]:
@@ -185,6 +215,65 @@ class Found:
     parsed: list[Any] | None = None
 
 
+# a stated correction after the answer: "Actually, wait — it's 13.", "Wait, no: the answer is 13."
+_CORRECTION_RE = re.compile(
+    r"(?i)\b(?:actually|wait|oops|sorry|correction|scratch\s+that|no(?=\s*[,:;\u2014\u2013-])"
+    r"|i\s+made\s+an?\s+(?:mistake|error))\b"
+    r"[^.\n]*?\b(?:it'?s|it\s+is|it\s+should\s+be|should\s+be|must\s+be|is\s+actually"
+    r"|answer\s+(?:is|should\s+be|must\s+be)|answer\s*[:=])[*\s:]*"
+)
+_VALUE_START_RE = re.compile(r"[\s*$]*(?:[-+(\[\\\d.]|[a-zA-Z]\s*=)")
+_SENTENCE_END_RE = re.compile(r"(?<!\d)\.(?!\d)|\n|;")
+
+
+_DISCARDED_BEFORE_RE = re.compile(
+    r"(?i)\b(?:(?:earlier|previous|initial|wrong|incorrect|mistaken|rejected)\s+"
+    r"(?:guess|answer|attempt|result|value|try)|first\s+(?:guess|attempt|try))\b"
+)
+_DISCARDED_AFTER_RE = re.compile(
+    r"(?i)^[^.\n;\\]*?\b(?:was|is|were)\s+(?:wrong|incorrect|a\s+mistake|an\s+error|not\s+(?:right|correct))\b"
+)
+
+
+def _discarded(text: str, start: int, end: int) -> bool:
+    """Whether the sentence holding the box at [start, end) discards it ("Note: an earlier guess
+    of $\\boxed{5}$ was wrong.")."""
+    before = text[max(0, start - 300) : start]
+    before = before[max(before.rfind("\n"), before.rfind(". ")) + 1 :]
+    return bool(_DISCARDED_BEFORE_RE.search(before) or _DISCARDED_AFTER_RE.match(text[end : end + 300]))
+
+
+def _drop_discarded(text: str) -> str:
+    """`text` with the boxes it discards (see `_discarded`) blanked out."""
+    for a, e, _ in reversed(_box_spans(text)):
+        if _discarded(text, a, e):
+            text = text[:a] + " " * (e - a) + text[e:]
+    return text
+
+
+def _correction(content: str, after: int, timeout_s: float | None) -> list[Any]:
+    """math-verify's reading of the value a correction after position `after` states
+    ("The answer is 12. Actually, wait — it's 13." -> 13), or [] when there is none."""
+    last = None
+    for m in _CORRECTION_RE.finditer(content, after):
+        last = m
+    if last is None:
+        return []
+    tail = content[last.end() :]
+    end = _SENTENCE_END_RE.search(tail)
+    tail = tail[: end.start()] if end else tail
+    if not _VALUE_START_RE.match(tail):  # "Wait, it's worth noting that n = 5 fails": no value
+        return []
+    from math_verify import parse
+
+    try:
+        with deadline(timeout_s):
+            parsed = parse(normalize_latex(tail), parsing_timeout=None)  # type: ignore[arg-type]
+    except VerifyTimeout:
+        return []
+    return parsed if _has_math(parsed) else []
+
+
 def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0) -> Found | None:
     """The response's final answer, taken from the answer part (after `</think>`) only.
 
@@ -193,9 +282,15 @@ def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0
        ("The final answer is 42", "Answer: $x = 5$");
     3. only when the answer part holds no answer at all (no box, no answer statement): the last
        box of the reasoning.
-    A draft box in the reasoning never overrides an answer the answer part states.
+    A draft box in the reasoning never overrides an answer the answer part states, and a stated
+    correction after the answer ("Actually, wait — it's 13.") replaces it.
     """
-    boxes = boxed_answers(content or "")
+    content = _drop_discarded(content or "")
+    found = _boxes(content)
+    boxes = [b for _, b in found]
+    corrected = _correction(content or "", found[-1][0] if found else 0, timeout_s)
+    if corrected:
+        return Found(str(corrected[-1]), [], "answer", corrected)
     if boxes:
         return Found(boxes[-1], boxes, "answer")
     try:
@@ -236,6 +331,26 @@ _UPRIGHT_RE = re.compile(r"\\(?:mathrm|mathit|mathnormal|textrm|textit|text|oper
 # commands the parser misses, and what it reads for them
 _SAME_COMMANDS = (("\\lbrace", "\\{"), ("\\rbrace", "\\}"), ("\\varnothing", "\\emptyset"),
                   ("\\mathbb{R}", "(-\\infty, \\infty)"), ("\\mathbb R", "(-\\infty, \\infty)"))  # fmt: skip
+# 1.5e-4, 8.67E+19: a number in E notation (never Euler's e: digits on both sides, no space)
+_E_NOTATION_RE = re.compile(r"(?<![\w.\\])((?:\d+\.?\d*|\.\d+))[eE]([+-]?\d+)(?![\w.])")
+# 1\ 000, 1\,234\,567, 10~000: digits grouped by a LaTeX space (a thousands separator)
+_SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.])\d{1,3}(?:(?:\\[ ,;:]|~|\\thinspace\s*)\d{3})+(?!\d)")
+# a repeating decimal: 0.\overline{3}, 1.\overline{9}, 0.1\overline{6}
+_REPEATING_RE = re.compile(r"(?<![\d.])(\d*)\.(\d*)\\overline\s*\{\s*(\d+)\s*\}")
+
+
+def _repeating_fraction(m: re.Match[str]) -> str:
+    """`0.1\\overline{6}` -> `\\frac{1}{6}` (the exact value of a repeating decimal)."""
+    whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+    value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(rep), 10 ** len(fixed) * (10 ** len(rep) - 1))
+    return (
+        str(value.numerator)
+        if value.denominator == 1
+        else f"\\frac{{{value.numerator}}}{{{value.denominator}}}"
+    )
+
+
 _OPNAME_RE = re.compile(r"\\operatorname\*?\s*\{\s*([A-Za-z]+)\s*\}")
 
 
@@ -246,15 +361,21 @@ def normalize_latex(s: str) -> str:
     become the plain letter (so `e` is Euler's number on both sides; units such as `\\mathrm{m}`
     are left to math-verify); `\\operatorname{sin}` becomes
     `\\sin` for the known operator names; `\\dfrac`/`\\tfrac`/`\\cfrac` -> `\\frac`,
-    `\\dbinom`/`\\tbinom` -> `\\binom`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
+    `\\dbinom`/`\\tbinom` -> `\\binom`, digits grouped by spaces `1\\ 000` -> `1000`, repeating decimals `0.\\overline{3}` -> `\\frac{1}{3}`, E notation `1.5e-4` -> `1.5\\times 10^{-4}`, `\\lbrace`/`\\rbrace` -> `\\{`/`\\}`, `\\varnothing` ->
     `\\emptyset`, `\\mathbb{R}` -> `(-\\infty, \\infty)`; Unicode minus, pi, infinity, times, dot, <=, >=, root and
     degree signs become their LaTeX commands.
     """
     for u, latex in _UNICODE.items():
         if u in s:
             s = s.replace(u, latex)
+    if "e" in s or "E" in s:
+        s = _E_NOTATION_RE.sub(r"\1\\times 10^{\2}", s)
+    if "~" in s or "\\" in s:
+        s = _SPACED_THOUSANDS_RE.sub(lambda m: re.sub(r"\D", "", m.group(0)), s)
     if "\\" not in s:
         return s
+    if "overline" in s:
+        s = _REPEATING_RE.sub(_repeating_fraction, s)
     s = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", s)
     s = re.sub(r"\\[dt]binom(?![a-zA-Z])", r"\\binom", s)
     s = _UPRIGHT_RE.sub(r"\1", s)
@@ -269,10 +390,12 @@ def normalize_latex(s: str) -> str:
 _NUM_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
 _FRAC_RE = re.compile(r"([+-]?)\\frac(?:\{([+-]?\d+)\}|(\d))(?:\{(\d+)\}|(\d))")
 _SLASH_RE = re.compile(r"([+-]?\d+)/(\d+)")
+_SCI_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\\(?:times|cdot)10\^(?:\{([+-]?\d+)\}|(\d))")
 
 
 def simple_number(s: str) -> Fraction | None:
-    """An exact value for plain integers, decimals and fractions (`\\frac12`, `3/4`), else None.
+    """An exact value for plain integers, decimals, fractions (`\\frac12`, `3/4`) and scientific
+    notation (`1.5\\times 10^{-4}`, `1.5e-4`), else None.
 
     The fast path of `verify_math`: most gold answers are plain numbers, and comparing two of
     them needs no LaTeX parser. Anything else (units, symbols, sets ...) returns None.
@@ -288,6 +411,9 @@ def simple_number(s: str) -> Fraction | None:
     m = _SLASH_RE.fullmatch(t)
     if m and int(m.group(2)) != 0:
         return Fraction(int(m.group(1)), int(m.group(2)))
+    m = _SCI_RE.fullmatch(t)
+    if m and abs(int(m.group(2) or m.group(3))) <= 400:
+        return Fraction(m.group(1)) * Fraction(10) ** int(m.group(2) or m.group(3))
     return None
 
 
@@ -298,10 +424,32 @@ def _fast_compare(gold: str, pred: str) -> bool | None:
         return None
     if g == p:
         return True
-    # math-verify rounds floats to 6 places: a long decimal may still match a fraction
-    if any("." in x and len(x.split(".")[-1]) >= 5 for x in (_norm(gold), _norm(pred))):
-        return None
+    if _is_decimal(gold) or _is_decimal(pred):  # a decimal is a rounded value
+        return abs(g - p) <= REL_TOL_FRACTION * max(abs(g), abs(p))
     return False
+
+
+REL_TOL_FRACTION = Fraction(1, 10**6)  # a decimal answer matches within a relative 1e-6
+
+
+def _is_decimal(s: str) -> bool:
+    """Whether a number is written with a decimal point or in E notation (a rounded value)."""
+    return bool(re.search(r"\d\.\d|\.\d|\d[eE][+-]?\d", s))
+
+
+_PERCENT_RE = re.compile(
+    r"(?:\\[,;:! ]|\s|~)*(?:\\%|%|\\text\s*\{\s*\\?%\s*\}|\\text\s*\{\s*percent\s*\}|percent)\s*$"
+)
+
+
+def _percent_equal(gold: str, pred: str) -> bool:
+    """Whether a number with a percent sign and the same number without one (`25` and `25\\%`,
+    either side) are equal: the question asked for the percentage. `25\\%` against `\\frac14`
+    is math-verify's (it reads 25% as 0.25)."""
+    g, p = _PERCENT_RE.sub("", gold), _PERCENT_RE.sub("", pred)
+    if g == gold and p == pred:
+        return False
+    return bool(_fast_compare(g, p)) or (bool(g.strip()) and _norm(g) == _norm(p))
 
 
 @dataclass
@@ -456,6 +604,25 @@ def _conflict_or_mismatch(g: Any, p: Any) -> bool:
     return True
 
 
+def _relative_close(a: Any, b: Any) -> bool | None:
+    """For two numbers of which one is a decimal (a sympy Float): whether they agree to a relative
+    1e-6, else None. math-verify rounds to 6 decimal places, an absolute tolerance that lets
+    `0.0` pass for `10^{-9}` and fails `99.9999999` for `100`."""
+    from sympy import Basic, Float, N
+
+    if not (isinstance(a, Basic) and isinstance(b, Basic)) or not (a.has(Float) or b.has(Float)):
+        return None
+    if not (a.is_number and b.is_number) or a.free_symbols or b.free_symbols:
+        return None
+    try:
+        x, y = complex(N(a, 30)), complex(N(b, 30))
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (x.real, x.imag, y.real, y.imag)):
+        return None
+    return abs(x - y) <= 1e-6 * max(abs(x), abs(y))
+
+
 def _mv_equal(gold: list[Any], pred: list[Any]) -> bool:
     """math-verify's verdict, then exact values re-checked exactly (see `_exact_conflict`)."""
     from math_verify import verify as mv_verify
@@ -465,6 +632,11 @@ def _mv_equal(gold: list[Any], pred: list[Any]) -> bool:
     p_math = [p for p in pred if isinstance(p, Basic | MatrixBase)]
     for g in g_math:
         for p in p_math:
+            rel = _relative_close(g, p)
+            if rel is not None:
+                if rel:
+                    return True
+                continue
             if mv_verify([g], [p], timeout_seconds=None) and not _exact_conflict(g, p):
                 return True
     return False
@@ -511,6 +683,54 @@ def _strip_brackets(s: str) -> tuple[str, str]:
         if t.startswith(op) and t.endswith(cl):
             return op, t[len(op) : -len(cl)]
     return "", t
+
+
+_TEXT_UNIT_RE = re.compile(
+    r"(?:\\[,;:! ]|\s|~)*\\(?:text|mathrm|textrm|mbox|operatorname)\s*\{\s*([A-Za-z][A-Za-z\s./]*?)\s*\}"
+    r"(\^\{?\d\}?)?\s*\.?$"
+)
+_WORD_UNIT_RE = re.compile(r"^[-+\d.,{}\\ ]*\d[}\s]*\s([A-Za-z]{2,})(\^\{?\d\}?)?\s*\.?$")
+_UNIT_NAMES = {
+    "m": "meter metre", "cm": "centimeter centimetre", "mm": "millimeter millimetre",
+    "km": "kilometer kilometre", "g": "gram gramme", "kg": "kilogram", "mg": "milligram",
+    "s": "sec second", "ms": "millisecond", "min": "minute", "h": "hr hour", "l": "liter litre",
+    "ml": "milliliter millilitre", "in": "inch inche", "ft": "foot feet", "yd": "yard", "mi": "mile",
+    "lb": "lbs pound", "oz": "ounce", "deg": "degree",
+}  # fmt: skip
+_UNIT_ALIASES = {alias: unit for unit, names in _UNIT_NAMES.items() for alias in names.split()}
+
+
+def _unit(text: str) -> str | None:
+    """The unit written after an answer's value (`5\\text{ cm}`, `5\\,\\mathrm{m}`, `5 cm`),
+    in a canonical spelling (`meters` -> `m`), or None."""
+    t = text.strip().strip("$")
+    m = _TEXT_UNIT_RE.search(t)
+    if m is None or not t[: m.start()].strip():
+        m = _WORD_UNIT_RE.match(t)
+    if m is None:
+        return None
+    name = re.sub(r"[\s.]", "", m.group(1)).lower()
+    if len(name) > 3 and name.endswith("s") and name not in _UNIT_ALIASES:
+        name = name[:-1]  # plural
+    return _UNIT_ALIASES.get(name, name) + (re.sub(r"[{}^]", "", m.group(2) or ""))
+
+
+def _units_differ(gold: str, pred: str) -> bool:
+    """Whether both sides name a unit and the units differ (`5\\text{ cm}` against `5\\text{ m}`);
+    an answer without a unit is read in the gold's unit."""
+    if not re.search(r"[A-Za-z]", gold) or not re.search(r"[A-Za-z]", pred):
+        return False
+    g, p = _unit(gold), _unit(pred)
+    return g is not None and p is not None and g != p
+
+
+def _set_against_tuple(gold: str, pred: str) -> bool:
+    """Whether one side is a set `\\{1, 2\\}` and the other a bracketed tuple or interval `(1, 2)`:
+    different answers, whatever the order of the elements."""
+    (gb, gi), (pb, pi) = _strip_brackets(gold), _strip_brackets(pred)
+    if not (gb and pb) or gb == pb or "\\{" not in (gb, pb):
+        return False
+    return _top_level_commas(gi) > 0 and _top_level_commas(pi) > 0
 
 
 def _compare_ellipsis_lists(gold: str, pred: str, timeout_s: float | None) -> bool:
@@ -573,6 +793,15 @@ def _compare(
     based = _same_base_number(pg.text, pred_text)
     if based is not None:
         return based, "number in base b"
+    words = _words_answer(pg.text)
+    if words:
+        return _plain_words(pred_text).rstrip(".!") == words, "words"
+    if _units_differ(pg.text, pred_text):
+        return False, "different units"
+    if _set_against_tuple(pg.text, pred_text):
+        return False, "a set is not an ordered tuple"
+    if _percent_equal(pg.text, pred_text):
+        return True, "percent"
     fast = _fast_compare(pg.text, pred_text)
     if fast is not None:  # both plain numbers: no LaTeX parser needed
         return fast, "numeric"
@@ -596,10 +825,29 @@ def verify_math(
     """
     cache = cache or GoldCache(timeout_s=timeout_s)
     found = find_answer(content, reasoning, timeout_s)
+    words = _words_answer(gold_text(gold))
+    if words and (found is None or not found.boxes):  # "The answer is **Monday**."
+        said = _stated_words(content)
+        if said:
+            return Verdict("correct" if said == words else "wrong", said, "words")
     if found is None:
         return Verdict("no_answer", None, "no \\boxed{} answer and no stated final answer")
     where = "" if found.source == "answer" else " (from the reasoning)"
     gtext = gold_text(gold)
+    marked = "(" in gtext or "\\text" in gtext or (len(gtext) == 1 and gtext.isupper())  # not e, x
+    gold_letter = _letter(gtext) if marked else None
+    said = _leading_letter(found.text) if gold_letter else None
+    if gold_letter and said:  # AMC style: "(B) 12" against the gold letter (B)
+        return Verdict("correct" if said == gold_letter else "wrong", found.text, f"choice {said}" + where)
+    listed = (
+        list(dict.fromkeys(listed_boxes(_drop_discarded(content or ""))))
+        if found.source == "answer" and len(found.boxes) > 1
+        else []
+    )
+    if len(listed) > 1 and not _gold_is_multi(gold, gtext, cache):
+        return Verdict("wrong", ", ".join(listed), "several values listed, the gold has one" + where)
+    if _percent_equal(gtext, found.text):
+        return Verdict("correct", found.text, "percent" + where)
     fast = _fast_compare(gtext, found.text)
     if fast is not None:  # both plain numbers: no LaTeX parser needed, not even for the gold
         return Verdict("correct" if fast else "wrong", found.text, "numeric" + where)
@@ -612,6 +860,12 @@ def verify_math(
     unique = list(dict.fromkeys(found.boxes))
     if len(unique) > 1 and pg.multi:
         candidates.insert(0, (", ".join(unique), None))  # together the answer: compared first
+    interval = _inequality_interval(found.text) if _is_interval(pg.parsed) else None
+    if interval:
+        candidates.insert(0, (interval, None))  # 1 \le x \le 3 -> [1, 3]
+    values = _solution_values(found.text)
+    if values and pg.multi:
+        candidates.insert(0, (values, None))  # x = 3 or x = 5 -> 3, 5
     last: Verdict | None = None
     for text, parsed in candidates:
         hit = cache.pred_get(pg.raw, text)
@@ -627,6 +881,121 @@ def verify_math(
         last = last or hit
     assert last is not None
     return Verdict(last.status, found.text if last.status == "wrong" else last.extracted, last.detail + where)
+
+
+_OR_RE = re.compile(r"\s*(?:\\text\s*\{\s*(?:or|and)\s*\}|\\(?:quad|qquad|vee|lor)\b|\bor\b|\band\b|;)\s*")
+_VAR_EQ_RE = re.compile(r"^\s*[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*")
+
+
+def _solution_values(text: str) -> str | None:
+    """The values of a solution list written as equations (`x=3 \\text{ or } x=5`,
+    `x = 3, x = 5`) as a plain list (`3, 5`), else None."""
+    if "=" not in text:
+        return None
+    parts = _split_top(_OR_RE.sub(", ", re.sub(r"\\[,;:! ]", " ", text)))
+    if len(parts) < 2 or not all(_VAR_EQ_RE.match(p) for p in parts):
+        return None
+    values = [_VAR_EQ_RE.sub("", p).strip() for p in parts]
+    return ", ".join(values) if all(values) and all("=" not in v for v in values) else None
+
+
+_LESS = r"(\\leq?(?:slant)?|<|\\lt|\\geq?(?:slant)?|>|\\gt)"
+_CHAIN_RE = re.compile(r"(.+?)" + _LESS + r"([a-zA-Z])" + _LESS + r"(.+)")
+_ONE_SIDE_RE = re.compile(r"([a-zA-Z])" + _LESS + r"(.+)")
+_ONE_SIDE_REV_RE = re.compile(r"(.+?)" + _LESS + r"([a-zA-Z])")
+_IN_RE = re.compile(r"[a-zA-Z]\\in(.+)")
+
+
+def _is_interval(parsed: list[Any]) -> bool:
+    from sympy import Interval, Union
+
+    return bool(parsed) and isinstance(parsed[0], Interval | Union)
+
+
+def _inequality_interval(text: str) -> str | None:
+    """An interval written as an inequality (`1 \\le x \\le 3` -> `[1, 3]`, `x > 2` ->
+    `(2, \\infty)`, `x \\in [1, 3]` -> `[1, 3]`), else None."""
+    t = _norm(text)
+    if m := _IN_RE.fullmatch(t):
+        return m.group(1)
+    if m := _CHAIN_RE.fullmatch(t):
+        lo, op1, _, op2, hi = m.groups()
+        if _greater(op1) and _greater(op2):
+            lo, op1, hi, op2 = hi, op2, lo, op1  # 3 \ge x \ge 1
+        elif _greater(op1) or _greater(op2):
+            return None
+        return ("[" if _closed(op1) else "(") + f"{lo}, {hi}" + ("]" if _closed(op2) else ")")
+    if m := _ONE_SIDE_RE.fullmatch(t):
+        op, v = m.group(2), m.group(3)
+    elif m := _ONE_SIDE_REV_RE.fullmatch(t):  # 1 \le x is x \ge 1
+        v, op = m.group(1), _flip(m.group(2))
+    else:
+        return None
+    if _greater(op):
+        return ("[" if _closed(op) else "(") + f"{v}, \\infty)"
+    return f"(-\\infty, {v}" + ("]" if _closed(op) else ")")
+
+
+def _flip(op: str) -> str:
+    if op in "<>":
+        return "<" if op == ">" else ">"
+    return ("\\g" if op.startswith("\\l") else "\\l") + op[2:]
+
+
+def _greater(op: str) -> bool:
+    return op.startswith(("\\g", ">"))
+
+
+def _closed(op: str) -> bool:
+    return op.startswith(("\\le", "\\ge"))
+
+
+_LEADING_LETTER_RE = re.compile(r"(?:\\text(?:bf|rm)?\s*\{\s*|\\mathbf\s*\{\s*)?\(([A-J])\)")
+
+
+def _leading_letter(text: str) -> str | None:
+    """The option letter an answer starts with (`\\text{(B) } 12`, `(C)\\ 7`), or the letter
+    written alone (`B`, `\\textbf{(B)}`), else None."""
+    m = _LEADING_LETTER_RE.match(text.strip().strip("$").strip())
+    return m.group(1) if m else _letter(text)
+
+
+_WORDS_RE = re.compile(r"[a-z][a-z'\- ]*[a-z]")
+_STYLED_RE = re.compile(r"\s*\\(?:text(?:bf|rm|it|sf|tt)?|math(?:rm|bf|it|sf)|mbox)\s*\{[^{}]*\}\s*\.?")
+
+
+def _words_answer(gold: str) -> str | None:
+    """The words of a gold that is a word answer (`\\text{Monday}`, `Monday`, `\\text{no solution}`),
+    lower-cased, else None. A plain gold counts only as a word of 3 or more letters (not `xy`)."""
+    if not gold or any(c.isdigit() for c in gold):
+        return None
+    styled = _STYLED_RE.fullmatch(gold)
+    plain = _plain_words(gold).rstrip(".")
+    if not _WORDS_RE.fullmatch(plain) or not (
+        styled or re.fullmatch(r"[A-Za-z]{3,}(?: [A-Za-z]+)*", gold.strip())
+    ):
+        return None
+    return plain
+
+
+def _stated_words(content: str) -> str | None:
+    """The words an answer statement gives ("The answer is **Monday**." -> "monday"), else None."""
+    last = None
+    for m in _STATES_ANSWER_RE.finditer(content or ""):
+        last = m
+    if last is None:
+        return None
+    tail = content[last.end() - 1 :]  # the regex ends on the answer's first character
+    tail = re.split(r"(?<!\d)[.!;,\n]", tail, maxsplit=1)[0]
+    said = _plain_words(tail).rstrip(".!")
+    return said if _WORDS_RE.fullmatch(said) else None
+
+
+def _gold_is_multi(gold: str | None, gtext: str, cache: GoldCache) -> bool:
+    if simple_number(gtext) is not None:  # the common case: no parse needed
+        return False
+    pg = cache.gold(gold)
+    return pg.ok and pg.multi
 
 
 def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
@@ -647,6 +1016,7 @@ def same_answer(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
 # ---------------------------------------------------------------------------- multiple choice
 
 _LETTER = "ABCDEFGHIJ"
+_STYLE_RE = re.compile(r"\\(?:text(?:bf|rm|it|sf|tt)?|math(?:bf|rm|it|sf|tt|bb)|bm|bf|mbox)\s*\{([^{}]*)\}")
 
 
 def _letter(text: str | None) -> str | None:
@@ -654,12 +1024,41 @@ def _letter(text: str | None) -> str | None:
     or an option written out (`D) 2.1 eV`); else None."""
     if text is None:
         return None
-    t = re.sub(r"\\text(?:bf|rm)?\{([^{}]*)\}", r"\1", str(text)).strip().strip("$*").strip()
+    t = re.sub(_STYLE_RE, r"\1", str(text)).strip().strip("$*").strip()
     t = t.strip("().*: ").strip()
     if len(t) == 1 and t.upper() in _LETTER:
         return t.upper()
     m = re.match(r"^([A-J])[\).:]\s", t + " ")
     return m.group(1) if m else None
+
+
+def option_texts(choices: Any = None, problem: str = "") -> dict[str, str]:
+    """{letter: option text} from the record's `choices` (a list, or a dict keyed by letter),
+    else from the options listed in the problem (`A) 1.2 eV` lines); {} when there are none."""
+    if isinstance(choices, list | tuple) and 1 < len(choices) <= len(_LETTER):
+        return {_LETTER[i]: str(c) for i, c in enumerate(choices)}
+    if isinstance(choices, dict):
+        return {str(k).strip().upper(): str(v) for k, v in choices.items() if len(str(k).strip()) == 1}
+    listed = re.findall(r"(?m)^\s*(?:\*\*)?\(?([A-J])(?:\)|\.|:)(?:\*\*)?[ \t]+(\S[^\n]*)$", problem or "")
+    return dict(reversed(listed))
+
+
+def _plain_words(text: str) -> str:
+    """Lower-cased text without markup (`**`, `$`, `\\text{}`) and with single spaces."""
+    t = re.sub(_STYLE_RE, r"\1", text).replace("**", "").replace("$", "")
+    return re.sub(r"\s+", " ", t).strip().lower()
+
+
+def _option_named(tail: str, options: dict[str, str]) -> str | None:
+    """The letter of the option whose text the answer statement gives ("The answer is beta.")."""
+    said = _plain_words(tail).lstrip(": ")
+    best = None
+    for letter, text in options.items():
+        want = _plain_words(text).rstrip(".")
+        if want and said.startswith(want) and not said[len(want) : len(want) + 1].isalnum():
+            if best is None or len(want) > len(_plain_words(options[best])):
+                best = letter
+    return best
 
 
 def option_letters(choices: Any = None, problem: str = "") -> str:
@@ -683,8 +1082,12 @@ def option_letters(choices: Any = None, problem: str = "") -> str:
 _STATEMENT_RE = re.compile(
     r"(?i)(?:\banswer\b(?:\s*\*\*)?\s*(?:is|:|=|-|would\s+be|should\s+be|must\s+be|will\s+be)"
     r"|\b(?:option|choice)\s*(?:is|:|would\s+be|should\s+be|must\s+be)"
-    r"|\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with))"
+    r"|\bI(?:'d|\s+would|\s+will|'ll)?\s+(?:choose|pick|select|go\s+with)"
+    r"|\b(?:left\s+with|leaves(?:\s+us\s+with)?|leaving(?:\s+only)?"
+    r"|(?:only|remaining)\s+(?:option|choice)(?:\s+(?:left|remaining))?\s+is))"  # elimination
 )
+# a lower-case letter that is the whole answer ("Answer: c", "Final answer: b)")
+_LOWER_LETTER_RE = re.compile(r"[\s*$]*(?:\(([a-j])\)|([a-j])\)|([a-j])[.:]?[\s*$.]*$)")
 # A letter written as a choice: (B), **B**, $B$, \text{B}, \boxed{B}, or a bare capital
 _CHOICE_TOKEN_RE = re.compile(
     r"\\boxed\s*\{\s*(?:\\text(?:bf)?\{)?\s*\(?(?P<boxed>[A-Ja-j])\)?\s*\}?\s*\}"
@@ -700,13 +1103,19 @@ _LETTER_VERBS = {"is", "was", "and", "or", "because", "since", "as", "fits", "ma
 _NAMED_CORRECT_RE = re.compile(
     r"(?i:option|choice)?\s*(?:\(([A-J])\)|\*\*\(?([A-J])\)?\*\*|(?<![\w'])([A-J])\)?(?![\w']))"
     r"\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b"
+    r"(?!\s+(?:only|if|when|for|under|in|unless|provided|as\s+long)\b)"  # "correct only for small n"
 )
 _BOLD_RE = re.compile(r"\*\*\s*\(?([A-J])\)?[.:]?\s*\*\*")
 _LONE_LINE_RE = re.compile(r"(?m)^[ \t]*(?:\$|\\\(|\*\*)?\s*\(?([A-J])\)?[.)]?\s*(?:\$|\\\)|\*\*)?[ \t]*$")
 
 
+HEDGE = "?"  # an answer statement naming two options ("Answer: B or C"): no choice
+_HEDGE_RE = re.compile(r"\s*(?:(?:,|/|&|\b(?:or|and|nor|maybe|possibly|perhaps)\b)\s*)+")
+
+
 def _statement_letter(tail: str) -> str | None:
-    """The first letter written as a choice in the text after an answer statement."""
+    """The first letter written as a choice in the text after an answer statement; `HEDGE` when
+    a second option is joined to it ("B or C", "(C) and (D)", "B/C")."""
     for m in _CHOICE_TOKEN_RE.finditer(tail):
         if re.search(r"(?i)\b(?:not|n't)\s*$", tail[: m.start()]):
             continue  # "the answer is not (A) but (C)"
@@ -715,28 +1124,54 @@ def _statement_letter(tail: str) -> str | None:
             word = m.group("word")
             if bare in "AI" and word is not None and word not in _LETTER_VERBS:
                 continue
-            return bare
-        return next(g for g in m.group("boxed", "text", "paren", "bold", "math") if g is not None).upper()
+            letter = bare
+            end = m.start("bare") + 1
+        else:
+            letter = next(
+                g for g in m.group("boxed", "text", "paren", "bold", "math") if g is not None
+            ).upper()
+            end = m.end()
+        return HEDGE if _joined_letter(tail, end, letter) else letter
     return None
 
 
-def choice_candidates(text: str) -> list[tuple[int, int, str]]:
+def _lower_letter(tail: str) -> str | None:
+    m = _LOWER_LETTER_RE.match(tail)
+    return next(g for g in m.groups() if g is not None).upper() if m else None
+
+
+def _joined_letter(tail: str, end: int, letter: str) -> bool:
+    """Whether another option letter is joined to the one ending at `end` ("B or C")."""
+    j = _HEDGE_RE.match(tail, end)
+    if j is None or j.end() == end:
+        return False
+    m = _CHOICE_TOKEN_RE.match(tail, j.end())
+    if m is None:
+        return False
+    other = next((g for g in m.group("boxed", "text", "paren", "bold", "math", "bare") if g is not None), "")
+    return other.upper() != letter
+
+
+def choice_candidates(text: str, options: dict[str, str] | None = None) -> list[tuple[int, int, str]]:
     """(strength, position, letter) of every place `text` presents a letter as its choice.
 
-    Strength 2: an explicit statement ("Answer: (B)", "The correct option is B", "I choose B",
-    a boxed letter, "(B) is correct"); strength 1: a bold letter or a line that is only a letter.
-    Prose that happens to be one letter ("I", "a") is never a candidate.
+    Strength 3: an explicit statement ("Answer: (B)", "The correct option is B", "I choose B") or
+    a boxed letter; strength 2: an option named correct in prose ("(B) is correct"), so an
+    explanation after the stated answer never overrides it; strength 1: a bold letter or a line
+    that is only a letter.
+    Prose that happens to be one letter ("I", "a") is never a candidate. An answer statement
+    may also give an option's text (`options`: {letter: text}) instead of its letter.
     """
     out: list[tuple[int, int, str]] = []
     for m in _STATEMENT_RE.finditer(text):
         line = text[m.end() :].split("\n", 1)[0][:300]
-        letter = _statement_letter(line)
+        letter = _statement_letter(line) or _lower_letter(line) or _option_named(line, options or {})
         if letter is not None:
-            out.append((2, m.start(), letter))
+            out.append((3, m.start(), letter))
     for start, box in _boxes(text):
         letter = _letter(box)
         if letter is not None and box.strip("$ ") and not re.search(r"=", box):
-            out.append((2, start, letter))
+            out.append((3, start, letter))
     for m in _NAMED_CORRECT_RE.finditer(text):
         out.append((2, m.start(), next(g for g in m.groups() if g is not None)))
     for rx in (_BOLD_RE, _LONE_LINE_RE):
@@ -744,23 +1179,34 @@ def choice_candidates(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def extract_choice(content: str, reasoning: str = "", letters: str = _LETTER) -> str | None:
+def extract_choice(
+    content: str, reasoning: str = "", letters: str = _LETTER, options: dict[str, str] | None = None
+) -> str | None:
     """The letter the response chooses: of the answer part's candidates (see `choice_candidates`)
     naming one of `letters`, the last of the strongest; the reasoning's explicit statements only
-    when the answer part presents no choice."""
+    when the answer part presents no choice. None when that choice is a hedge ("Answer: B or C")."""
     for text, min_strength in ((content or "", 1), (reasoning or "", 2)):
-        cands = [c for c in choice_candidates(text) if c[2] in letters and c[0] >= min_strength]
+        cands = [
+            c for c in choice_candidates(text, options) if c[2] in letters + HEDGE and c[0] >= min_strength
+        ]
         if cands:
-            return max(cands)[2]
+            best = max(cands)[2]
+            return None if best == HEDGE else best
     return None
 
 
-def verify_choice(content: str, reasoning: str, gold: str | None, letters: str = _LETTER) -> Verdict:
-    """The chosen letter (see `extract_choice`) against the gold letter."""
+def verify_choice(
+    content: str,
+    reasoning: str,
+    gold: str | None,
+    letters: str = _LETTER,
+    options: dict[str, str] | None = None,
+) -> Verdict:
+    """The chosen letter (see `extract_choice`; `options`: {letter: text}) against the gold letter."""
     gold_letter = _letter(gold)
     if gold_letter is None:
         return Verdict("unverifiable", None, f"gold is not a choice letter: {str(gold)[:40]!r}")
-    letter = extract_choice(content, reasoning, letters)
+    letter = extract_choice(content, reasoning, letters, options)
     if letter is None:
         return Verdict("no_answer", None, f"no choice among {letters[0]}-{letters[-1]} found")
     return Verdict("correct" if letter == gold_letter else "wrong", letter, f"gold {gold_letter}")
@@ -1051,7 +1497,19 @@ def verify(
 
     `choices` (multiple choice): the record's options, which fix the valid letters; without them
     the options listed in `problem` do, else A-J.
+
+    A `content` that still holds its reasoning block (`<think>…</think>answer`, or a lone
+    `…</think>answer`) is split first with `distill.ingest.split_reasoning`, so a draft box inside
+    the block is reasoning, never the answer; a block that never closes leaves no answer
+    (`no_answer`).
     """
+    from distill.ingest import THOUGHT_MARKERS, split_reasoning  # stdlib only; lazy: no cycle
+
+    if content and any(close in content or open_ in content for open_, close in THOUGHT_MARKERS):
+        inner, content, closed = split_reasoning(content)
+        if not closed:
+            return Verdict("no_answer", None, "the reasoning block never closes (truncated)")
+        reasoning = "\n\n".join(r for r in (reasoning, inner) if r)
     kind = verifier_for(domain, gold)
     if kind == "none":
         v = Verdict("unverifiable", None, "domain has no verifier")
@@ -1061,7 +1519,9 @@ def verify(
     if kind == "math":
         v = verify_math(content, reasoning, gold, cache, timeout_s)
     elif kind == "choice":
-        v = verify_choice(content, reasoning, gold, option_letters(choices, problem))
+        v = verify_choice(
+            content, reasoning, gold, option_letters(choices, problem), option_texts(choices, problem)
+        )
     else:
         v = verify_code(content, tests, sandbox_limits)
     if v.status == "unverifiable" and judge_cfg is not None and gold and kind != "code":

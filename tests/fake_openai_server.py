@@ -13,7 +13,10 @@ character a token, `top_logprobs` alternatives). Completions are `<think>reasoni
 "SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
 unless `honour_n`; `suffix` is appended to every content (e.g. an end-of-sequence token's text, as
 `transformers serve` leaves it). Every request's Authorization header is recorded in `auth_headers`.
-`tls=(cert, key)` serves https (see `self_signed_cert`).
+`tls=(cert, key)` serves https (see `self_signed_cert`). `models=[...]` makes it a server of those
+models only, as vLLM or the DeepSeek API are: `GET /v1/models` lists them and a chat request for
+any other model gets HTTP 400 (without `models`, `GET /v1/models` is a 404 and any name is served;
+`listing=False` keeps the 400 but hides the list, as some proxies do).
 `die_after=K` makes the server die when request K+1 arrives: it stops listening and aborts every
 open connection (in-flight requests included), as a crashed vLLM server would; `answered` counts
 the requests it did answer.
@@ -28,6 +31,14 @@ import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
 def self_signed_cert(folder: Path) -> tuple[str, str]:
@@ -101,9 +112,13 @@ class FakeServer:
         die_after: int | None = None,
         tls: tuple[str, str] | None = None,
         suffix: str = "",
+        models: list[str] | None = None,
+        listing: bool = True,
     ) -> None:
         self.suffix = suffix
         self.faults = list(faults or [])
+        self.models = models
+        self.listing = listing
         self.tls = tls  # (certificate file, key file): serve https
         self.die_after = die_after
         self.dead = False
@@ -115,6 +130,7 @@ class FakeServer:
         self.port = port
         self.seen: dict[str, int] = defaultdict(int)
         self.requests = 0
+        self.model_requests = 0  # GET /v1/models
         self.auth_headers: list[str] = []
         self.bodies: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -125,7 +141,16 @@ class FakeServer:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/v1"
 
+    def _models(self) -> tuple[int, dict[str, str], bytes, str]:
+        if self.models is None or not self.listing:
+            return 404, {}, b'{"detail": "Not Found"}', "ok"
+        data = [{"id": m, "object": "model", "owned_by": "test"} for m in self.models]
+        return 200, {}, json.dumps({"object": "list", "data": data}).encode(), "ok"
+
     def _answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes, str]:
+        if self.models is not None and body.get("model") not in self.models:
+            error = {"message": f"Model Not Exist: {body.get('model')}", "type": "invalid_request_error"}
+            return 400, {}, json.dumps({"error": error}).encode(), "400"
         text = body["messages"][-1]["content"]
         key = f"{text}|{body.get('seed')}"
         k = self.seen[key]
@@ -179,6 +204,17 @@ class FakeServer:
             if task is not me:
                 task.cancel()
 
+    async def _reply(
+        self, writer: asyncio.StreamWriter, status: int, extra: dict[str, str], data: bytes
+    ) -> None:
+        hdrs = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+        writer.write(
+            f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n{hdrs}\r\n".encode()
+            + data
+        )
+        await writer.drain()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -195,7 +231,13 @@ class FakeServer:
                     if ":" in line:
                         k, v = line.split(":", 1)
                         headers[k.strip().lower()] = v.strip()
-                body = json.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
+                raw = await reader.readexactly(int(headers.get("content-length", "0")))
+                if lines[0].startswith("GET "):
+                    self.model_requests += 1
+                    self.auth_headers.append(headers.get("authorization", ""))
+                    await self._reply(writer, *self._models()[:3])
+                    continue
+                body = json.loads(raw)
                 self.requests += 1
                 if self.die_after is not None and self.requests > self.die_after:
                     self._die()
@@ -210,7 +252,7 @@ class FakeServer:
                     return
                 if self.latency:
                     await asyncio.sleep(self.latency)
-                reason = {200: "OK", 429: "Too Many Requests", 500: "Internal Server Error"}[status]
+                reason = REASONS[status]
                 hdrs = "".join(f"{k}: {v}\r\n" for k, v in extra.items())
                 if fault == "chunked":  # a valid answer in chunked transfer encoding
                     parts = [data[: len(data) // 3], data[len(data) // 3 :]]

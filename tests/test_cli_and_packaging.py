@@ -16,8 +16,8 @@ def test_help_is_fast_and_imports_no_heavy_library(run_cli):
     t = time.perf_counter()
     proc = run_cli("--help", check=True)
     assert time.perf_counter() - t < 3.0  # includes interpreter start-up on a loaded CI box
-    for stage in ("generate", "filter", "train", "eval", "push", "select", "report", "demo"):
-        assert f"│ {stage} " in proc.stdout, stage
+    for stage in ("generate", "filter", "train", "eval", "push", "select", "sweep", "report", "demo"):
+        assert f"\n  {stage} " in proc.stdout, stage
     code = (
         "import sys, distill.cli; "
         "heavy = [m for m in ('torch', 'transformers', 'trl', 'vllm', 'datasets', 'peft') if m in sys.modules]; "
@@ -44,7 +44,7 @@ def test_only_built_stages_are_registered():
     from distill.cli import app
 
     names = {c.name or c.callback.__name__ for c in app.registered_commands}
-    allowed = {"generate", "filter", "train", "eval", "push", "select", "report", "demo"}
+    allowed = {"generate", "filter", "train", "eval", "push", "select", "sweep", "report", "demo"}
     assert names <= allowed
 
 

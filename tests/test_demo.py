@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
 
 import pytest
 
-from distill.demo_task import Problem, gold_trace, make_problems, reasoning
+from distill.demo_task import Problem, digits_of, gold_trace, make_problems, reasoning
 from distill.verify import verify
 
 
@@ -31,6 +32,33 @@ def test_gold_chain_of_thought_adds_correctly_and_verifies():
     assert gold_trace(Problem(983, 969))["content"] == "The answer is \\boxed{1952}."
 
 
+@pytest.mark.parametrize("digits", [2, 4, 5, 6])
+def test_gold_chain_of_thought_for_every_difficulty(digits):
+    problems = make_problems(200, seed=digits, digits=(digits,))
+    assert {p.digits for p in problems} == {digits} and {digits_of(p.id) for p in problems} == {digits}
+    for p in problems:
+        lines = reasoning(p).splitlines()
+        assert len(lines) == digits  # one line per column: more digits, a longer chain
+        carry, units = 0, []
+        for line, x, y in zip(lines, str(p.a)[::-1], str(p.b)[::-1], strict=True):
+            m = re.fullmatch(r"(\d)\+(\d)\+([01])=(\d\d)", line)
+            assert m and (m[1], m[2], int(m[3])) == (x, y, carry) and int(m[4]) == int(x) + int(y) + carry
+            carry, units = int(m[4]) // 10, [m[4][1], *units]
+        assert int(("1" if carry else "") + "".join(units)) == p.a + p.b
+        rec = gold_trace(p)
+        assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
+        wrong = dict(rec, content=f"The answer is \\boxed{{{p.a + p.b + 1}}}.")  # the reverse case
+        assert verify(wrong["content"], wrong["reasoning"], domain="math", gold=p.answer).status == "wrong"
+
+
+def test_mixed_difficulty_draws_every_digit_count():
+    problems = make_problems(1000, seed=0, digits=(2, 3, 4, 5))
+    counts = {d: sum(p.digits == d for p in problems) for d in (2, 3, 4, 5)}
+    assert all(200 <= n <= 300 for n in counts.values()), counts  # uniform over the digit counts
+    assert all(len(str(p.a)) == len(str(p.b)) for p in problems)
+    assert make_problems(1000, seed=0, digits=(2, 3, 4, 5)) == problems
+
+
 def test_problems_are_deterministic_distinct_and_exclusive():
     a = make_problems(200, seed=1)
     assert a == make_problems(200, seed=1) and len(set(a)) == 200
@@ -48,6 +76,8 @@ def test_a_run_folder_is_not_mixed_across_sizes_or_seeds(tmp_path):
         demo.prepare(tmp_path, demo.FULL, seed=0)
     with pytest.raises(UserError, match="other sizes or another seed"):
         demo.prepare(tmp_path, demo.QUICK, seed=1)
+    with pytest.raises(UserError, match="other sizes or another seed"):  # another difficulty range
+        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, digits=(2, 3, 4, 5)), seed=0)
 
 
 @pytest.mark.slow
@@ -79,3 +109,40 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
     for chart in ("accuracy.png", "loss.png", "funnel-filtered.png", "lengths-filtered.png"):
         assert (out / "report" / chart).stat().st_size > 5000
     assert "student on filtered traces" in proc.stdout
+
+
+@pytest.mark.slow
+def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
+    """`distill demo --study`'s sweep on a prepared run folder, shrunk to a few steps."""
+    from distill import demo
+    from distill.records import ShardWriter
+
+    run = tmp_path / "demo"
+    sizes = demo.DemoSizes(teacher_sft=50, teacher_steps=1, prompts=60, samples=2, student_steps=100,
+                           eval_problems=8, leaked=0)  # fmt: skip
+    demo.prepare(run, sizes, seed=0)
+    # a filter output: the teacher right on both, one or none of its samples (gold vs. off-by-one)
+    rows = [json.loads(line) for line in (run / "data" / "prompts.jsonl").read_text().splitlines()]
+    with ShardWriter(run / "filtered" / "kept") as kept, ShardWriter(run / "filtered" / "rejected") as rej:
+        for i, row in enumerate(rows):
+            a, b = (int(x) for x in row["id"].split("-")[1:])
+            for s in range(2):
+                ok = s < i % 3
+                rec = gold_trace(Problem(a, b)) | {"id": f"{row['id']}:{s}", "sample": s}
+                rec["checks"] = {"correct": {"ok": ok}}
+                (kept if ok and s == 0 else rej).write(rec | {"verdict": "kept" if ok and s == 0 else "x"})
+    # the answers-only student stands in with the untrained one (it solves nothing)
+    demo.train_model(
+        run, "student-answers-only", run / "student-init", run / "filtered" / "kept", 1, 1e-3, 0, 4
+    )
+    st = demo.StudySizes(budgets=(5, 10), strategies=("limo", "s1", "random"), seeds=1, steps_share=0.02)
+    result = demo.study(run, sizes, st, seed=0)
+    names = [p["name"] for p in result["points"]]
+    assert names[0] == "all-seed0" and "limo-5-seed0" in names and len(names) == 7
+    assert all(p["steps"] == 2 for p in result["points"])  # equal steps: 2% of 100
+    limo = json.loads((run / "study" / "limo-5-seed0" / "select" / "selection.json").read_text())
+    assert limo["difficulty"] == "teacher" and limo["band"] == "1/4:3/4"
+    assert limo["selected"]["teacher_pass_rate"]["mean"] == 0.5  # right on one of two samples
+    s1 = json.loads((run / "study" / "s1-5-seed0" / "select" / "selection.json").read_text())
+    assert s1["student_results"]["matched_prompts"] == 40  # the pool eval of the answers-only student
+    assert (run / "study" / "sweep.png").exists()

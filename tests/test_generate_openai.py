@@ -60,9 +60,9 @@ def test_faults_then_success_and_never(tmp_path, run_cli, fake_server):
     for f in out.rglob("*"):
         if f.is_file():
             assert KEY not in f.read_text()
-    # re-run: the failed prompt is retried (and still fails), nothing duplicated
+    # re-run: the failed prompt is retried (and still fails: 0 of 1 succeeded, exit 1), nothing duplicated
     proc = run_cli(*args, env={"TEST_API_KEY": KEY}, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1 and "only 0 of 1 prompts succeeded" in proc.stderr, proc.stderr
     ids = [r["id"] for r in read_records(out)]
     assert len(ids) == 24 and len(set(ids)) == 24
     assert len((out / "failed.jsonl").read_text().splitlines()) == 1

@@ -374,6 +374,7 @@ def test_a_folder_of_mixed_files_and_a_hub_id_stand_in(tmp_path, monkeypatch):
         return datasets.Dataset.from_list(openr1_rows(4))
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.setattr("distill.resolve.check_hub", lambda *a, **k: None)  # no Hub (nor its cache) here
     ingest.load_hub.cache_clear()
     opts = ReadOptions(dataset_config="default", split="train")
     funnel = filter_stage.run(

@@ -195,7 +195,8 @@ def test_cli_opd_and_errors(tmp_path, opd_env, run_cli):
         "--max-steps", "2", "--batch-size", "2", "--max-new-tokens", "24", "--logging-steps", "1",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["objective"] == "opd"
+    assert proc.stdout.startswith("distill train: ")  # one line; the summary is in the manifest
+    assert json.loads((out / "manifest.json").read_text())["summary"]["objective"] == "opd"
     assert "divergence" in proc.stderr
     for args, msg in [
         (["--teacher", opd_env["teacher"]], "needs --prompts"),

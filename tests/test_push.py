@@ -20,6 +20,10 @@ class RecordingApi:
     def __init__(self):
         self.calls = []
 
+    def whoami(self, token=None):  # the token check before staging
+        self.checked = token
+        return {"name": "me"}
+
     def create_repo(self, **kw):
         self.calls.append(("create_repo", kw))
 

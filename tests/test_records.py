@@ -142,6 +142,12 @@ def test_resume_with_changed_config_is_refused(tmp_path):
     write_manifest(tmp_path, "generate", cfg)
     assert check_manifest(tmp_path, "generate", cfg) is True  # same config: resume
     changed = {"model": "m", "sampling": {"temperature": 1.0}, "n": 4}
+    # no finished work yet (a manifest, an empty shard, a failure list): the new config starts afresh
+    (tmp_path / "shard-00000.jsonl").write_text("")
+    (tmp_path / "failed.jsonl").write_text('{"prompt_id": "p", "error": "HTTP 400"}\n')
+    assert check_manifest(tmp_path, "generate", changed) is False
+    assert check_manifest(tmp_path, "filter", cfg) is False
+    (tmp_path / "shard-00000.jsonl").write_text('{"id": "p:0"}\n')  # one finished trace: refused
     with pytest.raises(UserError, match=r"different config \(changed: sampling.temperature\).*--overwrite"):
         check_manifest(tmp_path, "generate", changed)
     assert check_manifest(tmp_path, "generate", changed, overwrite=True) is False

@@ -79,3 +79,55 @@ def test_report_errors(tmp_path):
         run(ReportConfig(run_dir=str(tmp_path / "nope")))
     with pytest.raises(UserError, match="no stage outputs found"):
         run(ReportConfig(run_dir=str(tmp_path)))
+
+
+def _eval(folder, model: str, temp: float, acc: float) -> None:
+    write_manifest(folder, "eval", {})
+    atomic_write_json(
+        folder / "results.json",
+        {"model": model, "sampling": {"temperature": temp},
+         "benchmarks": {"add": {"pass@1": acc, "n": 1, "problems": 10, "mean_response_tokens": 40.0,
+                                "truncated_share": 0.0}}},
+    )  # fmt: skip
+
+
+def test_runs_with_same_model_folder_names_stay_apart(tmp_path):
+    for run_name, acc in (("a", 0.9), ("b", 0.4)):  # two runs, each with a student-filtered model
+        model = tmp_path / run_name / "student-filtered"
+        write_manifest(model, "train", {})
+        _eval(tmp_path / run_name / "eval-greedy", str(model), 0.0, acc)
+    _eval(tmp_path / "a" / "eval-sampled", str(tmp_path / "a" / "student-filtered"), 0.7, 0.8)
+    _eval(tmp_path / "x1", "/elsewhere/one/teacher", 0.0, 0.5)  # outside, same name: full paths
+    _eval(tmp_path / "x2", "/elsewhere/two/teacher", 0.0, 0.6)
+    _eval(tmp_path / "x3", "Qwen/Qwen2.5-Math-1.5B", 0.0, 0.1)  # a Hub id: its name
+    summary = run(ReportConfig(run_dir=str(tmp_path)))
+    acc = summary["accuracy"]
+    assert acc["a/student-filtered"] == {"greedy": 90.0, "T=0.7": 80.0}
+    assert acc["b/student-filtered"] == {"greedy": 40.0, "T=0.7": None}  # not evaluated: no value
+    assert acc["/elsewhere/one/teacher"]["greedy"] == 50.0 and acc["/elsewhere/two/teacher"]["greedy"] == 60.0
+    assert acc["Qwen2.5-Math-1.5B"]["greedy"] == 10.0
+    assert summary["accuracy_bars"] == 6  # 5 greedy + 1 sampled: no 0 bars for missing values
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| b/student-filtered | 40.0 | — |" in md
+
+
+def test_length_histogram_keeps_kept_traces_visible():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from distill.report import draw_lengths
+
+    fig, ax = plt.subplots()
+    lengths = {"kept": [100 + i for i in range(30)], "rejected": [4096] * 3000 + [50, 300]}  # a spike
+    info = draw_lengths(ax, lengths)
+    assert info["order"] == ["rejected", "kept"] and info["log"]  # kept on top; log counts
+    kept_patch = [p for p in ax.patches if p.get_label().startswith("kept")][0]
+    rejected_patch = [p for p in ax.patches if p.get_label().startswith("rejected")][0]
+    assert kept_patch.get_zorder() > rejected_patch.get_zorder() and not kept_patch.get_fill()
+    assert ax.get_yscale() == "log"
+    plt.close(fig)
+    fig, ax = plt.subplots()  # the reverse: comparable parts keep a linear axis
+    assert not draw_lengths(ax, {"kept": [10, 20, 30] * 10, "rejected": [40, 50] * 10})["log"]
+    plt.close(fig)

@@ -135,7 +135,7 @@ def test_all_servers_failing_still_reports_failures(tmp_path):
 def test_ray_missing_names_the_extra(tmp_path, monkeypatch, tiny_qwen):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     prompts = make_prompts(tmp_path / "p.jsonl", 2)
-    with pytest.raises(UserError, match=r"pip install 'distill\[ray\]'"):
+    with pytest.raises(UserError, match=r"pip install -e '\.\[ray\]' \(in the distill checkout\)"):
         run(tiny_cfg(tiny_qwen, prompts, tmp_path / "t", executor="ray", replicas=2))
 
 

@@ -299,6 +299,8 @@ def test_cli_select_and_errors(pool, tmp_path, run_cli):
         (["--balance", "topic"], "--topic-model"),
         (["--student-results", tmp_path / "nope"], "--student-results"),
         (["--strategy", "limo", "--band", "32:1"], "--band"),
+        (["--strategy", "limo", "--difficulty", "student"], "--difficulty student needs --student-results"),
+        (["--prefer", "long"], "--prefer"),
     ]:
         proc = run_cli("select", "--input", filtered, "--output", tmp_path / "y", *args)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -366,3 +368,102 @@ def test_subset_trains_with_distill_train(pool, tmp_path, tiny_qwen):
     assert summary["steps"] == 2
     assert summary["examples"] + summary.get("dropped_overlength", 0) == 6
     assert (tmp_path / "student" / "train_log.csv").exists()
+
+
+# ---------------------------------------------------------------------------- student-aware difficulty
+
+
+@pytest.mark.parametrize("band", [None, "0:0", "1/4:3/4", "0.5:1"])
+def test_limo_band_applies_to_the_student_pass_rate(pool, tmp_path, band):
+    _, truth, ev = pool
+    lo, hi = parse_band(band or "0:1/4")
+    out = tmp_path / "limo-student"
+    rep = run(_cfg(pool, out, strategy="limo", budget=10_000, student_results=str(ev), band=band))
+    assert rep["difficulty"] == "student" and rep["band"] == (band or "0:1/4")
+    picked = {r["prompt_id"] for r in _selected(out)}
+    # exactly the prompts whose student pass rate is in the band, whatever the teacher's rate
+    assert picked == {pid for pid, t in truth.items() if lo <= t["student"] <= hi}
+    assert rep["dropped_by_rule"]["too_easy"] == sum(t["student"] > hi for t in truth.values())
+    # hardest for the student first
+    small = tmp_path / "small"
+    run(_cfg(pool, small, strategy="limo", budget=5, student_results=str(ev), band=band, balance=[]))
+    ranked = sorted(_selected(small), key=lambda r: r["selection"]["rank"])
+    rates = [r["selection"]["student_pass_rate"] for r in ranked]
+    assert rates == sorted(rates) and rates[0] == min(
+        t["student"] for t in truth.values() if lo <= t["student"]
+    )
+
+
+def test_limo_with_the_teacher_signal_drops_what_the_student_solves(pool, tmp_path):
+    _, truth, ev = pool
+    out = tmp_path / "limo-teacher"
+    rep = run(
+        _cfg(pool, out, strategy="limo", budget=10_000, student_results=str(ev), difficulty="teacher",
+             band="1/32:8/32")
+    )  # fmt: skip
+    want = {pid for pid, t in truth.items() if 1 / 32 <= t["teacher"] <= 8 / 32 and t["student"] < 0.5}
+    assert {r["prompt_id"] for r in _selected(out)} == want
+    assert rep["dropped_by_rule"]["student_solved"] == sum(t["student"] >= 0.5 for t in truth.values())
+    # without student results the same band keeps the solved prompts too (the reverse case)
+    rep = run(_cfg(pool, tmp_path / "plain", strategy="limo", budget=10_000, band="1/32:8/32"))
+    assert rep["selected"]["prompts"] > len(want) and "student_solved" not in rep["dropped_by_rule"]
+
+
+def test_limo_on_student_results_needs_no_rejected_folder(pool, tmp_path):
+    filtered, truth, ev = pool
+    only_kept = tmp_path / "only" / "kept"
+    only_kept.mkdir(parents=True)
+    (only_kept / "shard-00000.jsonl").write_bytes((filtered / "kept" / "shard-00000.jsonl").read_bytes())
+    rep = run(SelectConfig(str(only_kept.parent), str(tmp_path / "o"), strategy="limo", budget=100,
+                           student_results=str(ev)))  # fmt: skip
+    assert rep["teacher_pass_rate_known"] is False
+    assert rep["selected"]["prompts"] == sum(t["student"] <= 0.25 for t in truth.values())
+    with pytest.raises(UserError, match="teacher pass rate"):  # the teacher signal still needs it
+        run(SelectConfig(str(only_kept.parent), str(tmp_path / "p"), strategy="limo", difficulty="teacher",
+                         student_results=str(ev)))  # fmt: skip
+    with pytest.raises(UserError, match="--difficulty student needs --student-results"):
+        run(SelectConfig(str(filtered), str(tmp_path / "q"), strategy="limo", difficulty="student"))
+    with pytest.raises(UserError, match="--difficulty"):
+        run(SelectConfig(str(filtered), str(tmp_path / "q"), strategy="limo", difficulty="hardest"))
+
+
+# ---------------------------------------------------------------------------- length-aware
+
+
+@pytest.mark.parametrize("strategy", ["s1", "limo", "random"])
+def test_prefer_shortest_takes_the_shortest_trace_and_short_prompts_first(pool, tmp_path, strategy):
+    _, truth, _ = pool
+    kw = {"band": "1/32:32/32"} if strategy == "limo" else {}
+    long_ = run(_cfg(pool, tmp_path / "long", strategy=strategy, budget=20, prefer="longest", **kw))
+    short = run(_cfg(pool, tmp_path / "short", strategy=strategy, budget=20, prefer="shortest", **kw))
+    for r in _selected(tmp_path / "short"):
+        assert r["usage"]["completion_tokens"] == min(truth[r["prompt_id"]]["kept_lengths"])
+    for r in _selected(tmp_path / "long"):
+        assert r["usage"]["completion_tokens"] == max(truth[r["prompt_id"]]["kept_lengths"])
+    assert short["selected"]["length"]["mean"] < long_["selected"]["length"]["mean"]
+    if strategy != "random":  # the prompts themselves are chosen by length too
+        assert short["selected"]["length"]["mean"] < short["eligible"]["length"]["mean"]
+
+
+def test_prefer_mix_alternates_long_and_short(pool, tmp_path):
+    _, truth, _ = pool
+    run(_cfg(pool, tmp_path / "mix", strategy="random", budget=30, prefer="mix"))
+    longest = shortest = 0
+    for r in _selected(tmp_path / "mix"):
+        lengths = truth[r["prompt_id"]]["kept_lengths"]
+        if len(lengths) < 2:
+            continue
+        n = r["usage"]["completion_tokens"]
+        longest += n == max(lengths)
+        shortest += n == min(lengths)
+        assert n in (max(lengths), min(lengths))
+        assert (n == max(lengths)) == (r["selection"]["rank"] % 2 == 0)
+    assert longest > 5 and shortest > 5
+    # two traces per prompt: its longest and its shortest
+    run(_cfg(pool, tmp_path / "mix2", strategy="random", budget=20, prefer="mix", per_prompt=2))
+    by_prompt: dict[str, list[int]] = {}
+    for r in _selected(tmp_path / "mix2"):
+        by_prompt.setdefault(r["prompt_id"], []).append(r["usage"]["completion_tokens"])
+    for pid, lens in by_prompt.items():
+        if len(lens) == 2:
+            assert sorted(lens) == [min(truth[pid]["kept_lengths"]), max(truth[pid]["kept_lengths"])]

@@ -268,6 +268,7 @@ def test_hub_dataset_cache_follows_the_revision(tmp_path, tok, monkeypatch):
     monkeypatch.setattr(
         datasets, "load_dataset", lambda d, split: real("parquet", data_files=files[d], split=split)
     )
+    monkeypatch.setattr("distill.resolve.check_hub", lambda *a, **k: None)  # no Hub (nor its cache) here
 
     def tokenize():
         ingest.load_hub.cache_clear()  # a new process

@@ -81,8 +81,9 @@ def test_numeric_fast_path_agrees_with_math_verify():
     v = verify("\\boxed{\\dfrac{3}{4}}", "", domain="math", gold="0.75")
     assert v.status == "correct" and v.detail == "numeric"
     assert verify("\\boxed{15}", "", domain="math", gold="14").status == "wrong"
-    # long decimals go to math-verify, which rounds floats
-    assert verify("\\boxed{0.3333333}", "", domain="math", gold="\\frac13").detail != "numeric"
+    # a decimal side gets the relative 1e-6 tolerance on the fast path too
+    assert verify("\\boxed{0.3333333}", "", domain="math", gold="\\frac13").status == "correct"
+    assert verify("\\boxed{0.33333}", "", domain="math", gold="\\frac13").status == "wrong"
 
 
 def test_same_answer():

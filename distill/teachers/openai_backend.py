@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import errno
 import json
 import logging
 import os
 import random
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -82,10 +84,13 @@ class _Server:
     failures: int = 0
     streak: int = 0  # failures in a row
     benchings: int = 0
+    answered: int = 0  # successful requests
+    connect_failures: int = 0  # attempts that could not even connect (refused, unknown host)
     benched_until: float = 0.0
     penalty: float = 0.0  # the next bench's length once benched (doubles, reset by a success)
 
     def ok(self) -> None:
+        self.answered += 1
         self.streak = 0
         self.penalty = 0.0
         self.benched_until = 0.0
@@ -198,13 +203,7 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {self._key}"
         # One slot per request in flight, each with its own keep-alive connection(s): a shared
         # httpx pool scans every connection on each request (O(concurrency) CPU per request).
-        ctx = ssl.create_default_context()
-        try:
-            import certifi
-
-            ctx.load_verify_locations(certifi.where())
-        except ImportError:
-            pass
+        ctx = ssl_context()
         clients = [Slot(headers, ctx) for _ in range(self.concurrency)]
         slots: asyncio.Queue = asyncio.Queue()
         for c in clients:
@@ -362,6 +361,9 @@ class OpenAIBackend:
                         "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
                     ) from None
                 last, wait = f"{url}: {type(e).__name__}: {self._redact(str(e))[:200]}", None
+                if is_connect_error(e):
+                    server.connect_failures += 1
+                    self._give_up_unreachable(last)
             if server.failed(self.bench_after, self.bench_seconds):
                 log.warning(
                     "benched %s for %.0f s after %d failures in a row (last: %s)",
@@ -383,6 +385,14 @@ class OpenAIBackend:
             log.debug("retrying after %.2f s: %s", delay, last)
             await asyncio.sleep(delay)
         raise _Fatal(f"failed after {self.max_retries + 1} attempts: {last}")
+
+    def _give_up_unreachable(self, last: str) -> None:
+        """Stop the run when no server ever answered and each failed to connect `bench_after` times."""
+        if all(s.answered == 0 and s.connect_failures >= self.bench_after for s in self.servers):
+            where = ", ".join(s.url for s in self.servers)
+            raise UserError(
+                f"cannot connect to {where} ({last}); is the server running and the --base-url right?"
+            )
 
     def _healthy(self, exclude: set[int]) -> list[_Server]:
         now = time.monotonic()
@@ -447,6 +457,64 @@ class OpenAIBackend:
             Completion(r, c, f, prompt_tokens, shares[k], closed, top)
             for k, (r, c, f, closed, top) in enumerate(parsed)
         ]
+
+
+def ssl_context() -> ssl.SSLContext:
+    """The system's trusted CAs plus certifi's (and `SSL_CERT_FILE`, which the default honours)."""
+    ctx = ssl.create_default_context()
+    try:
+        import certifi
+
+        ctx.load_verify_locations(certifi.where())
+    except ImportError:
+        pass
+    return ctx
+
+
+def is_connect_error(e: BaseException) -> bool:
+    """True when `e` means the server could not be reached at all (refused, unknown host, no route)."""
+    import httpx
+
+    if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout | ConnectionRefusedError | socket.gaierror):
+        return True
+    return isinstance(e, OSError) and e.errno in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def list_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str] | None:
+    """The model names an OpenAI-compatible server serves: `GET {base_url}/models` (vLLM, SGLang,
+    `transformers serve`, the DeepSeek and OpenAI APIs all answer it).
+
+    Returns the `id`s of the listed models, or None when the server has no such endpoint or
+    answers with anything but the OpenAI list shape (or too slowly). Raises `ConnectionError` naming the URL when
+    the server cannot be reached within `timeout` seconds, and `UserError` for a TLS certificate
+    that fails verification. The key is sent as a Bearer token and never appears in a message.
+    """
+    import httpx
+
+    url = base_url.rstrip("/") + "/models"
+    headers = {"Accept": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    try:
+        resp = httpx.get(url, headers=headers, timeout=timeout, verify=ssl_context())
+    except httpx.HTTPError as e:
+        cert = certificate_error(e)
+        if cert is not None:
+            raise UserError(
+                f"{base_url}: TLS certificate verification failed ({cert}); if the server's "
+                "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
+            ) from None
+        if not is_connect_error(e):
+            return None  # it answered something else (slow, not HTTP): no listing, no verdict
+        reason = str(e).replace(api_key, "***") if api_key else str(e)
+        raise ConnectionError(f"{url}: {type(e).__name__}: {reason[:200]}") from None
+    if resp.status_code != 200:
+        return None
+    try:
+        data = resp.json().get("data")
+        return [str(m["id"]) for m in data]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return None
 
 
 def top_k_from_openai(logprobs: Any) -> Any:

@@ -92,6 +92,10 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from distill.noise import quiet_transformers
+
+        quiet_transformers()
+
         if threads:  # tiny models on a busy CPU: 1 thread avoids OpenMP spin-waiting
             torch.set_num_threads(int(threads))
 

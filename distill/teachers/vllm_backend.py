@@ -2,7 +2,7 @@
 
     backend = VLLMBackend("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", tensor_parallel_size=1)
 
-Registered as "vllm" in `distill.teachers.BACKENDS`; needs `pip install 'distill[vllm]'` and a GPU.
+Registered as "vllm" in `distill.teachers.BACKENDS`; needs `pip install -e '.[vllm]'` (in the checkout) and a GPU.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class VLLMBackend:
             import vllm
         except ImportError:
             raise UserError(
-                "the vllm backend needs vLLM: pip install 'distill[vllm]' (on a CUDA machine)"
+                "the vllm backend needs vLLM: pip install -e '.[vllm]' in the distill checkout (on a CUDA machine)"
             ) from None
         self.model = model
         self.chunk_size = max(1, int(chunk_size))
