@@ -57,6 +57,9 @@ class TeacherCard:
     reasoning: str = "auto"  # auto | think_tags | reasoning_content
     think_tags: list[str] = field(default_factory=lambda: ["<think>", "</think>"])
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # end-of-sequence/turn text of the teacher's tokenizer, stripped where a server leaves it at the
+    # end of a completion (added to distill.teachers.protocol.END_TOKENS)
+    special_tokens: list[str] = field(default_factory=list)
     price_input_per_m: float = 0.0  # USD per million prompt tokens
     price_output_per_m: float = 0.0  # USD per million completion tokens
     context_length: int | None = None

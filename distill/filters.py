@@ -240,9 +240,19 @@ def check_complete(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return {"ok": True}
 
 
+# Special-token text of chat tokenizers: `<|im_end|>`, `<|eot_id|>`, `<|start_header_id|>` (ChatML,
+# Llama 3, Phi, gpt-oss), `<｜end▁of▁sentence｜>`, `<｜Assistant｜>` (DeepSeek, full-width bars),
+# Gemma's turn markers and `<eos>`/`<bos>`, Mistral's `[INST]`. A student trained on it learns to
+# write it. Not `<s>`/`</s>` (HTML strike-through in code) nor operators like Haskell's `<|>`.
+SPECIAL_TOKEN_TEXT = re.compile(
+    r"<\|[^\s|<>]{1,64}\|>|<｜[^\s｜<>]{1,64}｜>|<(?:start|end)_of_turn>|<(?:eos|bos)>|\[/?INST\]"
+)
+
+
 def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """One well-formed reasoning block, non-empty reasoning and answer, no stray tags (in any case),
-    and no stray tags in any earlier assistant turn of a conversation (`history`).
+    no special-token text (`SPECIAL_TOKEN_TEXT`: end-of-sequence/turn markers a server left in), and
+    the same for every earlier assistant turn of a conversation (`history`).
 
     Answer-only data (`answer_only`: the input had no reasoning block at all, e.g. an eval dump of a
     non-reasoning model) needs no reasoning; its answer must still be there.
@@ -255,12 +265,19 @@ def check_format(rec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     stray = _stray_marker(reasoning + "\n" + answer, ctx.think_tags)
     if stray:
         return {"ok": False, "why": f"stray {stray}"}
+    found = SPECIAL_TOKEN_TEXT.search(reasoning) or SPECIAL_TOKEN_TEXT.search(answer)
+    if found:
+        return {"ok": False, "why": f"special-token text {found.group(0)}"}
     for i, turn in enumerate(rec.get("history") or []):
         if turn.get("role") != "assistant":
             continue
-        stray = _stray_marker(f"{turn.get('reasoning') or ''}\n{turn.get('content') or ''}", ctx.think_tags)
+        text = f"{turn.get('reasoning') or ''}\n{turn.get('content') or ''}"
+        stray = _stray_marker(text, ctx.think_tags)
         if stray:
             return {"ok": False, "why": f"stray {stray} in history turn {i}"}
+        found = SPECIAL_TOKEN_TEXT.search(text)
+        if found:
+            return {"ok": False, "why": f"special-token text {found.group(0)} in history turn {i}"}
         if not str(turn.get("content") or "").strip():
             return {"ok": False, "why": f"empty answer in history turn {i}"}
     return {"ok": True}

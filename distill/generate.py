@@ -12,6 +12,10 @@ still fail after the backend's retries go to `failed.jsonl` (retried on the next
 `shard-KKKKK-of-NNNNN-*.jsonl` (its manifest and failures under `jobs/KKKKK-of-NNNNN/`).
 `manifest.json` totals prompts, samples, tokens, failures and the estimated cost.
 
+Sample k of a prompt is drawn with its own seed, `sample_seed(--seed, prompt_id, k)` (recorded
+as `teacher.sample_seed`), in every backend: a re-run with a larger `--num-samples` adds new
+samples instead of copies of the first ones, and any sample can be drawn again on its own.
+
 With `--executor ray --replicas N` (the `distill[ray]` extra) the N shards run at once on Ray
 actors, replica k doing exactly what `--num-shards N --shard-index k` does (distill/ray_executor.py).
 """
@@ -42,7 +46,8 @@ from distill.records import (
     trace_id,
     write_manifest,
 )
-from distill.teachers import Completion, SamplingParams, make_backend
+from distill.teachers import Completion, SamplingParams, make_backend, sample_seed
+from distill.teachers.protocol import tokenizer_special_tokens
 
 log = logging.getLogger("distill.generate")
 
@@ -101,6 +106,9 @@ class GenerateConfig:
     replicas: int = 1
     gpus_per_replica: float | None = None
     progress: bool = True
+    # set by the Ray driver on each replica: write the job layout (jobs/KKKKK-of-NNNNN/, shard-KKKKK-of-NNNNN-*)
+    # even for one shard, since the output folder's own manifest.json is the driver's
+    replica: bool = False
     min_success: float = 0.5  # exit 1 when a smaller share of the prompts sampled now succeeded
 
 
@@ -126,6 +134,23 @@ def resolve_teacher(spec: str) -> TeacherCard:
     return TeacherCard(name=spec.split("/")[-1], model=spec, backend="transformers")
 
 
+def teacher_special_tokens(card: TeacherCard) -> list[str]:
+    """The card's `special_tokens`, plus the special tokens of the teacher's tokenizer when the
+    model is a local folder (an openai server such as `transformers serve` may leave them in the
+    text); the think tags are never among them."""
+    found = list(card.special_tokens)
+    if Path(card.model).is_dir() and (Path(card.model) / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(card.model)
+        except (OSError, ValueError) as e:
+            log.warning("%s: cannot read its tokenizer's special tokens (%s)", card.model, e)
+        else:
+            found += [t for t in tokenizer_special_tokens(tokenizer) if t not in found]
+    return [t for t in found if t not in card.think_tags]
+
+
 def in_shard(prompt_id: str, num_shards: int, index: int) -> bool:
     if num_shards <= 1:
         return True
@@ -149,7 +174,7 @@ def sampling_params(cfg: GenerateConfig, card: TeacherCard) -> SamplingParams:
 def _paths(cfg: GenerateConfig) -> tuple[Path, Path, str]:
     """(output folder, folder holding this job's manifest + failed.jsonl, shard file prefix)."""
     out = Path(cfg.output)
-    if cfg.num_shards <= 1:
+    if cfg.num_shards <= 1 and not cfg.replica:
         return out, out, SHARD_PREFIX
     tag = f"{cfg.shard_index:05d}-of-{cfg.num_shards:05d}"
     return out, out / "jobs" / tag, f"{SHARD_PREFIX}{tag}-"
@@ -451,6 +476,7 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
             dtype=cfg.dtype,
             threads=cfg.threads,
             seed=cfg.seed,
+            special_tokens=teacher_special_tokens(card),
         )
         bar = _Progress(todo_total, cfg.progress)
         side = None
@@ -470,16 +496,19 @@ def run(cfg: GenerateConfig) -> dict[str, Any]:
                     errors[i] = message
 
                 messages = [[{"role": "user", "content": t}] for t in texts]
-                results = backend.generate(messages, batch_params, on_error=on_error)
+                seeds = [
+                    [sample_seed(cfg.seed, p.prompt_id, k) for k in missing_idx[p.prompt_id]] for p in group
+                ]
+                results = backend.generate(messages, batch_params, on_error=on_error, seeds=seeds)
                 for i, comps in results:
                     p = group[i]
                     todo = missing_idx[p.prompt_id]
-                    tokens = _write(writer, p, texts[i], todo, comps, teacher_meta, side)
+                    tokens, written = _write(writer, p, texts[i], todo, comps, teacher_meta, seeds[i], side)
                     if i in errors:
                         failures.append(
                             {
                                 "prompt_id": p.prompt_id,
-                                "missing_samples": todo[len(comps) :],
+                                "missing_samples": [k for k in todo if k not in written],
                                 "error": errors[i],
                                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                             }
@@ -548,10 +577,25 @@ def _write(
     todo: list[int],
     comps: list[Completion],
     teacher: dict[str, Any],
+    seeds: list[int],
     side: Any = None,
-) -> int:
+) -> tuple[int, list[int]]:
+    """Write `p`'s completions as samples `todo` (and their logprobs to `side`); returns
+    (completion tokens, samples written).
+
+    A completion that carries its seed is the sample of that seed (some of a prompt's samples may
+    have failed); one without takes the next sample index in order.
+    """
     tokens = 0
-    for sample, c in zip(todo, comps, strict=False):
+    written: list[int] = []
+    by_seed = dict(zip(seeds, todo, strict=False))
+    free = [k for k in todo if k not in {by_seed.get(c.seed) for c in comps}]
+    for c in comps:
+        sample = by_seed.get(c.seed) if c.seed is not None else None
+        if sample is None or sample in written:
+            if not free:
+                break
+            sample = free.pop(0)
         extra: dict[str, Any] = {"reasoning_closed": c.reasoning_closed}
         if p.tests is not None:
             extra["tests"] = p.tests
@@ -563,7 +607,7 @@ def _write(
             answer=p.answer,
             domain=p.domain,
             source=p.source,
-            teacher=teacher,
+            teacher=teacher if c.seed is None else {**teacher, "sample_seed": c.seed},
             reasoning=c.reasoning,
             content=c.content,
             finish_reason=c.finish_reason,
@@ -575,5 +619,6 @@ def _write(
             if c.logprobs is None:
                 raise UserError(f"--logprobs: the {teacher.get('backend')} backend returned no logprobs")
             side.write(writer.path, trace.id, c.logprobs)
+        written.append(sample)
         tokens += c.completion_tokens
-    return tokens
+    return tokens, written

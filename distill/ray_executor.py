@@ -7,7 +7,8 @@
 
 Replica k of N runs exactly `distill generate --num-shards N --shard-index k` inside a Ray actor
 (the same shard files `shard-KKKKK-of-NNNNN-*.jsonl`, the same `jobs/KKKKK-of-NNNNN/` manifests),
-so a killed cluster job resumes like a local one, and a Slurm array can finish what Ray started.
+so a killed cluster job resumes like a local one, and a Slurm array can finish what Ray started
+(a single replica too writes `jobs/00000-of-00001/` and `shard-00000-of-00001-*.jsonl`).
 `--output` must be a folder every node sees (a shared filesystem). The driver keeps a manifest of
 the whole run in `--output/manifest.json` (replica count included: changing it is refused, since
 it would re-shard the prompts) and shows one progress bar over all replicas.
@@ -80,6 +81,7 @@ def replica_config(cfg: GenerateConfig, index: int) -> GenerateConfig:
         shard_index=index,
         overwrite=False,  # the driver clears the whole folder once
         progress=False,
+        replica=True,  # its manifest in jobs/, even with one replica
     )
 
 

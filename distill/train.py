@@ -250,11 +250,10 @@ def manifest_config(resolved: TrainConfig) -> dict[str, Any]:
     for k, default in NEW_FIELD_DEFAULTS.items():
         if d.get(k) == default:
             d.pop(k, None)
-    if d.get("prompts") and Path(d["prompts"]).exists():
-        d["prompts"] = str(Path(d["prompts"]).resolve())
-    d["data"] = (
-        str(Path(d["data"]).resolve()) if d.get("data") and Path(d["data"]).exists() else d.get("data")
-    )
+    for key in ("data", "student", "prompts"):  # a local path, relative or absolute, is the same input
+        value = d.get(key)
+        if value and Path(value).expanduser().exists():
+            d[key] = str(Path(value).expanduser().resolve())
     return d
 
 

@@ -11,7 +11,8 @@ ended by closing the connection: they count as successes), `never` (always 500 f
 containing "NEVER"). With `logprobs: true` each choice carries OpenAI's `logprobs.content` (one
 character a token, `top_logprobs` alternatives). Completions are `<think>reasoning for …</think>answer` (prompts containing
 "SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
-unless `honour_n`. Every request's Authorization header is recorded in `auth_headers`.
+unless `honour_n`; `suffix` is appended to every content (e.g. an end-of-sequence token's text, as
+`transformers serve` leaves it). Every request's Authorization header is recorded in `auth_headers`.
 `tls=(cert, key)` serves https (see `self_signed_cert`). `models=[...]` makes it a server of those
 models only, as vLLM or the DeepSeek API are: `GET /v1/models` lists them and a chat request for
 any other model gets HTTP 400 (without `models`, `GET /v1/models` is a 404 and any name is served;
@@ -110,9 +111,11 @@ class FakeServer:
         port: int = 0,
         die_after: int | None = None,
         tls: tuple[str, str] | None = None,
+        suffix: str = "",
         models: list[str] | None = None,
         listing: bool = True,
     ) -> None:
+        self.suffix = suffix
         self.faults = list(faults or [])
         self.models = models
         self.listing = listing
@@ -164,10 +167,13 @@ class FakeServer:
             msg = {
                 "role": "assistant",
                 "reasoning_content": f"reasoning for {text[:20]}",
-                "content": "answer",
+                "content": "answer" + self.suffix,
             }
         else:
-            msg = {"role": "assistant", "content": f"<think>reasoning for {text[:20]}</think>answer"}
+            msg = {
+                "role": "assistant",
+                "content": f"<think>reasoning for {text[:20]}</think>answer{self.suffix}",
+            }
         choices = [{"index": j, "message": msg, "finish_reason": "stop"} for j in range(n)]
         if body.get("logprobs"):  # OpenAI's shape: one entry per token (here: per character)
             for ch in choices:

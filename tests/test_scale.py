@@ -199,6 +199,27 @@ def test_ray_equals_local_resumes_and_refuses_reshard(ray_cluster, tiny_qwen, tm
         run(tiny_cfg(tiny_qwen, prompts, tmp_path / "ray", executor="ray", replicas=3))
 
 
+@pytest.mark.slow
+def test_ray_default_one_replica_on_a_fresh_folder(ray_cluster, tiny_qwen, tmp_path):
+    """`--executor ray` with the default `--replicas 1`: its replica writes jobs/00000-of-00001/, not
+    over the driver's manifest (it was refused as "changed: executor, shard_index")."""
+    prompts = make_prompts(tmp_path / "p.jsonl", 6)
+    out = tmp_path / "ray1"
+    m = run(tiny_cfg(tiny_qwen, prompts, out, executor="ray"))
+    assert m["counts"]["samples"] == 12 and m["counts"]["failed"] == 0 and m["run"]["replicas"] == 1
+    assert m["config"]["executor"] == "ray"
+    assert [p.name for p in out.glob("shard-*")] == ["shard-00000-of-00001-00000.jsonl"]
+    assert (
+        json.loads((out / "jobs" / "00000-of-00001" / "manifest.json").read_text())["counts"]["samples"] == 12
+    )
+    # the same records as a local run (each sample has its own seed), and a re-run is a no-op
+    run(tiny_cfg(tiny_qwen, prompts, tmp_path / "local"))
+    local = {r["id"]: r for r in read_records(tmp_path / "local")}
+    assert {r["id"]: r for r in read_records(out)} == local
+    assert run(tiny_cfg(tiny_qwen, prompts, out, executor="ray"))["counts"]["samples"] == 12
+    assert len(list(read_records(out))) == 12
+
+
 def _lines(out: Path) -> int:
     return sum(p.read_bytes().count(b"\n") for p in out.glob("shard-*.jsonl"))
 
@@ -422,3 +443,53 @@ def test_make_pipeline_generate_to_push(tiny_qwen, tmp_path, fake_server):
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
     assert p.stdout.count(" push --model ") == 1 and " generate --teacher " not in p.stdout
     assert any((tmp_path / "hub").iterdir())
+
+
+# ---------------------------------------------------------------------------- the GPU check script
+
+GPU_CHECK = ROOT / "benchmarks" / "gpu_check.sh"
+
+
+def test_gpu_check_syntax_options_and_no_gpu_refusal(tmp_path):
+    assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
+    # every distill option the script passes, GPU-only commands included, exists in `distill <stage> --help`
+    text = GPU_CHECK.read_text().replace("\\\n", " ")
+    commands = re.findall(r"-m distill (\w+)([^\n]*)", text)
+    assert {stage for stage, _ in commands} == {"generate", "train", "eval"} and len(commands) == 7
+    for stage, rest in commands:
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest))
+        known = _help_options(sys.executable, "-m", "distill", stage)
+        assert named <= known, f"distill {stage} has no option(s) {named - known}"
+    # without a GPU, and not told --cpu-only: one clear refusal; unknown options are refused too
+    proc = subprocess.run(["bash", str(GPU_CHECK), "--work", str(tmp_path / "w")], capture_output=True, text=True,
+                          env=env_with_checkout(PYTHON=sys.executable, CUDA_VISIBLE_DEVICES=""))  # fmt: skip
+    assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr and "--cpu-only" in proc.stderr
+    proc = subprocess.run(["bash", str(GPU_CHECK), "--bogus"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown option --bogus" in proc.stderr
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_only_runs_the_cpu_parts(tmp_path):
+    work = tmp_path / "w"
+    proc = subprocess.run(["bash", str(GPU_CHECK), "--cpu-only", "--work", str(work)], capture_output=True,
+                          text=True, timeout=600, env=env_with_checkout(PYTHON=sys.executable))  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[:4] == [
+        "prepare: ok (tiny qwen2, 4 prompts, 32 kept traces, 2 eval problems)",
+        "generate-transformers-cpu: ok (8 traces)",
+        "train-fp32-packed-cpu: ok (packing)",
+        "eval-transformers-cpu: ok (results.json)",
+    ]
+    assert lines[4:8] == [
+        f"{name}: skipped: --cpu-only"
+        for name in ("generate-vllm", "train-bf16-packed-flash", "qlora-cuda", "eval-vllm")
+    ]
+    assert lines[-1] == f"gpu_check: 4 ok, 0 failed, 4 skipped (logs: {work}/logs)"
+    assert len(list(read_records(work / "gen-cpu"))) == 8 and (work / "eval-cpu" / "results.json").exists()
+    # a check that does not finish in time is reported failed, with the reason, and the exit status says so
+    proc = subprocess.run(["bash", str(GPU_CHECK), "--cpu-only", "--work", str(tmp_path / "w2"), "--step-timeout", "1"],
+                          capture_output=True, text=True, timeout=600, env=env_with_checkout(PYTHON=sys.executable))  # fmt: skip
+    assert proc.returncode == 1
+    assert "generate-transformers-cpu: failed: timed out after 1s" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1].startswith("gpu_check: 1 ok, 3 failed, 4 skipped")

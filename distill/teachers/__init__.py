@@ -13,7 +13,10 @@ the backend's retries is reported through `on_error(index, message)` (it is then
 samples that did succeed, possibly none); without `on_error`, the first failure raises
 `GenerationError`. Used by `distill generate` (teachers) and `distill eval` (students).
 
-Layout: `protocol.py` (SamplingParams, Completion, the Backend Protocol, split_reasoning), one
+Each sample has its own seed (`seeds=`, see `sample_seed`), and end-of-sequence text a model or
+server leaves at the end of a completion is stripped (`strip_end_tokens`).
+
+Layout: `protocol.py` (SamplingParams, Completion, the Backend Protocol, split_reasoning, seeds), one
 module per backend (`transformers_backend.py`, `openai_backend.py` with its connections in
 `http_client.py`, `vllm_backend.py`), and the registry here.
 """
@@ -26,19 +29,24 @@ from typing import Any
 from distill.errors import UserError
 from distill.teachers.openai_backend import OpenAIBackend
 from distill.teachers.protocol import (
+    END_TOKENS,
     Backend,
     Completion,
     ErrorHook,
     GenerationError,
     Messages,
     SamplingParams,
+    Seeds,
+    sample_seed,
     split_reasoning,
+    strip_end_tokens,
 )
 from distill.teachers.transformers_backend import TransformersBackend
 from distill.teachers.vllm_backend import VLLMBackend
 
 __all__ = [
     "BACKENDS",
+    "END_TOKENS",
     "Backend",
     "Completion",
     "ErrorHook",
@@ -46,10 +54,13 @@ __all__ = [
     "Messages",
     "OpenAIBackend",
     "SamplingParams",
+    "Seeds",
     "TransformersBackend",
     "VLLMBackend",
     "make_backend",
+    "sample_seed",
     "split_reasoning",
+    "strip_end_tokens",
 ]
 
 

@@ -25,7 +25,18 @@ from typing import Any
 
 from distill.errors import UserError
 from distill.teachers.http_client import Slot, certificate_error
-from distill.teachers.protocol import Completion, ErrorHook, Messages, SamplingParams, fail, split_reasoning
+from distill.teachers.protocol import (
+    Completion,
+    ErrorHook,
+    Messages,
+    SamplingParams,
+    Seeds,
+    end_tokens,
+    fail,
+    prompt_seeds,
+    split_reasoning,
+    strip_end_tokens,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +121,14 @@ class OpenAIBackend:
     server is retried at once on another living one (backoff only once every server failed it),
     and a server failing `bench_after` times in a row is benched (skipped) for `bench_seconds`,
     doubling each time it fails again after its bench (up to 10 min); one success clears it. When
-    every server is benched, the one whose bench ends first is probed. `n` samples use the `n` parameter; when a server
-    answers with fewer choices, the rest come from repeated single requests (seed + sample). The
-    API key is read from the environment variable `api_key_env` and never logged or stored.
+    every server is benched, the one whose bench ends first is probed. With a seed, every sample
+    is its own request carrying its own seed (`prompt_seeds`: from the run seed, the prompt id and
+    the sample index), so a re-run asking for more samples gets new ones; servers with prefix
+    caching (vLLM, SGLang, DeepSeek's context cache) keep the repeated prompt cheap. Without a
+    seed, `n` samples use the `n` parameter; when a server answers with fewer choices, the rest
+    come from single requests. End-of-sequence/special-token text the server leaves at the end of
+    the text (`special_tokens`, `END_TOKENS`) is stripped. The API key is read from the
+    environment variable `api_key_env` and never logged or stored.
     """
 
     name = "openai"
@@ -132,6 +148,7 @@ class OpenAIBackend:
         chat_template_kwargs: dict[str, Any] | None = None,
         bench_after: int = 3,
         bench_seconds: float = 30.0,
+        special_tokens: list[str] | None = None,
         **_: Any,
     ) -> None:
         self.model = model
@@ -147,6 +164,7 @@ class OpenAIBackend:
         self.reasoning = reasoning
         self.system_prompt = system_prompt
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
+        self.end_tokens = end_tokens(special_tokens)
         self._key: str | None = None
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -170,8 +188,15 @@ class OpenAIBackend:
         return text.replace(self._key, "***") if self._key else text
 
     def generate(
-        self, prompts: list[Messages], params: SamplingParams, on_error: ErrorHook | None = None
+        self,
+        prompts: list[Messages],
+        params: SamplingParams,
+        on_error: ErrorHook | None = None,
+        seeds: Seeds | None = None,
     ) -> Iterator[tuple[int, list[Completion]]]:
+        """Yield (prompt index, its completions) as prompts finish; `seeds[i][j]` is the `seed` sent
+        for sample j of prompt i (see `prompt_seeds`)."""
+        per_prompt = prompt_seeds(params, len(prompts), seeds)
         loop = asyncio.new_event_loop()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
@@ -190,7 +215,8 @@ class OpenAIBackend:
 
         def launch() -> None:
             for i, msgs in items:
-                t = loop.create_task(self._prompt(slots, i, msgs, params))
+                row = per_prompt[i] if per_prompt is not None else None
+                t = loop.create_task(self._prompt(slots, i, msgs, params, row))
                 tasks.add(t)
                 t.add_done_callback(lambda t: (tasks.discard(t), results.put_nowait(t)))
                 if len(tasks) >= window:
@@ -228,16 +254,33 @@ class OpenAIBackend:
             loop.close()
 
     async def _prompt(
-        self, slots: asyncio.Queue, index: int, msgs: Messages, params: SamplingParams
+        self,
+        slots: asyncio.Queue,
+        index: int,
+        msgs: Messages,
+        params: SamplingParams,
+        seeds: list[int] | None = None,
     ) -> tuple[int, list[Completion], str | None]:
         if self.system_prompt and not any(m["role"] == "system" for m in msgs):
             msgs = [{"role": "system", "content": self.system_prompt}, *msgs]
         n = max(1, params.n)
         comps: list[Completion] = []
         errors: list[str] = []
+        if seeds is not None:  # one request per sample, each with its own seed
+            results = await asyncio.gather(
+                *(self._request(slots, msgs, params, 1, s) for s in seeds), return_exceptions=True
+            )
+            for r in results:
+                if isinstance(r, BaseException):
+                    if not isinstance(r, _Fatal):
+                        raise r
+                    errors.append(str(r))
+                else:
+                    comps.extend(r[:1])
+            return index, comps, (errors[0] if errors else None)
         if self._n_supported is not False:
             try:
-                comps.extend(await self._request(slots, msgs, params, n, 0))
+                comps.extend(await self._request(slots, msgs, params, n, None))
             except _Fatal as e:
                 return index, comps, str(e)
             if n > 1 and self._n_supported is None:
@@ -247,7 +290,7 @@ class OpenAIBackend:
         missing = n - len(comps)
         if missing > 0:
             results = await asyncio.gather(
-                *(self._request(slots, msgs, params, 1, len(comps) + j) for j in range(missing)),
+                *(self._request(slots, msgs, params, 1, None) for _ in range(missing)),
                 return_exceptions=True,
             )
             for r in results:
@@ -260,7 +303,7 @@ class OpenAIBackend:
         return index, comps[:n], (errors[0] if errors else None)
 
     async def _request(
-        self, slots: asyncio.Queue, msgs: Messages, params: SamplingParams, n: int, offset: int
+        self, slots: asyncio.Queue, msgs: Messages, params: SamplingParams, n: int, seed: int | None
     ) -> list[Completion]:
         body: dict[str, Any] = {
             "model": self.model,
@@ -273,8 +316,8 @@ class OpenAIBackend:
             body["n"] = n
         if params.top_k:
             body["top_k"] = params.top_k
-        if params.seed is not None:
-            body["seed"] = int(params.seed) + offset
+        if seed is not None:
+            body["seed"] = int(seed)
         if params.stop:
             body["stop"] = list(params.stop)
         if params.logprobs:  # OpenAI's names; vLLM, SGLang and others serve them too
@@ -297,6 +340,9 @@ class OpenAIBackend:
                 finally:
                     slots.put_nowait(client)
                 completions = self._parse(data)
+                if seed is not None:
+                    for c in completions:
+                        c.seed = int(seed)
                 server.ok()
                 return completions
             except _Retryable as e:
@@ -393,8 +439,9 @@ class OpenAIBackend:
             msg = ch.get("message") or {}
             if not isinstance(msg, dict):
                 raise _Retryable("malformed choice in response")
-            content = msg.get("content") or ""
+            content = strip_end_tokens(str(msg.get("content") or ""), self.end_tokens)
             rc = msg.get("reasoning_content") or msg.get("reasoning")
+            rc = strip_end_tokens(str(rc), self.end_tokens) if rc else rc
             finish = ch.get("finish_reason")
             if rc and self.reasoning != "think_tags":
                 reasoning, content = str(rc).strip(), str(content).strip()

@@ -2,18 +2,39 @@
 
     params = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32768, n=4, seed=0)
     reasoning, content, closed = split_reasoning("<think>1+1=2</think>The answer is 2.")
+    sample_seed(0, "q17", 3)                       # sample 3 of prompt q17's own seed
+    strip_end_tokens("x = 2.<｜end▁of▁sentence｜>")  # -> "x = 2."
 
 Every backend module builds on these; nothing here imports a backend.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 Messages = list[dict[str, str]]
 ErrorHook = Callable[[int, str], None]
+Seeds = list[list[int]]  # per prompt, one seed per sample
+
+# End-of-sequence / end-of-turn text of common reasoning-model tokenizers, as servers leak it
+# when they decode with special tokens kept (`transformers serve`, vLLM with
+# skip_special_tokens=False, an R1 served without its stop token): DeepSeek-R1/V3 and the
+# R1-Distill models, Qwen2.5/QwQ/Qwen3 (ChatML), Llama 3, Phi-3/4, gpt-oss, Gemma, Llama 2/Mistral.
+END_TOKENS: tuple[str, ...] = (
+    "<｜end▁of▁sentence｜>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|end|>",
+    "<|return|>",
+    "<end_of_turn>",
+    "<eos>",
+    "</s>",
+)
 
 
 @dataclass
@@ -38,7 +59,8 @@ class SamplingParams:
 
 @dataclass
 class Completion:
-    """One sampled answer, split into reasoning and visible content, with exact token counts."""
+    """One sampled answer, split into reasoning and visible content, with exact token counts;
+    `seed`: the sample seed it was drawn with (None: unseeded or greedy)."""
 
     reasoning: str
     content: str
@@ -47,6 +69,7 @@ class Completion:
     completion_tokens: int
     reasoning_closed: bool
     logprobs: Any = None  # a distill.logit_kd.TopK when SamplingParams.logprobs asked for it
+    seed: int | None = None
 
 
 class GenerationError(RuntimeError):
@@ -58,8 +81,83 @@ class Backend(Protocol):
     model: str
 
     def generate(
-        self, prompts: list[Messages], params: SamplingParams, on_error: ErrorHook | None = None
+        self,
+        prompts: list[Messages],
+        params: SamplingParams,
+        on_error: ErrorHook | None = None,
+        seeds: Seeds | None = None,
     ) -> Iterator[tuple[int, list[Completion]]]: ...
+
+
+# ---------------------------------------------------------------------------- per-sample seeds
+
+
+def sample_seed(seed: int, prompt_key: str, sample: int) -> int:
+    """The seed of one sample, in [0, 2**31): a hash of (run seed, prompt id, sample index).
+
+    Each sample has its own random stream, so sample k of a prompt is the same whatever else is
+    sampled with it, and a re-run asking for more samples gets new ones (not copies of 0..n-1).
+    31 bits: every OpenAI-compatible server takes it as a `seed`.
+    """
+    digest = hashlib.sha256(f"{int(seed)}\x00{prompt_key}\x00{int(sample)}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def prompt_seeds(params: SamplingParams, count: int, seeds: Seeds | None) -> Seeds | None:
+    """Per prompt, the `params.n` sample seeds: `seeds` as given (checked), else derived from the
+    prompt's position (`sample_seed(params.seed, str(index), j)`); None when `params.seed` is None.
+
+    Raises ValueError when `seeds` does not hold `count` lists of `n` seeds.
+    """
+    if params.seed is None:
+        return None
+    n = max(1, params.n)
+    if seeds is None:
+        return [[sample_seed(params.seed, str(i), j) for j in range(n)] for i in range(count)]
+    if len(seeds) != count or any(len(s) != n for s in seeds):
+        raise ValueError(f"seeds: expected {count} lists of {n} seeds")
+    return [[int(x) for x in s] for s in seeds]
+
+
+# ---------------------------------------------------------------------------- special-token text
+
+
+def strip_end_tokens(text: str, tokens: tuple[str, ...] | list[str] = END_TOKENS) -> str:
+    """`text` without the end-of-sequence/turn token text (and whitespace) at its end.
+
+    Only trailing occurrences are removed: one in the middle means the server ran past the end of
+    the turn, and the `format` filter check rejects the trace.
+    """
+    tokens = [t for t in tokens if t]
+    stripped = text.rstrip()
+    changed = True
+    while changed:
+        changed = False
+        for t in tokens:
+            if stripped.endswith(t):
+                stripped = stripped[: -len(t)].rstrip()
+                changed = True
+    return stripped if len(stripped) < len(text.rstrip()) else text
+
+
+def tokenizer_special_tokens(tokenizer: Any, exclude: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """Text of a Hugging Face tokenizer's special tokens: the named ones (eos, pad, …) and every
+    added token marked special (`<|im_start|>`, `<|end_header_id|>`, …), less `exclude`."""
+    found = list(getattr(tokenizer, "all_special_tokens", []) or [])
+    for added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(added, "special", False) and added.content not in found:
+            found.append(added.content)
+    return [t for t in found if t not in exclude]
+
+
+def end_tokens(*extra: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """`END_TOKENS` plus the given lists (a card's `special_tokens`, a tokenizer's eos), deduplicated."""
+    out = list(END_TOKENS)
+    for group in extra:
+        for t in group or ():
+            if t and t not in out:
+                out.append(t)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------- reasoning split

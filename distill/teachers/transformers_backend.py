@@ -11,7 +11,55 @@ from collections.abc import Iterator
 from typing import Any
 
 from distill.errors import UserError
-from distill.teachers.protocol import Completion, ErrorHook, Messages, SamplingParams, fail, split_reasoning
+from distill.teachers.protocol import (
+    Completion,
+    ErrorHook,
+    Messages,
+    SamplingParams,
+    Seeds,
+    end_tokens,
+    fail,
+    prompt_seeds,
+    split_reasoning,
+    strip_end_tokens,
+    tokenizer_special_tokens,
+)
+
+
+def seeded_sampler(params: SamplingParams, row_seeds: list[int], device: str) -> Any:
+    """A logits processor that samples each row from its own `torch.Generator` (Gumbel-max).
+
+    With greedy decoding (`do_sample=False`) the argmax of temperature/top-k/top-p-warped logits
+    plus Gumbel noise is an exact draw from the warped distribution; the noise of row r comes from
+    a generator seeded with `row_seeds[r]`, so each sample depends on its own seed only, never on
+    the batch it was generated in. Shapes: scores (rows, vocab) -> (rows, vocab).
+    """
+    import torch
+    from transformers import LogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    warpers: list[Any] = []
+    if params.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(params.temperature))
+    if params.top_k:
+        warpers.append(TopKLogitsWarper(top_k=params.top_k))
+    if params.top_p is not None and params.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=params.top_p))
+    generators = [torch.Generator(device=device).manual_seed(int(s)) for s in row_seeds]
+
+    class _Sampler(LogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            scores = scores.float()
+            for w in warpers:
+                scores = w(input_ids, scores)
+            vocab = scores.shape[-1]
+            # Gumbel(0, 1) noise = -log(Exp(1)), one row per sample from that sample's generator
+            exp = torch.stack(
+                [torch.empty(vocab, device=scores.device).exponential_(generator=g) for g in generators]
+            )
+            gumbel = -torch.log(exp)
+            return scores + gumbel
+
+    return _Sampler()
 
 
 class TransformersBackend:
@@ -19,8 +67,11 @@ class TransformersBackend:
 
     `batch_size` is the number of sequences (prompts × n) per `generate` call; `threads` sets
     torch's CPU threads (1 is fastest for ~1M-parameter models, especially on a shared machine). Prompts are sorted
-    by length so batches carry little padding; each batch is seeded with `seed + batch number`, so a
-    given seed and batch layout always give the same samples.
+    by length so batches carry little padding. Every sample draws from its own random stream
+    (`seeded_sampler`, seeded per sample: `seeds`, else from `params.seed` and the prompt's
+    position), so the same seed gives the same sample in any batch layout.
+    End-of-sequence/special-token text left at the end of a completion (`special_tokens` from the
+    card, the tokenizer's special tokens, `END_TOKENS`) is stripped.
     """
 
     name = "transformers"
@@ -35,6 +86,7 @@ class TransformersBackend:
         think_tags: tuple[str, str] | list[str] = ("<think>", "</think>"),
         system_prompt: str | None = None,
         threads: int | None = None,
+        special_tokens: list[str] | None = None,
         **_: Any,
     ) -> None:
         import torch
@@ -76,6 +128,8 @@ class TransformersBackend:
             raise UserError(f"{model}: no eos token in tokenizer or generation_config")
         self.eos_ids = sorted(eos)
         self.pad_id = int(self.tokenizer.pad_token_id)
+        specials = tokenizer_special_tokens(self.tokenizer, self.think_tags)
+        self.end_tokens = end_tokens(special_tokens, specials)
         self.max_positions = getattr(self.lm.config, "max_position_embeddings", None)
 
     def render(self, messages: Messages) -> str:
@@ -88,17 +142,26 @@ class TransformersBackend:
         )
 
     def generate(
-        self, prompts: list[Messages], params: SamplingParams, on_error: ErrorHook | None = None
+        self,
+        prompts: list[Messages],
+        params: SamplingParams,
+        on_error: ErrorHook | None = None,
+        seeds: Seeds | None = None,
     ) -> Iterator[tuple[int, list[Completion]]]:
+        """Yield (prompt index, its `params.n` completions) batch by batch; `seeds[i][j]` seeds
+        sample j of prompt i (see `prompt_seeds`)."""
         import torch
+        from transformers import LogitsProcessorList
 
+        sample = bool(params.temperature and params.temperature > 0)
+        row_seeds = prompt_seeds(params, len(prompts), seeds) if sample else None
         texts = [self.render(m) for m in prompts]
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         opened = [t.rstrip().endswith(self.think_tags[0]) for t in texts]
         n = max(1, params.n)
         per_batch = max(1, self.batch_size // n)
         order = sorted(range(len(prompts)), key=lambda i: (len(ids[i]), i))
-        for b, start in enumerate(range(0, len(order), per_batch)):
+        for start in range(0, len(order), per_batch):
             chunk = order[start : start + per_batch]
             longest = max(len(ids[i]) for i in chunk)
             max_new = params.max_tokens
@@ -121,21 +184,21 @@ class TransformersBackend:
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.pad_id,
             )
-            if params.temperature and params.temperature > 0:
-                kwargs.update(
-                    do_sample=True,
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    top_k=params.top_k or 0,
+            # greedy search; with sampling, argmax over logits + per-row seeded Gumbel noise
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            if sample:
+                generator_seeds = [
+                    row_seeds[i][j] if row_seeds else int(torch.randint(0, 2**31 - 1, ()))
+                    for i in chunk
+                    for j in range(n)
+                ]
+                kwargs["logits_processor"] = LogitsProcessorList(
+                    [seeded_sampler(params, generator_seeds, self.device)]
                 )
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             if params.stop:
                 kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
             if params.logprobs:  # the raw logits of every step, for the teacher's top-K
                 kwargs.update(output_logits=True, return_dict_in_generate=True)
-            if params.seed is not None:
-                torch.manual_seed(int(params.seed) + b)
             with torch.inference_mode():
                 out = self.lm.generate(
                     input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device), **kwargs
@@ -149,6 +212,7 @@ class TransformersBackend:
                 comps = []
                 for j in range(n):
                     c = self._completion(gen[k * n + j], len(ids[i]), max_new, params, opened[i])
+                    c.seed = row_seeds[i][j] if row_seeds else None
                     if top is not None:
                         c.logprobs = _row_top_k(top, k * n + j, gen[k * n + j][: c.completion_tokens])
                     comps.append(c)
@@ -173,6 +237,7 @@ class TransformersBackend:
             cut = text.find(s)
             if cut >= 0:
                 text, finish = text[:cut], "stop"
+        text = strip_end_tokens(text, self.end_tokens)
         reasoning, content, closed = split_reasoning(text, self.think_tags, opened=opened)
         return Completion(reasoning, content, finish, prompt_len, count, closed)
 

@@ -11,13 +11,43 @@ from collections.abc import Iterator
 from typing import Any
 
 from distill.errors import UserError
-from distill.teachers.protocol import Completion, ErrorHook, Messages, SamplingParams, split_reasoning
+from distill.teachers.protocol import (
+    Completion,
+    ErrorHook,
+    Messages,
+    SamplingParams,
+    Seeds,
+    end_tokens,
+    prompt_seeds,
+    split_reasoning,
+    strip_end_tokens,
+    tokenizer_special_tokens,
+)
+
+
+def request_params(
+    params: SamplingParams, count: int, seeds: Seeds | None = None
+) -> list[list[dict[str, Any]]]:
+    """Keyword arguments of `vllm.SamplingParams`, per prompt one dict per request.
+
+    With a seed (`params.seed` not None), every sample is its own `n=1` request seeded with its
+    sample seed (`prompt_seeds`): vLLM seeds a request, not the samples of an `n>1` request, so this
+    is what makes sample k of a prompt reproducible and new samples new (prefix caching keeps the
+    repeated prompt cheap). Without a seed, one `n`-sample request per prompt (`sampling_kwargs`).
+    """
+    base = sampling_kwargs(params)
+    per_prompt = prompt_seeds(params, count, seeds)
+    if per_prompt is None:
+        return [[dict(base)] for _ in range(count)]
+    return [[{**base, "n": 1, "seed": s} for s in row] for row in per_prompt]
 
 
 class VLLMBackend:
     """Offline `vllm.LLM` with `SamplingParams(n=…)`; imported only when chosen (`distill[vllm]`).
 
     `tensor_parallel_size` × `pipeline_parallel_size` GPUs per engine (vLLM places them itself).
+    Each sample is a request with its own seed (`request_params`); end-of-sequence/special-token
+    text at the end of a completion (card `special_tokens`, the tokenizer's, `END_TOKENS`) is stripped.
     """
 
     name = "vllm"
@@ -35,6 +65,7 @@ class VLLMBackend:
         chat_template_kwargs: dict[str, Any] | None = None,
         think_tags: tuple[str, str] | list[str] = ("<think>", "</think>"),
         system_prompt: str | None = None,
+        special_tokens: list[str] | None = None,
         **_: Any,
     ) -> None:
         try:
@@ -62,11 +93,19 @@ class VLLMBackend:
         self._vllm = vllm
         self.llm = vllm.LLM(**kw)
         self.tokenizer = self.llm.get_tokenizer()
+        specials = tokenizer_special_tokens(self.tokenizer, self.think_tags)
+        self.end_tokens = end_tokens(special_tokens, specials)
 
     def generate(
-        self, prompts: list[Messages], params: SamplingParams, on_error: ErrorHook | None = None
+        self,
+        prompts: list[Messages],
+        params: SamplingParams,
+        on_error: ErrorHook | None = None,
+        seeds: Seeds | None = None,
     ) -> Iterator[tuple[int, list[Completion]]]:
-        sp = self._vllm.SamplingParams(**sampling_kwargs(params))
+        """Yield (prompt index, its `params.n` completions) chunk by chunk; `seeds[i][j]` seeds
+        sample j of prompt i."""
+        requests = request_params(params, len(prompts), seeds)
         convs = []
         for m in prompts:
             if self.system_prompt and not any(x["role"] == "system" for x in m):
@@ -81,22 +120,28 @@ class VLLMBackend:
                 for c in chunk
             ]
             # token ids, not text: the rendered template already holds any BOS token
-            token_prompts = [
-                {"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]} for t in texts
-            ]
-            outs = self.llm.generate(token_prompts, sp, use_tqdm=False)
-            for k, out in enumerate(outs):
+            ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+            flat_prompts, flat_params, owner = [], [], []
+            for k, token_ids in enumerate(ids):
+                for kw in requests[start + k]:
+                    flat_prompts.append({"prompt_token_ids": token_ids})
+                    flat_params.append(self._vllm.SamplingParams(**kw))
+                    owner.append((k, kw["seed"]))
+            outs = self.llm.generate(flat_prompts, flat_params, use_tqdm=False)
+            comps: list[list[Completion]] = [[] for _ in chunk]
+            for (k, seed), out in zip(owner, outs, strict=True):
                 opened = texts[k].rstrip().endswith(self.think_tags[0])
-                comps = []
                 for o in out.outputs:
-                    r, c, closed = split_reasoning(o.text, self.think_tags, opened=opened)
+                    text = strip_end_tokens(o.text, self.end_tokens)
+                    r, c, closed = split_reasoning(text, self.think_tags, opened=opened)
                     comp = Completion(
-                        r, c, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), closed
+                        r, c, o.finish_reason, len(out.prompt_token_ids), len(o.token_ids), closed, seed=seed
                     )
                     if params.logprobs:
                         comp.logprobs = top_k_from_vllm(list(o.token_ids), o.logprobs, params.logprobs)
-                    comps.append(comp)
-                yield start + k, comps
+                    comps[k].append(comp)
+            for k in range(len(chunk)):
+                yield start + k, comps[k]
 
 
 def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
