@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup torch test lint fmt demo demo-quick clean pipeline push
 
-setup: $(STAMP)
+setup: sandbox-tools $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -415,7 +415,12 @@ def filter_cmd(
     ] = None,
     code_cpu_s: Annotated[int, typer.Option(help="correct (code): CPU seconds per test.")] = 2,
     code_wall_s: Annotated[float, typer.Option(help="correct (code): wall-clock seconds per test.")] = 6.0,
-    code_memory_mb: Annotated[int, typer.Option(help="correct (code): address-space limit in MB.")] = 1024,
+    code_memory_mb: Annotated[
+        int,
+        typer.Option(
+            help="correct (code): memory limit in MB for the whole run (all its processes together where cgroups allow, else per process)."
+        ),
+    ] = 1024,
     decontaminate: Annotated[
         list[str] | None,
         typer.Option(
