@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
+from distill.teachers.protocol import END_TOKENS
 
 FORMATS = ("auto", "traces", "messages", "sharegpt", "columns", "openai-response")
 
@@ -68,22 +69,11 @@ SOLUTION_MARKERS = ("<|begin_of_solution|>", "<|end_of_solution|>")
 # every marker a clean assistant turn must not hold once split (train's guard and --no-reasoning)
 ALL_MARKERS = tuple(t for pair in THOUGHT_MARKERS for t in pair) + SOLUTION_MARKERS
 
-# end-of-sequence / end-of-turn text teachers' servers leak into a response (DeepSeek, ChatML, Llama 3,
-# Phi, gpt-oss, Gemma, Llama 2/Mistral). Trailing ones are stripped on read; text after the first
-# unambiguous one (a leaked next turn) is cut. TODO(integrator): issue-15's
-# distill.teachers.protocol.END_TOKENS/strip_end_tokens hold the same list; use them once on main.
-END_OF_TURN = (
-    "<｜end▁of▁sentence｜>",
-    "<|im_end|>",
-    "<|endoftext|>",
-    "<|eot_id|>",
-    "<|end_of_text|>",
-    "<|end|>",
-    "<|return|>",
-    "<end_of_turn>",
-)
+# end-of-sequence / end-of-turn text teachers' servers leak into a response: generate's list
+# (distill.teachers.protocol.END_TOKENS). Trailing ones are stripped on read; text after the first
+# unambiguous one (a leaked next turn) is cut; `<eos>` and `</s>` only at the very end (`</s>` is HTML too).
+END_OF_TURN = tuple(t for t in END_TOKENS if t not in ("<eos>", "</s>"))
 START_TOKENS = ("<｜begin▁of▁sentence｜>", "<|begin_of_text|>", "<|startoftext|>", "<bos>")
-END_TOKENS = (*END_OF_TURN, "<eos>", "</s>")  # the last two only at the very end (`</s>` is HTML too)
 
 # known column names, most specific first (the `columns` format)
 PROBLEM_COLUMNS = ("problem", "question", "prompt", "instruction", "query", "input")
