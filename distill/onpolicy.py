@@ -522,7 +522,6 @@ def _trainer_args(
     r: sft.TrainConfig, out: Path, max_new: int, beta: float, bf16: bool, ckpt: bool
 ) -> dict[str, Any]:
     """DistillationConfig fields from the resolved options (the SFT stage's names and defaults)."""
-    import torch
     from transformers import TrainingArguments
 
     return dict(
@@ -530,25 +529,7 @@ def _trainer_args(
         max_completion_length=max_new,
         temperature=r.temperature if r.temperature is not None else 1.0,
         beta=beta,
-        per_device_train_batch_size=r.batch_size,
-        gradient_accumulation_steps=r.grad_accum,
-        learning_rate=r.learning_rate,
-        num_train_epochs=r.epochs or 1.0,
-        max_steps=r.max_steps,
-        warmup_steps=r.warmup_ratio if (r.warmup_ratio or 0) < 1 else int(r.warmup_ratio),
-        lr_scheduler_type=r.lr_scheduler,
-        weight_decay=r.weight_decay,
-        logging_steps=r.logging_steps,
-        save_steps=r.save_steps,
-        save_total_limit=r.save_total_limit,
-        seed=r.seed,
-        bf16=bf16,
-        fp16=False,
-        **{sft._checkpointing_arg(TrainingArguments): ckpt},  # its name differs across transformers 5
-        report_to=r.report_to if r.report_to != "none" else "none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available(),
+        **sft.common_trainer_args(r, TrainingArguments, bf16, ckpt),
     )
 
 

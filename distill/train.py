@@ -368,6 +368,34 @@ def _checkpointing_arg(config_cls: Any) -> str:
     return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
+def common_trainer_args(r: TrainConfig, config_cls: Any, bf16: bool, ckpt: bool) -> dict[str, Any]:
+    """The TrainingArguments fields every objective (SFT, on-policy) sets the same way from `r`;
+    `config_cls` (SFTConfig, DistillationConfig) names the checkpointing field."""
+    import torch
+
+    return dict(
+        per_device_train_batch_size=r.batch_size,
+        gradient_accumulation_steps=r.grad_accum,
+        learning_rate=r.learning_rate,
+        num_train_epochs=r.epochs or 1.0,
+        max_steps=r.max_steps,
+        warmup_steps=r.warmup_ratio if (r.warmup_ratio or 0) < 1 else int(r.warmup_ratio),
+        lr_scheduler_type=r.lr_scheduler,
+        weight_decay=r.weight_decay,
+        logging_steps=r.logging_steps,
+        save_steps=r.save_steps,
+        save_total_limit=r.save_total_limit,
+        seed=r.seed,
+        bf16=bf16,
+        fp16=False,
+        **{_checkpointing_arg(config_cls): ckpt},
+        report_to=r.report_to if r.report_to != "none" else "none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
 def _check_deepspeed(name: str, config_file: Path) -> None:
     """An accelerate config that uses DeepSpeed (zero2, zero3, ...) needs the package: say so at once."""
     import importlib.util
@@ -820,26 +848,8 @@ def _train(
         packing=packing,
         packing_strategy="bfd",
         train_sampling_strategy=sampling,
-        per_device_train_batch_size=r.batch_size,
-        gradient_accumulation_steps=r.grad_accum,
-        learning_rate=r.learning_rate,
-        num_train_epochs=r.epochs or 1.0,
-        max_steps=r.max_steps,
-        warmup_steps=r.warmup_ratio if (r.warmup_ratio or 0) < 1 else int(r.warmup_ratio),
-        lr_scheduler_type=r.lr_scheduler,
-        weight_decay=r.weight_decay,
-        logging_steps=r.logging_steps,
-        save_steps=r.save_steps,
-        save_total_limit=r.save_total_limit,
-        seed=r.seed,
-        bf16=bf16,
-        fp16=False,
-        **{_checkpointing_arg(SFTConfig): ckpt},
-        report_to=r.report_to if r.report_to != "none" else "none",
-        dataloader_num_workers=0,
-        disable_tqdm=True,
         eos_token=eos,
-        use_cpu=not torch.cuda.is_available(),
+        **common_trainer_args(r, SFTConfig, bf16, ckpt),
         use_liger_kernel=use_liger,
         remove_unused_columns=True,
     )
