@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
-from distill.teachers.protocol import END_TOKENS
+from distill.teachers.protocol import END_TOKENS, strip_end_tokens
 
 FORMATS = ("auto", "traces", "messages", "sharegpt", "columns", "openai-response")
 
@@ -302,13 +302,9 @@ def cut_end_tokens(text: str) -> tuple[str, str | None]:
             rest = rest.replace(t, "")
         how = "cut" if rest.strip() else "stripped"
         text = text[:cut]
-    stripped = text.rstrip()
-    changed = True
-    while changed:
-        changed = False
-        for t in END_TOKENS:
-            if stripped.endswith(t):
-                stripped, changed, how = stripped[: -len(t)].rstrip(), True, how or "stripped"
+    stripped = strip_end_tokens(text).rstrip()
+    if stripped != text.rstrip():
+        how = how or "stripped"
     return (stripped if how else text), how
 
 
