@@ -382,23 +382,74 @@ def _control_re(tokens: tuple[str, ...]) -> re.Pattern[str]:
 
 
 def mark_messages(tokenizer: Any, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The messages with their special-token text wrapped in transformers' markers (plain text later)."""
-    from transformers.utils.chat_template_utils import mark_control_tokens
+    """The messages with their special-token text wrapped in MARK_START/MARK_END (plain text later).
 
-    return mark_control_tokens(messages, _control_re(control_tokens(tokenizer)))
+    The scheme of transformers' `mark_control_tokens` (5.20+), kept here because its helpers are private
+    and changed signature between releases. Markers already in a message are dropped first, so a
+    message cannot forge a marked token.
+    """
+    pattern = _control_re(control_tokens(tokenizer))
+
+    def mark(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        return pattern.sub(f"{MARK_START}\\g<0>{MARK_END}", unmark(text))
+
+    return [{key: mark(value) for key, value in m.items()} for m in messages]
 
 
 def unmark(text: str) -> str:
     return text.replace(MARK_START, "").replace(MARK_END, "")
 
 
+# a marked special-token text (group 1), or a lone marker a template's string method split off (None)
+_MARKED_RE = re.compile(f"{MARK_START}([^{MARK_START}{MARK_END}]+){MARK_END}|[{MARK_START}{MARK_END}]")
+
+
+def _plain_text_ids(tokenizer: Any, text: str) -> list[int]:
+    """Ids of `text` with no added token matched, special or not (the backend's model alone)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a Python tokenizer: its split_special_tokens skips added tokens
+        return tokenizer.encode(text, add_special_tokens=False, split_special_tokens=True)
+    if backend.normalizer is not None:
+        text = backend.normalizer.normalize_str(text)
+    splits = (
+        [text]
+        if backend.pre_tokenizer is None
+        else [s for s, _ in backend.pre_tokenizer.pre_tokenize_str(text)]
+    )
+    return [token.id for split in splits for token in backend.model.tokenize(split)]
+
+
+def _piece_ids(tokenizer: Any, piece: str, as_text: bool, newline_ids: list[int]) -> list[int]:
+    """Ids of a piece from the middle of a chat, encoded after a newline that is then cut off, so a
+    SentencePiece tokenizer does not add the prefix space it adds at the start of a string."""
+    if as_text:
+        ids = _plain_text_ids(tokenizer, "\n" + piece)
+    else:
+        ids = tokenizer.encode("\n" + piece, add_special_tokens=False)
+    if ids[: len(newline_ids)] == newline_ids:
+        return ids[len(newline_ids) :]
+    return _plain_text_ids(tokenizer, piece) if as_text else tokenizer.encode(piece, add_special_tokens=False)
+
+
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids of rendered chat text; marked special-token text (from a message) becomes plain-text
-    tokens (transformers' `sanitize_control_tokens`), the template's own special tokens stay tokens."""
-    try:
-        return tokenizer(text, add_special_tokens=False, sanitize_control_tokens=True)["input_ids"]
-    except ValueError:  # plain text makes that token too: the guard's special-token count names the row
-        return tokenizer(unmark(text), add_special_tokens=False)["input_ids"]
+    tokens, the template's own special tokens stay tokens (transformers' `sanitize_control_tokens`
+    scheme). Where the tokenizer makes the token from plain text too, the text is encoded unmarked:
+    the guard's special-token count then names the row."""
+    pieces = _MARKED_RE.split(text)
+    newline_ids = tokenizer.encode("\n", add_special_tokens=False)
+    ids = tokenizer.encode(pieces[0], add_special_tokens=False)
+    for i, piece in enumerate(pieces[1:], start=1):
+        if not piece:
+            continue
+        as_text = i % 2 == 1  # odd pieces are the marked special-token texts
+        piece_ids = _piece_ids(tokenizer, piece, as_text, newline_ids)
+        if as_text and tokenizer.convert_tokens_to_ids(piece) in piece_ids:
+            return tokenizer(unmark(text), add_special_tokens=False)["input_ids"]
+        ids += piece_ids
+    return ids
 
 
 def _last_unmarked(text: str, token: str) -> int:
