@@ -300,6 +300,10 @@ def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: F.Context, c
                 for batch in _batches(items, cfg.batch_size):
                     handle(_check_batch(batch))
             else:
+                # the first batch in this process: it imports and warms up what the data needs
+                # (math-verify's parser, ...) once, and the workers forked next inherit it
+                handle(_check_batch(head[: cfg.batch_size]))
+                items = itertools.islice(items, cfg.batch_size, None)
                 import multiprocessing as mp
 
                 method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
