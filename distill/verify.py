@@ -184,8 +184,11 @@ def last_boxed(text: str) -> str | None:
 
 
 _EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
-# an answer statement followed by something: "The answer is seventy-three", "Final answer: none"
-_STATES_ANSWER_RE = re.compile(r"(?i)\banswer\b[*\s]*(?:is|:|=|would\s+be)[*\s:]*[^\s*#:.$]")
+# an answer statement followed by something: "The answer is seventy-three", "Final answer: none",
+# "The final answer is $y = 2x + 5$" (stated even when its parse timed out)
+_STATES_ANSWER_RE = re.compile(
+    r"(?i)\banswer\b[*\s]*(?:is|:|=|would\s+be)[*\s:]*(?:\$+\s*|\\\(\s*)?[^\s*#:.$]"
+)
 
 
 # the answer part ends on an answer statement: "The final answer is $42$.", "Answer: 1,000"

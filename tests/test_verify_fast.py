@@ -117,3 +117,13 @@ def test_thousands_separators(text, value):
 @pytest.mark.parametrize("text", ["1,2", "1, 000", "0,500", "1234,567", "1,0000", "1,00"])
 def test_commas_that_are_not_thousands(text):
     assert simple_number(text) is None
+
+
+def test_a_stated_answer_whose_parse_times_out_never_falls_back_to_a_draft():
+    """The answer part states its answer in math; when reading it runs out of time there is no
+    answer (never the reasoning's draft box)."""
+    from distill.verify import find_answer
+
+    content = "**Final Answer**\n\nThe final answer is $y = 2x + 5$."
+    assert find_answer(content, "so maybe \\boxed{7}", timeout_s=1e-6) is None
+    assert find_answer(content, "so maybe \\boxed{7}").text != "7"
