@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.configs import DemoConfig
 from distill.errors import UserError
 
 DIGITS = (3,)  # a mixed range such as (2, 3, 4, 5) needs a longer-trained teacher and student
@@ -80,14 +81,6 @@ STUDENT = dict(arch="qwen2", hidden_size=64, num_layers=3, num_heads=4, num_kv_h
 MAX_TOKENS = 96  # the longest gold response is 44 tokens
 TEACHER_GREEDY_MIN = 0.80  # the teacher must be good greedy ...
 TEACHER_T1_RANGE = (0.15, 0.97)  # ... but imperfect when sampled at T=1.0 (its share of correct traces)
-
-
-@dataclass
-class DemoConfig:
-    output: str = "runs/demo"
-    seed: int = 0
-    quick: bool = False
-    study: bool = False  # after the demo, `distill sweep` on its kept traces (STUDY)
 
 
 @dataclass(frozen=True)
@@ -180,7 +173,7 @@ def train_model(
     run: Path, name: str, init: Path, data: Path, steps: int, lr: float, seed: int, batch: int, *extra: str
 ) -> None:
     """`distill train --method full` from `init` on `data` into `run/name`, with the demo's settings."""
-    _cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
+    _cmd(["train", "--student", str(init), "--input", str(data), "--method", "full", "--output", str(run / name),
           "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(batch), "--grad-accum", "1",
           "--warmup-ratio", "0.05", "--lr-scheduler", "cosine", "--max-length", "256", "--seed", str(seed),
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
@@ -190,7 +183,7 @@ def eval_model(run: Path, model: Path, mode: str, seed: int) -> float:
     """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7); returns pass@1."""
     temp = "0" if mode == "greedy" else "0.7"
     out = run / "eval" / f"{model.name}-{mode}"
-    _cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
+    _cmd(["eval", "--input", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
           "--temperature", temp, "--top-p", "1.0", "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}",
           "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
     res = json.loads((out / "results.json").read_text())
@@ -251,7 +244,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
           "--seed", str(seed), "--batch-size", "256", "--output", str(run_dir / "traces")])  # fmt: skip
 
     print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
-    _cmd(["filter", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
+    _cmd(["filter", "--input", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
           "--checks", "complete,format,contamination,correct,duplicate",
           "--decontaminate-file", str(run_dir / "data" / "eval.jsonl")])  # fmt: skip
     funnel = json.loads((run_dir / "filtered" / "funnel.json").read_text())
@@ -300,7 +293,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
         print("\n[study] accuracy against data budget: distill sweep on the kept traces", file=sys.stderr)
         result["study"] = study(run_dir, sizes, STUDY, seed)
     print("\n[8/8] report", file=sys.stderr)
-    _cmd(["report", str(run_dir)])
+    _cmd(["report", "--input", str(run_dir)])
     print("\n" + table)
     result["seconds"] = time.time() - t0
     return result
@@ -314,7 +307,7 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
     right without learning any reasoning (s1 used non-reasoning models of the student's family).
     """
     pool_eval = run / "eval" / "pool-student-answers-only"
-    _cmd(["eval", "--model", str(run / "student-answers-only"), "--benchmark-file",
+    _cmd(["eval", "--input", str(run / "student-answers-only"), "--benchmark-file",
           str(run / "data" / "prompts.jsonl"), "--num-samples", "4", "--temperature", "0.7", "--top-p", "1.0",
           "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}", "--batch-size", "256",
           "--seed", str(seed), "--output", str(pool_eval)])  # fmt: skip
@@ -324,7 +317,7 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
              "save_steps": steps, "gradient_checkpointing": False}  # fmt: skip
     evals = {"num_samples": 1, "temperature": 0, "top_p": 1.0, "max_tokens": MAX_TOKENS,
              "prompt_template": "{problem}", "batch_size": 256}  # fmt: skip
-    args = ["sweep", "--data", str(run / "filtered"), "--student", str(run / "student-init"),
+    args = ["sweep", "--input", str(run / "filtered"), "--student", str(run / "student-init"),
             "--output", str(run / "study"), "--budgets", ",".join(map(str, st.budgets)) + ",all",
             "--strategies", ",".join(st.strategies), "--seeds", ",".join(str(seed + i) for i in range(st.seeds)),
             "--benchmark-file", str(run / "data" / "eval.jsonl"), "--steps", str(steps),

@@ -28,11 +28,11 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill.config import TeacherCard, find_card, load_teacher
+from distill.configs import GenerateConfig
 from distill.errors import RunFailed, UserError
 from distill.prompts import Prompt, apply_template, load_prompts
 from distill.records import (
@@ -53,64 +53,6 @@ log = logging.getLogger("distill.generate")
 
 FAILED = "failed.jsonl"
 FAIL_FAST = 16  # stop when this many prompts in a row failed before any succeeded
-
-
-@dataclass
-class GenerateConfig:
-    """Everything `distill generate` needs; None means 'the teacher card's value'."""
-
-    teacher: str
-    prompts: str
-    output: str
-    num_samples: int = 1
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    max_tokens: int | None = None
-    seed: int = 0
-    logprobs: int | None = None  # K: store the teacher's top-K logprobs per token (distill/logit_kd.py)
-    stop: list[str] = field(default_factory=list)
-    limit: int | None = None
-    overwrite: bool = False
-    # prompt source
-    split: str | None = None
-    data_config: str | None = None
-    problem_column: str | None = None
-    answer_column: str | None = None
-    id_column: str | None = None
-    domain: str | None = None
-    domain_column: str | None = None
-    tests_column: str | None = None
-    # backend
-    backend: str | None = None
-    batch_size: int = 64
-    base_url: list[str] = field(default_factory=list)
-    concurrency: int = 64
-    timeout: float = 600.0
-    max_retries: int = 6
-    retry_backoff: float = 1.0
-    api_key_env: str | None = None
-    served_model_name: str | None = None  # openai: the name the server knows the model by
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    dtype: str = "auto"
-    threads: int | None = None
-    # job arrays
-    num_shards: int = 1
-    shard_index: int = 0
-    # executors: local (this process) or ray (one actor per shard)
-    executor: str = "local"
-    ray_address: str | None = None
-    replicas: int = 1
-    gpus_per_replica: float | None = None
-    progress: bool = True
-    # set by the Ray driver on each replica: write the job layout (jobs/KKKKK-of-NNNNN/, shard-KKKKK-of-NNNNN-*)
-    # even for one shard, since the output folder's own manifest.json is the driver's
-    replica: bool = False
-    min_success: float = 0.5  # exit 1 when a smaller share of the prompts sampled now succeeded
-
 
 EXECUTORS = ("local", "ray")
 
