@@ -43,7 +43,7 @@ from distill.configs import (
     TrainConfig,
 )
 from distill.errors import UserError
-from distill.options import CLI, Opt
+from distill.options import CLI, NESTED, Opt
 
 R = TypeVar("R")
 
@@ -132,7 +132,7 @@ def config_options(config: type, _outer: tuple[str, ...] = ()) -> list[_Option]:
     hints = typing.get_type_hints(config)
     found: list[_Option] = []
     for f in dataclasses.fields(config):
-        if "cli_nested" in f.metadata:
+        if NESTED in f.metadata:
             inner = config_options(hints[f.name], (*_outer, f.name))
             found += [dataclasses.replace(o, nested=hints[f.name]) for o in inner]
         elif CLI in f.metadata:

@@ -1,18 +1,17 @@
-"""One home for each command-line option: the field of the stage's config dataclass.
+"""Declaring a command-line option on the config field it fills, and the converters options use.
 
-A config field that is also a `distill <stage>` option carries its flag names and help text:
+A field of a stage config (`distill.configs`) that is also a `distill <stage>` option carries its
+flag names and help text:
 
     max_tokens: int | None = field(default=None, metadata=opt(help="Max new tokens per sample."))
 
-`distill.cli` turns the dataclass into the Typer command (one option per such field, the field's
-default as the option's default), so an option is declared once. Fields without `opt` metadata
-are internal (set by code, not by users). This module imports nothing heavy (not even Typer):
-every stage module uses it.
+`distill.cli` turns each config dataclass into its Typer command (one option per such field, the
+field's default as the option's default), so an option is declared once. Fields without `opt`
+metadata are internal (set by code, not by users). This module imports nothing heavy, not even
+Typer.
 
-The naming rule for what a stage reads and writes: `--input/-i` is what the previous stage wrote
-(or any dataset of that kind), `--output/-o` the folder the stage writes; everything else is
-named by its role (`--prompts`, `--teacher`, `--student`, `--benchmark`, `--results` ...). Old
-spellings listed in `deprecated` keep working for one release with a warning on stderr.
+Old spellings listed in `deprecated` (or `was_positional`) keep working for one release, with a
+warning on stderr; they are not shown in --help.
 """
 
 from __future__ import annotations
@@ -24,7 +23,8 @@ from typing import Any
 
 from distill.errors import UserError
 
-CLI = "cli"  # the metadata key
+CLI = "cli"  # the metadata key of an option
+NESTED = "cli_nested"  # the metadata key of a field holding more options (a dataclass)
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ def opt(
     return {CLI: Opt(tuple(flags), help, type, convert, tuple(deprecated), was_positional)}
 
 
-def nested(help: str = "") -> dict[str, str]:
+def nested() -> dict[str, bool]:
     """Field metadata for a field holding another options dataclass: its options join the command."""
-    return {"cli_nested": help or "options of a nested dataclass"}
+    return {NESTED: True}
 
 
 # ---------------------------------------------------------------------------- converters
