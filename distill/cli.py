@@ -376,4 +376,14 @@ def demo(cfg: DemoConfig) -> None:
     """Run a miniature R1 distillation end to end on CPU: teacher → traces → filter → students → eval → report."""
     from distill.demo import run
 
-    run_stage(run, cfg)
+    run_stage(run, cfg, run_command)
+
+
+def run_command(args: list[str]) -> None:
+    """Run one `distill` command in-process, exactly as from a shell (`args` without `distill`).
+
+    Raises `UserError` naming the command when it exits non-zero (its own error is printed first).
+    """
+    rc = app(args=args, prog_name="distill", standalone_mode=False)
+    if rc not in (None, 0):
+        raise UserError(f"distill {args[0]} exited with {rc}")

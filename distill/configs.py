@@ -228,9 +228,6 @@ class GenerateConfig:
         metadata=opt(help="ray: GPUs per replica (default: tensor × pipeline parallel for vllm, else 0)."),
     )
     progress: bool = field(default=True, metadata=opt(help="Show a progress bar on stderr."))
-    # set by the Ray driver on each replica: write the job layout (jobs/KKKKK-of-NNNNN/, shard-KKKKK-of-NNNNN-*)
-    # even for one shard, since the output folder's own manifest.json is the driver's
-    replica: bool = False
 
 
 # ---------------------------------------------------------------------------- filter
@@ -279,7 +276,7 @@ class FilterConfig:
         default=0.02,
         metadata=opt(help="language: max share of reasoning letters outside the prompt's script."),
     )
-    max_paragraph_words: int = field(  # words without a line break (filters.longest_paragraph); 0: off
+    max_paragraph_words: int = field(  # words without a line break (checks.longest_paragraph); 0: off
         default=600,
         metadata=opt(
             help="readability: most words in a row without a line break in the reasoning (0: rule off)."
@@ -309,7 +306,7 @@ class FilterConfig:
             "cgroups allow, else per process)."
         ),
     )
-    decontaminate: list[str] = field(  # registry names (distill.benchmarks)
+    decontaminate: list[str] = field(  # registry names (distill.eval_sets)
         default_factory=list,
         metadata=opt(
             help="contamination: benchmark names (aime24,aime25,amc23,math500,gpqa), comma-separated.",

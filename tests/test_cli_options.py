@@ -59,7 +59,7 @@ def invoke(monkeypatch):
     def call(*args: str, exit_code: int = 0):
         module, result = ENTRY[args[0]]
 
-        def fake_run(cfg):
+        def fake_run(cfg, *more):  # demo also gets the CLI's run_command
             seen.append(cfg)
             return result
 
