@@ -187,21 +187,12 @@ def normalize_turns(
 
 
 def _chat(msgs: Any, where: str) -> list[dict[str, str]]:
-    if isinstance(msgs, str):
-        try:
-            msgs = json.loads(msgs)
-        except ValueError:
-            raise UserError(f"{where}: field 'messages' is a string but not JSON") from None
-    if not isinstance(msgs, list) or not msgs:
-        raise UserError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
-    out = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise UserError(f"{where}: messages[{i}] needs 'role' and 'content'")
-        out.append({"role": str(m["role"]), "content": str(m["content"] or "")})
-    if out[-1]["role"] != "assistant":
-        raise UserError(f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')")
-    return out
+    """A `messages` field as role/content turns (read by `ingest.normalize_messages`) ending with the
+    assistant's; a turn's separate reasoning field is not carried over."""
+    turns = ingest.normalize_messages(msgs, "messages", where)
+    if turns[-1]["role"] != "assistant":
+        raise UserError(f"{where}: the last message must be the assistant's (got role '{turns[-1]['role']}')")
+    return [{"role": m["role"], "content": m["content"]} for m in turns]
 
 
 def load_rows(
