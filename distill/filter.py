@@ -1,6 +1,6 @@
 """The filter stage: verify, clean, decontaminate and dedupe traces, and report a funnel.
 
-    distill filter traces/ -o filtered/ --decontaminate-file ../shared/benchmarks/math500.jsonl
+    distill filter -i traces/ -o filtered/ --decontaminate-file ../shared/benchmarks/math500.jsonl
     python -c "from distill.filter import FilterConfig, run; run(FilterConfig('traces', 'out'))"
 
 Three passes, all streaming (memory holds a few small keys per record, never the records):
@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from distill import checks as C
+from distill.configs import FilterConfig
 from distill.errors import UserError
-from distill.ingest import BadLine, Item, ReadOptions, ReadStats, TraceReader
+from distill.ingest import BadLine, Item, ReadStats, TraceReader
 from distill.records import (
     MANIFEST,
     ShardWriter,
@@ -58,43 +59,6 @@ DEFAULT_CHECKS = [
     "duplicate",
     "per_prompt",
 ]
-
-
-@dataclass
-class FilterConfig:
-    input: str  # traces in any format distill.ingest reads (generate's shard folder, .jsonl, .parquet, ...)
-    output: str
-    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
-    checks: list[str] | None = None  # None: DEFAULT_CHECKS (those that are configured)
-    skip: list[str] = field(default_factory=list)
-    think_tags: list[str] = field(default_factory=lambda: ["<think>", "</think>"])
-    tokenizer: str | None = None  # tokenizer path/id or a student card name; None: count words
-    min_tokens: int | None = None
-    max_tokens: int | None = None
-    max_foreign_share: float = 0.02
-    max_paragraph_words: int = 600  # words without a line break (checks.longest_paragraph); 0: off
-    allow_code_fences: bool = False
-    keep_unverifiable: bool = False
-    trust_labels: bool = False  # correct: take the dataset's own label (--label-column) as the verdict
-    verify_timeout: float = 5.0
-    judge_url: str | None = None
-    judge_model: str | None = None
-    judge_api_key_env: str | None = None
-    code_cpu_s: int = 2
-    code_wall_s: float = 6.0
-    code_memory_mb: int = 1024
-    decontaminate: list[str] = field(default_factory=list)  # registry names (distill.eval_sets)
-    decontaminate_files: list[str] = field(default_factory=list)
-    benchmarks_dir: str | None = None  # local <name>.jsonl files for registry names
-    ngram: int = 8
-    near_dup_threshold: float = 0.0  # MinHash Jaccard threshold for near-duplicate prompts; 0: off
-    max_per_prompt: int | None = None
-    prefer: str = "shortest"  # shortest | random
-    seed: int = 0
-    workers: int = 0  # 0: all cores
-    batch_size: int = 64
-    skip_bad_lines: bool = False
-    overwrite: bool = False
 
 
 RUNTIME_ONLY = ("workers", "batch_size", "skip_bad_lines", "overwrite")
