@@ -26,7 +26,7 @@ import shutil
 import sys
 from collections import defaultdict, deque
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -380,21 +380,14 @@ def _arrow_table(rows: list[dict[str, Any]], schema: Any) -> Any:
 def _pass3(
     cfg: FilterConfig, reader: TraceReader, work: Path, out: Path, checks: list[str], fails: dict, unit: str
 ) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
+    """Stream the input again beside pass 1's results, add the global checks' verdicts, and write
+    kept/ (JSONL and data.parquet) and rejected/; returns the funnel."""
     for sub in ("kept", "rejected"):
         for p in shard_paths(out / sub):
             p.unlink()
     kept_w, rej_w = ShardWriter(out / "kept"), ShardWriter(out / "rejected")
-    schema = sft_parquet_schema()
-    tmp_parquet = out / "kept" / ".data.parquet.tmp"
-    pw = pq.ParquetWriter(tmp_parquet, schema)
-    rows: list[dict[str, Any]] = []
-    dropped = dict.fromkeys(checks, 0)
-    tok_dropped = dict.fromkeys(checks, 0)
-    status: dict[str, int] = defaultdict(int)
-    n_in = n_bad = n_kept = tok_in = tok_kept = 0
-    labels: dict[str, int] = defaultdict(int)
+    parquet = _KeptParquet(out / "kept")
+    tally = _Tally(checks)
     results = read_records(work)
     try:
         for item in reader:
@@ -402,90 +395,152 @@ def _pass3(
             if r is None:
                 raise UserError(f"{item.where}: input changed while filtering (more records than checked)")
             if "bad" in r:
-                n_bad += 1
+                tally.n_bad += 1
                 continue
             rec = item.record
             if rec is None or str(rec.get("id")) != r["id"]:
                 raise UserError(f"{item.where}: input changed since it was checked; rerun with --overwrite")
-            res = dict(r["checks"])
-            verdict = r["verdict"]
-            g = fails.get(r["id"])
-            for name in C.GLOBAL_CHECKS:
-                if name not in checks:
-                    continue
-                if verdict is not None:
-                    res[name] = {"ok": None, "skipped": True}
-                elif g is not None and g[0] == name:
-                    res[name] = g[1]
-                    verdict = name
-                elif g is not None:
-                    res[name] = {"ok": None, "skipped": True}
-                else:
-                    res[name] = {"ok": True}
-            if "correct" in res and res["correct"].get("status"):
-                status[res["correct"]["status"]] += 1
-            if "label" in r:
-                _count_label(labels, r["label"], res.get("correct"))
-            n_in += 1
-            tok_in += r["tokens"]
+            res, verdict = _with_global_checks(r, fails.get(r["id"]), checks)
+            tally.count(r, res, verdict)
             rec["verdict"] = verdict or "kept"
             rec["checks"] = res
             if verdict is None:
-                n_kept += 1
-                tok_kept += r["tokens"]
                 kept_w.write(rec)
-                rows.append(
-                    {
-                        "id": rec["id"],
-                        "prompt_id": str(rec.get("prompt_id", "")),
-                        "domain": str(rec.get("domain", "")),
-                        "source": str(rec.get("source", "")),
-                        "messages": to_messages(rec),
-                    }
-                )
-                if len(rows) >= _PARQUET_BATCH:
-                    pw.write_table(_arrow_table(rows, schema))
-                    rows = []
+                parquet.add(rec)
             else:
-                dropped[verdict] += 1
-                tok_dropped[verdict] += r["tokens"]
                 rej_w.write(rec)
-        if rows:
-            pw.write_table(_arrow_table(rows, schema))
-        pw.close()
-        os.replace(tmp_parquet, out / "kept" / "data.parquet")
+        parquet.commit()
     finally:
         kept_w.close()
         rej_w.close()
-        if tmp_parquet.exists():
-            pw.close()
-            tmp_parquet.unlink()
-    remaining = n_in
-    rows_out = []
-    for name in checks:
-        remaining -= dropped[name]
-        rows_out.append(
+        parquet.discard()
+    return tally.funnel(unit, reader.stats.to_dict())
+
+
+def _with_global_checks(r: dict[str, Any], fail: tuple | None, checks: list[str]) -> tuple[dict, str | None]:
+    """(checks, verdict) of one pass-1 result with the global checks (dedup, per-prompt cap) added:
+    `fail` is (check, result) when a global check dropped it; a record already rejected skips them."""
+    res = dict(r["checks"])
+    verdict = r["verdict"]
+    for name in C.GLOBAL_CHECKS:
+        if name not in checks:
+            continue
+        if verdict is not None:
+            res[name] = {"ok": None, "skipped": True}
+        elif fail is not None and fail[0] == name:
+            res[name] = fail[1]
+            verdict = name
+        elif fail is not None:
+            res[name] = {"ok": None, "skipped": True}
+        else:
+            res[name] = {"ok": True}
+    return res, verdict
+
+
+class _KeptParquet:
+    """`kept/data.parquet` (SFT `messages` rows), written in batches to a temp file and renamed in
+    place by `commit`; `discard` removes an uncommitted temp file."""
+
+    def __init__(self, folder: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = sft_parquet_schema()
+        self.folder = folder
+        self.tmp = folder / ".data.parquet.tmp"
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.rows.append(
             {
-                "name": name,
-                "dropped": dropped[name],
-                "remaining": remaining,
-                "pct_dropped": round(100 * dropped[name] / n_in, 2) if n_in else 0.0,
-                "tokens_dropped": tok_dropped[name],
+                "id": rec["id"],
+                "prompt_id": str(rec.get("prompt_id", "")),
+                "domain": str(rec.get("domain", "")),
+                "source": str(rec.get("source", "")),
+                "messages": to_messages(rec),
             }
         )
-    return {
-        "input": n_in,
-        "bad_lines": n_bad,
-        "kept": n_kept,
-        "rejected": n_in - n_kept,
-        "token_unit": unit,
-        "tokens_in": tok_in,
-        "tokens_kept": tok_kept,
-        "checks": rows_out,
-        "correct_status": dict(status),
-        "labels": _label_summary(labels),
-        "ingest": reader.stats.to_dict(),
-    }
+        if len(self.rows) >= _PARQUET_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.writer.write_table(_arrow_table(self.rows, self.schema))
+        self.rows = []
+
+    def commit(self) -> None:
+        if self.rows:
+            self._flush()
+        self.writer.close()
+        os.replace(self.tmp, self.folder / "data.parquet")
+
+    def discard(self) -> None:
+        if self.tmp.exists():
+            self.writer.close()
+            self.tmp.unlink()
+
+
+@dataclass
+class _Tally:
+    """The funnel's counts as pass 3 goes: records and tokens in, kept, dropped by each check."""
+
+    checks: list[str]
+    n_in: int = 0
+    n_bad: int = 0
+    n_kept: int = 0
+    tok_in: int = 0
+    tok_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    tok_dropped: dict[str, int] = field(default_factory=dict)
+    status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    labels: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def __post_init__(self) -> None:
+        self.dropped = dict.fromkeys(self.checks, 0)
+        self.tok_dropped = dict.fromkeys(self.checks, 0)
+
+    def count(self, r: dict[str, Any], res: dict[str, Any], verdict: str | None) -> None:
+        """Count one checked record (`r`: its pass-1 result) with its final checks and verdict."""
+        if "correct" in res and res["correct"].get("status"):
+            self.status[res["correct"]["status"]] += 1
+        if "label" in r:
+            _count_label(self.labels, r["label"], res.get("correct"))
+        self.n_in += 1
+        self.tok_in += r["tokens"]
+        if verdict is None:
+            self.n_kept += 1
+            self.tok_kept += r["tokens"]
+        else:
+            self.dropped[verdict] += 1
+            self.tok_dropped[verdict] += r["tokens"]
+
+    def funnel(self, unit: str, ingest: dict[str, Any]) -> dict[str, Any]:
+        """funnel.json: totals, then per check (in order) dropped and remaining."""
+        remaining = self.n_in
+        rows_out = []
+        for name in self.checks:
+            remaining -= self.dropped[name]
+            rows_out.append(
+                {
+                    "name": name,
+                    "dropped": self.dropped[name],
+                    "remaining": remaining,
+                    "pct_dropped": round(100 * self.dropped[name] / self.n_in, 2) if self.n_in else 0.0,
+                    "tokens_dropped": self.tok_dropped[name],
+                }
+            )
+        return {
+            "input": self.n_in,
+            "bad_lines": self.n_bad,
+            "kept": self.n_kept,
+            "rejected": self.n_in - self.n_kept,
+            "token_unit": unit,
+            "tokens_in": self.tok_in,
+            "tokens_kept": self.tok_kept,
+            "checks": rows_out,
+            "correct_status": dict(self.status),
+            "labels": _label_summary(self.labels),
+            "ingest": ingest,
+        }
 
 
 def _count_label(acc: dict[str, int], label: bool, correct: dict[str, Any] | None) -> None:

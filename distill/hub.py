@@ -234,11 +234,47 @@ def objective_text(train: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kind: str) -> str:
+    """README.md for the model repo: YAML front matter (license, tags, base model, model-index),
+    then what was distilled from what, the data and its filter funnel, training settings, scores, use."""
     train = (info.get("train") or {}).get("config", {})
     base = base_model_id(train)
-    gen = (info.get("generate") or {}).get("config", {})
-    gen_counts = (info.get("generate") or {}).get("counts", {})
     ev = info.get("eval")
+    front = _model_front_matter(cfg, train, base, data_repo, kind, ev)
+    lines = [
+        f"# {cfg.repo.split('/')[-1]}",
+        "",
+        _intro(train, base, (info.get("generate") or {}).get("config", {})),
+    ]
+    if train:
+        lines += ["", f"Objective: {objective_text(train, (info.get('train') or {}).get('summary', {}))}"]
+    lines += ["", "## Data", ""]
+    lines += _data_lines(info.get("generate"))
+    lines += _funnel_lines(info.get("funnel"))
+    if train:
+        lines += _training_lines(train, (info.get("train") or {}).get("counts", {}))
+    if ev:
+        lines += _eval_lines(ev)
+    lines += [
+        "",
+        "## Use",
+        "",
+        "Prompt with the chat template; for math end the prompt with "
+        '"Please reason step by step, and put your final answer within \\boxed{}." '
+        "Sample with temperature 0.6 and top-p 0.95.",
+        "",
+    ]
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+
+
+def _model_front_matter(
+    cfg: PushConfig,
+    train: dict[str, Any],
+    base: str | None,
+    data_repo: str | None,
+    kind: str,
+    ev: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The model card's YAML metadata: license, library, tags, base model, dataset, model-index."""
     front: dict[str, Any] = {
         "license": cfg.license or train.get("license") or "apache-2.0",
         "library_name": "peft" if kind == "adapter" else "transformers",
@@ -256,92 +292,107 @@ def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kin
     if data_repo:
         front["datasets"] = [data_repo]
     if ev:
-        results = []
-        for bench, r in ev["benchmarks"].items():
-            metrics = [{"type": "pass@1", "name": "pass@1", "value": round(100 * r["pass@1"], 2)}]
-            cons_key = next((k for k in r if k.startswith("cons@")), None)
-            if cons_key:
-                metrics.append({"type": cons_key, "name": cons_key, "value": round(100 * r[cons_key], 2)})
-            results.append(
-                {
-                    "task": {"type": "text-generation", "name": "Text Generation"},
-                    "dataset": {"name": bench, "type": BENCH_DATASETS.get(bench, bench)},
-                    "metrics": metrics,
-                }
-            )
-        front["model-index"] = [{"name": cfg.repo.split("/")[-1], "results": results}]
+        front["model-index"] = [{"name": cfg.repo.split("/")[-1], "results": _model_index_results(ev)}]
+    return front
 
-    lines = [f"# {cfg.repo.split('/')[-1]}", ""]
-    lines.append(
-        f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) from "
-        f"**{gen.get('teacher', {}).get('model') if isinstance(gen.get('teacher'), dict) else gen.get('teacher') or gen.get('model') or 'a reasoning teacher'}**"
-        f" into **{base or 'a student base'}**, following the DeepSeek-R1 distillation recipe (SFT on verified reasoning traces)."
-        if train.get("objective", "sft") == "sft"
-        else f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) into "
-        f"**{base or 'a student base'}**."
+
+def _model_index_results(ev: dict[str, Any]) -> list[dict[str, Any]]:
+    """model-index results (the Hub's leaderboard metadata): pass@1 and cons@n, %, per benchmark."""
+    results = []
+    for bench, r in ev["benchmarks"].items():
+        metrics = [{"type": "pass@1", "name": "pass@1", "value": round(100 * r["pass@1"], 2)}]
+        cons_key = next((k for k in r if k.startswith("cons@")), None)
+        if cons_key:
+            metrics.append({"type": cons_key, "name": cons_key, "value": round(100 * r[cons_key], 2)})
+        results.append(
+            {
+                "task": {"type": "text-generation", "name": "Text Generation"},
+                "dataset": {"name": bench, "type": BENCH_DATASETS.get(bench, bench)},
+                "metrics": metrics,
+            }
+        )
+    return results
+
+
+def _intro(train: dict[str, Any], base: str | None, gen: dict[str, Any]) -> str:
+    """The card's first sentence: what was distilled into what (the teacher for SFT on its traces)."""
+    student = base or "a student base"
+    if train.get("objective", "sft") != "sft":
+        return f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) into **{student}**."
+    teacher = gen.get("teacher")
+    name = (
+        teacher.get("model")
+        if isinstance(teacher, dict)
+        else teacher or gen.get("model") or "a reasoning teacher"
     )
-    if train:
-        lines += ["", f"Objective: {objective_text(train, (info.get('train') or {}).get('summary', {}))}"]
-    lines += ["", "## Data", ""]
-    if gen:
-        lines.append(
-            f"- Prompt sources: {', '.join(map(str, (info['generate'] or {}).get('inputs', []))) or 'n/a'}"
-        )
-        for k in ("prompts", "samples", "prompt_tokens", "completion_tokens", "failed"):
-            if k in gen_counts:
-                lines.append(f"- {k.replace('_', ' ')}: {gen_counts[k]:,}")
-        if "cost_usd" in gen_counts:
-            lines.append(f"- estimated teacher cost: ${gen_counts['cost_usd']:,.2f}")
-    funnel = info.get("funnel")
-    if funnel:
-        lines += ["", "### Filter funnel", "", "| step | dropped | remaining |", "|---|---:|---:|"]
-        lines.append(f"| input | | {funnel.get('input', '')} |")
-        for c in funnel.get("checks", []):
-            lines.append(f"| {c.get('name')} | {c.get('dropped', '')} | {c.get('remaining', '')} |")
-        lines.append(f"| **kept** | | **{funnel.get('kept', '')}** |")
-    if train:
-        lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
-        for k in (
-            "method", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "max_length",
-            "lora_r", "lora_alpha", "packing", "lr_scheduler", "warmup_ratio", "seed",
-        ):  # fmt: skip
-            if k in train and train[k] is not None:
-                lines.append(f"| {k} | {_fmt(train[k])} |")
-        tcounts = (info.get("train") or {}).get("counts", {})
-        for k, v in tcounts.items():
-            lines.append(f"| {k} | {_fmt(v)} |")
-    if ev:
-        pub = ev.get("published") or {}
-        lines += ["", "## Evaluation", ""]
-        s = ev.get("sampling", {})
-        lines.append(
-            f"R1 protocol: temperature {s.get('temperature')}, top-p {s.get('top_p')}, "
-            f"{s.get('num_samples')} samples per problem, max {s.get('max_tokens')} tokens; "
-            "pass@1 is mean correctness over samples, cons@n the majority-vote answer."
-        )
-        lines += [
-            "",
-            "| benchmark | pass@1 | cons@n | mean tokens | " + ("published R1-Distill |" if pub else ""),
-        ]
-        lines.append("|---|---:|---:|---:|" + ("---:|" if pub else ""))
-        for bench, r in ev["benchmarks"].items():
-            cons = next((v for k, v in r.items() if k.startswith("cons@")), 0.0)
-            row = (
-                f"| {bench} | {100 * r['pass@1']:.1f} | {100 * cons:.1f} | {r['mean_response_tokens']:.0f} |"
-            )
-            if pub:
-                row += f" {pub[bench]:.1f} |" if bench in pub else " — |"
-            lines.append(row)
-    lines += [
+    return (
+        f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) from **{name}**"
+        f" into **{student}**, following the DeepSeek-R1 distillation recipe (SFT on verified reasoning traces)."
+    )
+
+
+def _data_lines(generate: dict[str, Any] | None) -> list[str]:
+    """The generate run's prompt sources, counts and estimated teacher cost (none without one)."""
+    if not (generate or {}).get("config", {}):
+        return []
+    counts = generate.get("counts", {})
+    lines = [f"- Prompt sources: {', '.join(map(str, generate.get('inputs', []))) or 'n/a'}"]
+    for k in ("prompts", "samples", "prompt_tokens", "completion_tokens", "failed"):
+        if k in counts:
+            lines.append(f"- {k.replace('_', ' ')}: {counts[k]:,}")
+    if "cost_usd" in counts:
+        lines.append(f"- estimated teacher cost: ${counts['cost_usd']:,.2f}")
+    return lines
+
+
+def _funnel_lines(funnel: dict[str, Any] | None) -> list[str]:
+    """The filter funnel as a table: traces dropped by each check and remaining after it."""
+    if not funnel:
+        return []
+    lines = ["", "### Filter funnel", "", "| step | dropped | remaining |", "|---|---:|---:|"]
+    lines.append(f"| input | | {funnel.get('input', '')} |")
+    for c in funnel.get("checks", []):
+        lines.append(f"| {c.get('name')} | {c.get('dropped', '')} | {c.get('remaining', '')} |")
+    lines.append(f"| **kept** | | **{funnel.get('kept', '')}** |")
+    return lines
+
+
+def _training_lines(train: dict[str, Any], counts: dict[str, Any]) -> list[str]:
+    """The training settings that were set, then the train stage's counts, as one table."""
+    lines = ["", "## Training", "", "| setting | value |", "|---|---|"]
+    for k in (
+        "method", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "max_length",
+        "lora_r", "lora_alpha", "packing", "lr_scheduler", "warmup_ratio", "seed",
+    ):  # fmt: skip
+        if k in train and train[k] is not None:
+            lines.append(f"| {k} | {_fmt(train[k])} |")
+    for k, v in counts.items():
+        lines.append(f"| {k} | {_fmt(v)} |")
+    return lines
+
+
+def _eval_lines(ev: dict[str, Any]) -> list[str]:
+    """The sampling protocol and a pass@1 / cons@n table (%), beside published R1-Distill scores."""
+    pub = ev.get("published") or {}
+    s = ev.get("sampling", {})
+    lines = [
         "",
-        "## Use",
+        "## Evaluation",
         "",
-        "Prompt with the chat template; for math end the prompt with "
-        '"Please reason step by step, and put your final answer within \\boxed{}." '
-        "Sample with temperature 0.6 and top-p 0.95.",
+        f"R1 protocol: temperature {s.get('temperature')}, top-p {s.get('top_p')}, "
+        f"{s.get('num_samples')} samples per problem, max {s.get('max_tokens')} tokens; "
+        "pass@1 is mean correctness over samples, cons@n the majority-vote answer.",
         "",
+        "| benchmark | pass@1 | cons@n | mean tokens | " + ("published R1-Distill |" if pub else ""),
+        "|---|---:|---:|---:|" + ("---:|" if pub else ""),
     ]
-    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+    for bench, r in ev["benchmarks"].items():
+        cons = next((v for k, v in r.items() if k.startswith("cons@")), 0.0)
+        row = f"| {bench} | {100 * r['pass@1']:.1f} | {100 * cons:.1f} | {r['mean_response_tokens']:.0f} |"
+        if pub:
+            row += f" {pub[bench]:.1f} |" if bench in pub else " — |"
+        lines.append(row)
+    return lines
 
 
 def dataset_card(cfg: PushConfig, info: dict[str, Any], data_repo: str, rows: int) -> str:

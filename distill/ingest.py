@@ -840,7 +840,15 @@ def from_trace(row: dict[str, Any], where: str, options: ReadOptions) -> dict[st
     return rec
 
 
-def _norm_messages(msgs: Any, key: str, where: str) -> list[dict[str, Any]]:
+def normalize_messages(msgs: Any, key: str, where: str) -> list[dict[str, Any]]:
+    """A conversation as a list of `{"role", "content"}` dicts, one per message, in order.
+
+    `msgs` is a list of messages or its JSON text; each message has `role`/`content` (OpenAI) or
+    `from`/`value` (ShareGPT). Roles are lower-cased, `human` becomes `user` and `gpt`/`model`/`bot`
+    `assistant`; content given as OpenAI text parts is joined into text. An assistant message's
+    `reasoning_content` (or `reasoning`, `thinking`) is kept as `reasoning`. Raises `UserError`
+    naming `where` and the field `key` for anything else.
+    """
     if isinstance(msgs, str):
         try:
             msgs = json.loads(msgs)
@@ -870,7 +878,7 @@ def from_messages(row: dict[str, Any], key: str, where: str, options: ReadOption
     a first system turn `system`, and the turns before the problem `history`."""
     if key not in row:
         raise UserError(f"{where}: row has no '{key}' field (columns: {', '.join(sorted(row))})")
-    msgs = _norm_messages(row[key], key, where)
+    msgs = normalize_messages(row[key], key, where)
     system = str(row["system"]) if isinstance(row.get("system"), str) and row["system"].strip() else None
     if msgs[0]["role"] == "system":
         system = msgs[0]["content"]
@@ -929,7 +937,7 @@ def from_openai(row: dict[str, Any], where: str, options: ReadOptions) -> list[t
     if isinstance(prompt, str):
         base["problem"] = prompt
     else:
-        msgs = _norm_messages(prompt, "messages", where)
+        msgs = normalize_messages(prompt, "messages", where)
         if msgs[0]["role"] == "system":
             base["system"] = msgs[0]["content"]
             msgs = msgs[1:]
