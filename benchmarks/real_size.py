@@ -200,7 +200,7 @@ def main() -> None:
                 "train",
                 "--student",
                 str(student),
-                "--data",
+                "--input",
                 str(kept),
                 "--output",
                 str(out),
@@ -260,7 +260,7 @@ def main() -> None:
             py
             + [
                 "eval",
-                "--model",
+                "--input",
                 str(out / "merged"),
                 "--output",
                 str(ev),

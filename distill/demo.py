@@ -28,10 +28,12 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.configs import DemoConfig
 from distill.errors import UserError
 
 DIGITS = (3,)  # a mixed range such as (2, 3, 4, 5) needs a longer-trained teacher and student
@@ -82,14 +84,6 @@ TEACHER_GREEDY_MIN = 0.80  # the teacher must be good greedy ...
 TEACHER_T1_RANGE = (0.15, 0.97)  # ... but imperfect when sampled at T=1.0 (its share of correct traces)
 
 
-@dataclass
-class DemoConfig:
-    output: str = "runs/demo"
-    seed: int = 0
-    quick: bool = False
-    study: bool = False  # after the demo, `distill sweep` on its kept traces (STUDY)
-
-
 @dataclass(frozen=True)
 class StudySizes:
     """`distill demo --study`: the sweep over the demo's kept traces."""
@@ -104,16 +98,24 @@ class StudySizes:
 STUDY = StudySizes()
 
 
-def _cmd(args: list[str]) -> None:
-    """Run one `distill` command in-process, exactly as the CLI would; fail the demo if it fails."""
-    from distill.cli import app
+RunCommand = Callable[[list[str]], None]
+"""Runs one `distill` command in-process from its arguments (`["eval", "--input", …]`, without
+`distill`) and raises `UserError` when it exits non-zero: the CLI passes `distill.cli.run_command`."""
 
-    print(f"\n$ distill {' '.join(shlex.quote(a) for a in args)}", file=sys.stderr, flush=True)
-    t = time.time()
-    rc = app(args=args, prog_name="distill", standalone_mode=False)
-    if rc not in (None, 0):
-        raise UserError(f"demo step failed: distill {args[0]} exited with {rc}")
-    print(f"  ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+
+def shown(run_command: RunCommand) -> RunCommand:
+    """`run_command` that first prints the command (`$ distill …`, to re-run by hand), then its seconds."""
+
+    def run(args: list[str]) -> None:
+        print(f"\n$ distill {' '.join(shlex.quote(a) for a in args)}", file=sys.stderr, flush=True)
+        t = time.time()
+        try:
+            run_command(args)
+        except UserError as e:
+            raise UserError(f"demo step failed: {e}") from None
+        print(f"  ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+
+    return run
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -177,20 +179,29 @@ def _params(model: Path) -> int:
 
 
 def train_model(
-    run: Path, name: str, init: Path, data: Path, steps: int, lr: float, seed: int, batch: int, *extra: str
+    cmd: RunCommand,
+    run: Path,
+    name: str,
+    init: Path,
+    data: Path,
+    steps: int,
+    lr: float,
+    seed: int,
+    batch: int,
+    *extra: str,
 ) -> None:
     """`distill train --method full` from `init` on `data` into `run/name`, with the demo's settings."""
-    _cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
+    cmd(["train", "--student", str(init), "--input", str(data), "--method", "full", "--output", str(run / name),
           "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(batch), "--grad-accum", "1",
           "--warmup-ratio", "0.05", "--lr-scheduler", "cosine", "--max-length", "256", "--seed", str(seed),
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
 
 
-def eval_model(run: Path, model: Path, mode: str, seed: int) -> float:
+def eval_model(cmd: RunCommand, run: Path, model: Path, mode: str, seed: int) -> float:
     """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7); returns pass@1."""
     temp = "0" if mode == "greedy" else "0.7"
     out = run / "eval" / f"{model.name}-{mode}"
-    _cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
+    cmd(["eval", "--input", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
           "--temperature", temp, "--top-p", "1.0", "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}",
           "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
     res = json.loads((out / "results.json").read_text())
@@ -215,7 +226,9 @@ def teacher_t1_accuracy(funnel: dict[str, Any]) -> float:
     return status.get("correct", 0) / checked if checked else 0.0
 
 
-def run(cfg: DemoConfig) -> dict[str, Any]:
+def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
+    """The demo into `cfg.output`, each step a `distill` command run by `run_command`; returns its numbers."""
+    cmd = shown(run_command)
     sizes = QUICK if cfg.quick else FULL
     run_dir = Path(cfg.output)
     seed = cfg.seed
@@ -231,13 +244,13 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     print(f"  teacher {n_teacher / 1e6:.2f}M params, student {n_student / 1e6:.2f}M params", file=sys.stderr)
 
     print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
-    train_model(run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
+    train_model(cmd, run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
                 sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
 
     print("\n[3/8] evaluate the teacher (greedy and T=0.7); it must be good greedy", file=sys.stderr)
     acc: dict[str, dict[str, float]] = {"teacher": {}}
     for mode in ("greedy", "sampled"):
-        acc["teacher"][mode] = eval_model(run_dir, run_dir / "teacher", mode, seed)
+        acc["teacher"][mode] = eval_model(cmd, run_dir, run_dir / "teacher", mode, seed)
     if acc["teacher"]["greedy"] < TEACHER_GREEDY_MIN:
         raise UserError(
             f"demo teacher is {100 * acc['teacher']['greedy']:.1f}% correct greedy; the demo needs >= "
@@ -246,12 +259,12 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
         )
 
     print("\n[4/8] sample traces from the teacher at T=1.0", file=sys.stderr)
-    _cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
+    cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
           "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
           "--seed", str(seed), "--batch-size", "256", "--output", str(run_dir / "traces")])  # fmt: skip
 
     print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
-    _cmd(["filter", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
+    cmd(["filter", "--input", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
           "--checks", "complete,format,contamination,correct,duplicate",
           "--decontaminate-file", str(run_dir / "data" / "eval.jsonl")])  # fmt: skip
     funnel = json.loads((run_dir / "filtered" / "funnel.json").read_text())
@@ -275,6 +288,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     }
     for name, (data, extra) in students.items():
         train_model(
+            cmd,
             run_dir,
             name,
             run_dir / "student-init",
@@ -288,7 +302,9 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
 
     print("\n[7/8] evaluate every model on the held-out problems", file=sys.stderr)
     for name in ("student-init", *students):
-        acc[name] = {mode: eval_model(run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")}
+        acc[name] = {
+            mode: eval_model(cmd, run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")
+        }
 
     by_digits = {"teacher (T=1.0 samples)": teacher_t1_by_digits(run_dir / "filtered")}
     for name in ("teacher", "student-filtered", "student-unfiltered", "student-answers-only"):
@@ -298,15 +314,15 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     result: dict[str, Any] = {"accuracy": acc, "funnel": funnel, "by_digits": by_digits}
     if cfg.study:
         print("\n[study] accuracy against data budget: distill sweep on the kept traces", file=sys.stderr)
-        result["study"] = study(run_dir, sizes, STUDY, seed)
+        result["study"] = study(cmd, run_dir, sizes, STUDY, seed)
     print("\n[8/8] report", file=sys.stderr)
-    _cmd(["report", str(run_dir)])
+    cmd(["report", "--input", str(run_dir)])
     print("\n" + table)
     result["seconds"] = time.time() - t0
     return result
 
 
-def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, Any]:
+def study(cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, Any]:
     """`distill sweep` over the demo's kept traces: limo, s1 and random at several budgets and seeds.
 
     The student-aware signal (s1's "drop what the student solves", and limo's first filter) is the
@@ -314,7 +330,7 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
     right without learning any reasoning (s1 used non-reasoning models of the student's family).
     """
     pool_eval = run / "eval" / "pool-student-answers-only"
-    _cmd(["eval", "--model", str(run / "student-answers-only"), "--benchmark-file",
+    cmd(["eval", "--input", str(run / "student-answers-only"), "--benchmark-file",
           str(run / "data" / "prompts.jsonl"), "--num-samples", "4", "--temperature", "0.7", "--top-p", "1.0",
           "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}", "--batch-size", "256",
           "--seed", str(seed), "--output", str(pool_eval)])  # fmt: skip
@@ -324,7 +340,7 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
              "save_steps": steps, "gradient_checkpointing": False}  # fmt: skip
     evals = {"num_samples": 1, "temperature": 0, "top_p": 1.0, "max_tokens": MAX_TOKENS,
              "prompt_template": "{problem}", "batch_size": 256}  # fmt: skip
-    args = ["sweep", "--data", str(run / "filtered"), "--student", str(run / "student-init"),
+    args = ["sweep", "--input", str(run / "filtered"), "--student", str(run / "student-init"),
             "--output", str(run / "study"), "--budgets", ",".join(map(str, st.budgets)) + ",all",
             "--strategies", ",".join(st.strategies), "--seeds", ",".join(str(seed + i) for i in range(st.seeds)),
             "--benchmark-file", str(run / "data" / "eval.jsonl"), "--steps", str(steps),
@@ -333,7 +349,7 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
         args += ["--train", f"{k}={json.dumps(v)}"]
     for k, v in evals.items():
         args += ["--eval", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
-    _cmd(args)
+    cmd(args)
     return json.loads((run / "study" / "sweep.json").read_text())
 
 

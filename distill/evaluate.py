@@ -1,9 +1,9 @@
 """The eval stage: score a model on reasoning benchmarks the way the R1 paper does.
 
-    distill eval --model runs/student --benchmark aime24,math500 --num-samples 4 --output runs/eval
-    distill eval --model runs/student --benchmark-file ../shared/benchmarks/aime24.jsonl --output out
+    distill eval -i runs/student --benchmark aime24,math500 --num-samples 4 --output runs/eval
+    distill eval -i runs/student --benchmark-file ../shared/benchmarks/aime24.jsonl --output out
 
-Benchmarks come from the registry in `distill/benchmarks.py` (HF dataset id online, local file
+Benchmarks come from the registry in `distill/eval_sets.py` (HF dataset id online, local file
 offline) or from `--benchmark-file` (jsonl with `id`, `problem`, `answer`). The model is sampled
 through the same backends as `distill generate` (transformers, vllm, openai) with the R1 protocol by
 default (temperature 0.6, top-p 0.95, long max tokens, n samples per problem) and every sample is
@@ -19,43 +19,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.configs import EvalConfig
 from distill.errors import UserError
 from distill.records import ShardWriter, atomic_write_json, finished_output, read_records, write_manifest
-
-
-@dataclass
-class EvalConfig:
-    model: str  # local folder, Hub id, or a student/teacher card
-    output: str
-    benchmarks: list[str] = field(default_factory=list)  # registry names
-    benchmark_files: list[str] = field(default_factory=list)  # local jsonl files (id, problem, answer)
-    num_samples: int = 4
-    backend: str = "transformers"
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 32768
-    seed: int = 0
-    batch_size: int = 64
-    threads: int | None = None  # transformers on CPU: torch threads (1 is fastest for tiny models)
-    limit: int | None = None
-    base_urls: list[str] = field(default_factory=list)
-    api_key_env: str | None = None
-    concurrency: int = 64
-    timeout: float = 600.0
-    tensor_parallel_size: int = 1
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    benchmarks_dir: str | None = None  # folder with <name>.jsonl for offline registry names
-    prompt_template: str | None = (
-        None  # "{problem}" is replaced; default: the benchmark's (R1 suffix for math)
-    )
-    student_card: str | None = None  # for the published R1-Distill scores
-    overwrite: bool = False
-
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -145,9 +115,9 @@ def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
         card = load_student(cfg.student_card)
     if cfg.backend == "openai":  # the name the server knows the model by, not a path or Hub id
         return model, card
-    kind = locate(model, "--model", cards=("students", "teachers"), what="model folder")
+    kind = locate(model, "--input", cards=("students", "teachers"), what="model folder")
     if kind == "local" and not Path(model).is_dir():
-        raise UserError(f"--model {model}: not a model folder")
+        raise UserError(f"--input {model}: not a model folder")
     if kind == "card":
         if is_card(model, "students"):
             student = load_student(model)
@@ -156,7 +126,7 @@ def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
             model = load_teacher(model).model
     if not Path(model).exists():
         local = "a local model folder (e.g. the output of `distill train`)"
-        check_hub(model, "--model", local=local, card=cfg.model if kind == "card" else None)
+        check_hub(model, "--input", local=local, card=cfg.model if kind == "card" else None)
     return model, card
 
 
@@ -179,7 +149,7 @@ TEMPLATES = {"math": MATH_TEMPLATE, "multiple_choice": CHOICE_TEMPLATE}
 
 
 def _items(rows: list[dict[str, Any]], seed: int, limit: int | None) -> list[Item]:
-    """Rows of `distill.benchmarks.load_benchmark` as eval items; choices are shuffled (seeded)."""
+    """Rows of `distill.eval_sets.load_benchmark` as eval items; choices are shuffled (seeded)."""
     import random
 
     items = []
@@ -202,7 +172,7 @@ def _items(rows: list[dict[str, Any]], seed: int, limit: int | None) -> list[Ite
 
 def _benchmarks(cfg: EvalConfig) -> list[tuple[str, list[Item], str]]:
     """(name, items, template) for every benchmark asked for."""
-    from distill.benchmarks import load_benchmark
+    from distill.eval_sets import load_benchmark
 
     specs = [(name, name) for name in cfg.benchmarks] + [(Path(p).stem, p) for p in cfg.benchmark_files]
     if not specs:

@@ -1,13 +1,13 @@
 """The push stage: model card, dataset card and upload to the Hugging Face Hub.
 
-    distill push --model runs/student --repo me/qwen-1.5b-r1-distill --data runs/filtered \
+    distill push -i runs/student --repo me/qwen-1.5b-r1-distill --traces runs/filtered \
                  --results runs/eval [--private] [--adapter-only]
     distill push ... --dry-run --to-dir staged/     # writes exactly what would be uploaded
 
 The model card's YAML front matter carries license, base_model, datasets, tags, library_name,
 pipeline_tag and a `model-index` with the eval results; its body tells the teacher, prompt sources,
 sample counts, the filter funnel, the training method and hyperparameters, the eval table beside the
-published R1-Distill scores, and tokens and estimated cost. Traces (`--data`) go to a dataset repo
+published R1-Distill scores, and tokens and estimated cost. Traces (`--traces`) go to a dataset repo
 `<repo>-traces` as Parquet with a `messages` column and a dataset card. A LoRA output is pushed merged
 unless `--adapter-only`. The token comes from `HF_TOKEN` or the login cache and is never printed or
 written anywhere.
@@ -21,12 +21,12 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from distill.configs import PushConfig
 from distill.errors import UserError
 
 log = logging.getLogger("distill.push")
@@ -57,21 +57,6 @@ BENCH_DATASETS = {
     "gpqa": "Idavidrein/gpqa",
 }
 
-
-@dataclass
-class PushConfig:
-    model: str
-    repo: str
-    private: bool = False
-    data: str | None = None  # a filter output folder (or its kept/ folder)
-    results: str | None = None  # an eval output folder (or its results.json)
-    adapter_only: bool = False
-    dry_run: bool = False
-    to_dir: str | None = None
-    license: str | None = None
-    commit_message: str = "Upload with distill push"
-
-
 # ---------------------------------------------------------------------------- validation
 
 
@@ -85,13 +70,13 @@ def check_repo_name(repo: str) -> None:
 def check_model_dir(path: Path) -> str:
     """Return 'full' or 'adapter'; raise when weights or tokenizer are missing."""
     if not path.is_dir():
-        raise UserError(f"--model {path}: no such folder")
+        raise UserError(f"--input {path}: no such folder")
     has_full = any((path / f).exists() for f in WEIGHT_FILES) or any(path.glob("model-*.safetensors"))
     has_adapter = any((path / f).exists() for f in ADAPTER_FILES) and (path / "adapter_config.json").exists()
     if not has_full and not has_adapter:
-        raise UserError(f"--model {path}: no model weights (model.safetensors / adapter_model.safetensors)")
+        raise UserError(f"--input {path}: no model weights (model.safetensors / adapter_model.safetensors)")
     if not any((path / f).exists() for f in TOKENIZER_FILES):
-        raise UserError(f"--model {path}: no tokenizer (tokenizer.json / tokenizer_config.json)")
+        raise UserError(f"--input {path}: no tokenizer (tokenizer.json / tokenizer_config.json)")
     return "full" if has_full else "adapter"
 
 
@@ -164,7 +149,7 @@ def _data_root(data: str | None) -> Path | None:
         return None
     p = Path(data)
     if not p.exists():
-        raise UserError(f"--data {p}: no such folder")
+        raise UserError(f"--traces {p}: no such folder")
     return _data_root_of(p)
 
 
@@ -183,7 +168,7 @@ def gather(cfg: PushConfig) -> dict[str, Any]:
 
     train = _read_json(Path(cfg.model) / "manifest.json")
     root = _data_root(cfg.data)
-    if root is None and train:  # no --data: follow the data the model was trained on
+    if root is None and train:  # no --traces: follow the data the model was trained on
         root = next((_data_root_of(Path(i)) for i in train.get("inputs", []) if Path(i).exists()), None)
     return {
         "train": train,
@@ -453,7 +438,7 @@ def stage_data(cfg: PushConfig, dest: Path) -> int:
             for r in read_records(kept)
         ]
         if not rows:
-            raise UserError(f"--data {kept}: no kept traces")
+            raise UserError(f"--traces {kept}: no kept traces")
         pq.write_table(
             pa.Table.from_pylist(rows, schema=sft_parquet_schema()), dest / "data" / "train.parquet"
         )

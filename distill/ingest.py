@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.configs import ReadOptions
 from distill.errors import UserError
 from distill.teachers.protocol import END_TOKENS, strip_end_tokens
 
@@ -128,23 +129,6 @@ class BadLine(UserError):
 
 class DuplicateId(UserError):
     """Two records with one id (never skipped: two dumps merged need `reassign_ids`)."""
-
-
-@dataclass
-class ReadOptions:
-    """How to read an input (the `--format` and column flags of filter, select and train)."""
-
-    format: str = "auto"  # auto | traces | messages | sharegpt | columns | openai-response
-    split: str = "train"  # Hub ids and saved datasets
-    dataset_config: str | None = None  # Hub config name (--config)
-    problem_column: str | None = None
-    reasoning_column: str | None = None
-    content_column: str | None = None
-    answer_column: str | None = None
-    id_column: str | None = None  # the prompt id (columns/messages/sharegpt); else a hash of the problem
-    label_column: str | None = None  # the dataset's own correctness labels (bool, or a per-sample list)
-    domain: str | None = None  # every record's domain (else the row's `domain`, else inferred)
-    reassign_ids: bool = False  # key records by source file and line instead of their `id`
 
 
 @dataclass

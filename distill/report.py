@@ -1,7 +1,7 @@
 """The report stage: render any run folder into `report.md` plus PNG charts.
 
-    distill report runs/demo                 # writes runs/demo/report/report.md and *.png
-    distill report runs/my-gpu-run --output reports/r1
+    distill report -i runs/demo           # writes runs/demo/report/report.md and *.png
+    distill report -i runs/my-gpu-run --output reports/r1
 
 It finds every stage output below the folder by its `manifest.json` (generate, filter, train, eval)
 and draws what each one holds: the filter funnel, reasoning-length histograms of kept vs rejected
@@ -14,19 +14,12 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.configs import ReportConfig
 from distill.errors import UserError
 from distill.records import MANIFEST, atomic_write_text, read_records
-
-
-@dataclass
-class ReportConfig:
-    run_dir: str
-    output: str | None = None  # default: <run_dir>/report
-    max_depth: int = 4
 
 
 def find_stages(root: Path, max_depth: int = 4) -> dict[str, list[tuple[Path, dict[str, Any]]]]:

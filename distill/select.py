@@ -49,6 +49,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from distill.configs import SelectConfig
 from distill.errors import UserError
 from distill.ingest import ReadOptions, TraceReader
 from distill.records import (
@@ -71,29 +72,6 @@ DIFFICULTY = ("auto", "teacher", "student")
 DEFAULT_BAND = {"teacher": "1/32:3/32", "student": "0:1/4"}
 LENGTH_BINS = [0, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
 RATE_BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-
-
-@dataclass
-class SelectConfig:
-    input: str  # a `distill filter` output folder, its kept/ folder, or any input distill.ingest reads
-    output: str
-    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
-    budget: int = 8000  # traces in the subset
-    strategy: str = "s1"  # s1 | limo | random
-    seed: int = 0
-    per_prompt: int = 1  # traces per chosen prompt
-    prefer: str | None = None  # longest | shortest | mix | random; None: the strategy's default
-    student_results: str | None = None  # a `distill eval` output folder run on the prompts
-    solved_at: float = 0.5  # s1, limo: a student pass rate >= this counts as solved (dropped)
-    difficulty: str = "auto"  # limo's band and order: teacher | student pass rate; auto: student if known
-    band: str | None = None  # limo: pass rate band LO:HI (inclusive); None: DEFAULT_BAND[difficulty]
-    balance: list[str] = field(default_factory=lambda: ["domain", "source"])
-    topic_model: str | None = None  # local sentence-embedding model folder (AutoModel + tokenizer)
-    topics: int = 16  # k-means clusters over prompt embeddings
-    embed_batch_size: int = 32
-    embed_max_length: int = 512
-    overwrite: bool = False
-
 
 RUNTIME_ONLY = ("overwrite", "embed_batch_size")
 
@@ -190,7 +168,7 @@ def load_prompts(
     there (the samples it dropped count in the denominator), or when the input carries its own
     correctness labels (then a sample labelled wrong is counted but never selected).
     """
-    from distill.filters import Context
+    from distill.checks import Context
 
     ctx = Context()
     dropped = dropped if dropped is not None else Counter()
@@ -257,7 +235,7 @@ def load_prompts(
 
 def _unfiltered_problem(rec: dict[str, Any], ctx: Any) -> str | None:
     """Why a record filter never saw cannot be selected (filter's `complete`/`format` check), or None."""
-    from distill.filters import check_complete, check_format
+    from distill.checks import check_complete, check_format
 
     for name, check in (("complete", check_complete), ("format", check_format)):
         r = check(rec, ctx)

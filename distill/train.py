@@ -1,7 +1,7 @@
 """The SFT stage: train a Qwen/Llama student on kept traces with LoRA, QLoRA or full fine-tuning (TRL).
 
-    distill train --student qwen2.5-math-1.5b --data runs/kept --method lora --output runs/student
-    distill train --student ./my-model --data kept.parquet --method full --output out --max-steps 400
+    distill train --student qwen2.5-math-1.5b -i runs/kept --method lora --output runs/student
+    distill train --student ./my-model -i kept.parquet --method full --output out --max-steps 400
     distill train --student qwen2.5-math-7b --plan --gpu-memory 80          # memory plan, no weights
     distill train ... --launcher accelerate --accelerate-config zero3 --num-processes 8
 
@@ -25,12 +25,12 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from distill import config as cards
 from distill import records
+from distill.configs import TrainConfig
 from distill.errors import UserError
 from distill.ingest import ReadOptions
 
@@ -87,67 +87,6 @@ RUNTIME_FIELDS = (
     "show_example",
     "allow_unformatted",
 )
-
-
-@dataclass
-class TrainConfig:
-    """Options of `distill train`; None means "the student card's value" (or a built-in default)."""
-
-    student: str
-    data: str | None = None  # anything distill.ingest reads (kept/ folder, trace/chat files, datasets)
-    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
-    output: str | None = None
-    method: str | None = None  # lora | qlora | full
-    no_reasoning: bool = False
-    allow_unfiltered: bool = False  # unfiltered traces holding unfinished ones: train the finished ones
-    show_example: int | None = None  # print example N as trained (trained tokens marked) and exit
-    all_turns: bool = False  # multi-turn data: train every assistant turn, not only the last
-    max_steps: int | None = None
-    epochs: float | None = None
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    max_length: int | None = None
-    warmup_ratio: float | None = None
-    lr_scheduler: str | None = None
-    weight_decay: float | None = None
-    seed: int = 42
-    save_steps: int = 500
-    save_total_limit: int = 2
-    logging_steps: int = 10
-    packing: bool | None = None  # None: on with FlashAttention, else length-grouped batches
-    group_by_length: bool | None = None  # None: only when random batches would waste > 25% on padding
-    overlong: str = "drop"  # drop | truncate
-    lora_r: int | None = None
-    lora_alpha: int | None = None
-    lora_dropout: float | None = None
-    lora_targets: list[str] | None = None  # default all linear layers
-    merge: bool = False
-    overwrite: bool = False
-    plan: bool = False
-    gpu_memory: float = 80.0
-    launcher: str = "none"
-    accelerate_config: str | None = None
-    num_processes: int | None = None
-    report_to: str = "none"
-    chat_template: str | None = None  # chatml | llama3 | model
-    eos_token: str | None = None
-    gradient_checkpointing: bool | None = None  # None: on, except for tiny (<100M) models
-    bf16: bool | None = None  # None: on when a CUDA GPU supports it
-    cache_dir: str | None = None
-    # objectives beyond SFT (distill/onpolicy.py, distill/logit_kd.py)
-    objective: str = "sft"  # sft | opd
-    teacher: str | None = None  # opd: teacher card or model folder
-    teacher_url: str | None = None  # opd: a vLLM server scoring the student's samples
-    teacher_top_k: int | None = None  # opd with --teacher-url: teacher logprobs per token
-    prompts: str | None = None  # opd: the prompts the student samples on
-    prompt_template: str | None = None  # opd: overrides the teacher card's template
-    beta: float | None = None  # opd: 0 forward KL, 0.5 JSD, 1 reverse KL (default)
-    max_new_tokens: int | None = None  # opd: longest student sample (default --max-length)
-    temperature: float | None = None  # opd: sampling and loss temperature (default 1.0)
-    allow_unformatted: bool = False  # opd: train a student that fails the format guard
-    kd_weight: float = 0.0  # sft: weight of the top-K teacher-logit KL term
-
 
 # fields added after the first release: absent from a manifest while at their default, so older runs resume
 NEW_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in (
@@ -231,7 +170,7 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, cards.StudentCard | None,
         if r.objective == "opd" and not r.prompts:
             raise UserError("--objective opd needs --prompts (the prompts the student samples on)")
         if r.objective == "sft" and not r.data:
-            raise UserError("--data is required (a kept/ folder, .jsonl, .parquet or dataset id)")
+            raise UserError("--input is required (a kept/ folder, .jsonl, .parquet or dataset id)")
         if not r.output and r.show_example is None:
             raise UserError("--output is required")
         if r.max_steps <= 0 and (r.epochs or 0) <= 0:
@@ -349,12 +288,12 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
 
 
 def _check_data(data: str | None) -> None:
-    """Fail at once when --data is a local folder or .jsonl that holds no records."""
+    """Fail at once when --input is a local folder or .jsonl that holds no records."""
     path = Path(data or "")
     files = records.shard_paths(path) if path.is_dir() else [path] if path.suffix == ".jsonl" else []
     if files and all(f.is_file() for f in files) and not records.has_lines(files):
         raise UserError(
-            f"--data {data}: no training examples (empty); did the filter keep any? (see funnel.json)"
+            f"--input {data}: no training examples (empty); did the filter keep any? (see funnel.json)"
         )
 
 

@@ -157,7 +157,7 @@ def test_all_turns_through_the_train_cli(tmp_path, tiny_qwen, run_cli):
     data = tmp_path / "multi.jsonl"
     data.write_text(json.dumps({"messages": MULTI}) + "\n")
     out = tmp_path / "m"
-    args = ["train", "--student", tiny_qwen, "--data", data, "--method", "full", "--max-steps", "1",
+    args = ["train", "--student", tiny_qwen, "--input", data, "--method", "full", "--max-steps", "1",
             "--output", out, "--chat-template", "chatml", "--all-turns"]  # fmt: skip
     proc = run_cli(*args, env={"DISTILL_CACHE": str(tmp_path / "cache")}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -605,7 +605,7 @@ def test_show_example_and_allow_unfiltered_through_the_cli(tmp_path, tiny_tokeni
         "train",
         "--student",
         tiny_tokenizer,
-        "--data",
+        "--input",
         data,
         "--chat-template",
         "chatml",
