@@ -106,7 +106,7 @@ def summarize(samples: list[dict[str, Any]], same=None) -> dict[str, Any]:
 
 def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
     """The model to load and the student card (if any) with published scores."""
-    from distill.config import is_card, load_student, load_teacher
+    from distill.cards import is_card, load_student, load_teacher
     from distill.resolve import check_hub, locate
 
     card = None

@@ -94,7 +94,7 @@ DECONTAMINATE_FLAGS = ("--decontaminate-file", "--benchmarks-dir")  # this comma
 def _token_counter(cfg: FilterConfig) -> tuple[Any, str]:
     if not cfg.tokenizer:
         return (lambda s: len(s.split())), "words"
-    from distill.config import load_student
+    from distill.cards import load_student
     from distill.resolve import check_hub, locate
 
     kind = locate(cfg.tokenizer, "--tokenizer", cards="students", what="tokenizer folder")

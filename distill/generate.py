@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.config import TeacherCard
+from distill.cards import TeacherCard
 from distill.configs import GenerateConfig
 from distill.errors import UserError
 from distill.sampling import BackendSettings, PromptSource, SampleJob, resolve_teacher, run_job

@@ -193,7 +193,7 @@ def base_model_id(train: dict[str, Any]) -> str | None:
     A student card gives its `model`; a local folder the Hub id in its config.json
     (`_name_or_path`) when it has one; a Hub id itself. Never a local path.
     """
-    from distill.config import is_card, load_student
+    from distill.cards import is_card, load_student
     from distill.resolve import HUB_ID
 
     spec = train.get("base_model") or train.get("model") or train.get("student")

@@ -224,7 +224,7 @@ def judge_format(
 
 def resolve_teacher(r: sft.TrainConfig) -> tuple[Any, str | None]:
     """(teacher card, local model path or id; None for a served teacher)."""
-    from distill.config import TeacherCard
+    from distill.cards import TeacherCard
     from distill.sampling import resolve_teacher as teacher_card
 
     if r.teacher_url:

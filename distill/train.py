@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distill import config as cards
+from distill import cards as cards
 from distill import records
 from distill.configs import TrainConfig
 from distill.errors import UserError
