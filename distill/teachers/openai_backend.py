@@ -267,12 +267,8 @@ class OpenAIBackend:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self._key:
             headers["Authorization"] = f"Bearer {self._key}"
-        https = any(server.url.startswith("https:") for server in self.servers)
         connector = aiohttp.TCPConnector(
-            limit=self.concurrency,
-            limit_per_host=self.concurrency,
-            ssl=ssl_context() if https else True,  # loading the CA store costs ~0.1 s CPU: only for https
-            keepalive_timeout=60.0,
+            limit=self.concurrency, limit_per_host=self.concurrency, ssl=ssl_context(), keepalive_timeout=60.0
         )
         session = aiohttp.ClientSession(
             connector=connector,
