@@ -97,7 +97,7 @@ class RawBackend(OpenAIBackend):
 
     async def _open_pool(self) -> _Pool:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        return _Pool(RawSession(headers), asyncio.Semaphore(self.concurrency), {})  # type: ignore[arg-type]
+        return _Pool(RawSession(headers), asyncio.Semaphore(self.concurrency))  # type: ignore[arg-type]
 
     async def _send(self, pool: _Pool, url: str, payload: bytes) -> tuple[int, str | None, bytes]:
         status, headers, body = await pool.session.post(url, payload)  # type: ignore[call-arg]
