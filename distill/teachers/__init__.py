@@ -17,8 +17,8 @@ Each sample has its own seed (`seeds=`, see `sample_seed`), and end-of-sequence 
 server leaves at the end of a completion is stripped (`strip_end_tokens`).
 
 Layout: `protocol.py` (SamplingParams, Completion, the Backend Protocol, split_reasoning, seeds), one
-module per backend (`transformers_backend.py`, `openai_backend.py` over aiohttp, `vllm_backend.py`),
-and the registry here.
+module per backend (`transformers_backend.py`, `openai_backend.py` with its connections in
+`http_client.py`, `vllm_backend.py`), and the registry here.
 """
 
 from __future__ import annotations
