@@ -302,9 +302,8 @@ class OpenAIBackend:
                     comps.extend(r[:1])
         return index, comps[:n], (errors[0] if errors else None)
 
-    async def _request(
-        self, slots: asyncio.Queue, msgs: Messages, params: SamplingParams, n: int, seed: int | None
-    ) -> list[Completion]:
+    def _payload(self, msgs: Messages, params: SamplingParams, n: int, seed: int | None) -> bytes:
+        """The chat-completions request body (OpenAI's field names; vLLM, SGLang and others serve them)."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": msgs,
@@ -320,12 +319,17 @@ class OpenAIBackend:
             body["seed"] = int(seed)
         if params.stop:
             body["stop"] = list(params.stop)
-        if params.logprobs:  # OpenAI's names; vLLM, SGLang and others serve them too
+        if params.logprobs:
             body["logprobs"] = True
             body["top_logprobs"] = int(params.logprobs)
         if self.chat_template_kwargs:
             body["chat_template_kwargs"] = self.chat_template_kwargs
-        payload = json.dumps(body).encode("utf-8")
+        return json.dumps(body).encode("utf-8")
+
+    async def _request(
+        self, slots: asyncio.Queue, msgs: Messages, params: SamplingParams, n: int, seed: int | None
+    ) -> list[Completion]:
+        payload = self._payload(msgs, params, n, seed)
         last = "no attempt"
         tried: set[int] = set()  # servers this request failed on since its last backoff sleep
         for attempt in range(self.max_retries + 1):
@@ -340,9 +344,8 @@ class OpenAIBackend:
                 finally:
                     slots.put_nowait(client)
                 completions = self._parse(data)
-                if seed is not None:
-                    for c in completions:
-                        c.seed = int(seed)
+                for c in completions if seed is not None else []:
+                    c.seed = int(seed)
                 server.ok()
                 return completions
             except _Retryable as e:
@@ -350,41 +353,56 @@ class OpenAIBackend:
             except asyncio.TimeoutError:
                 last, wait = f"{url}: timed out after {self.timeout:g} s", None
             except Exception as e:  # connection reset, refused, protocol errors
-                import httpx
-
-                if not isinstance(e, httpx.HTTPError | OSError | asyncio.LimitOverrunError | ValueError):
-                    raise
-                cert = certificate_error(e)
-                if cert is not None:  # configuration, not a passing fault: retrying cannot help
-                    raise UserError(
-                        f"{server.url}: TLS certificate verification failed ({cert}); if the server's "
-                        "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
-                    ) from None
-                last, wait = f"{url}: {type(e).__name__}: {self._redact(str(e))[:200]}", None
-                if is_connect_error(e):
-                    server.connect_failures += 1
-                    self._give_up_unreachable(last)
-            if server.failed(self.bench_after, self.bench_seconds):
-                log.warning(
-                    "benched %s for %.0f s after %d failures in a row (last: %s)",
-                    server.url,
-                    server.benched_until - time.monotonic(),
-                    server.streak,
-                    last,
-                )
-            tried.add(server.index)
-            if attempt == self.max_retries:
+                last, wait = self._transport_error(e, server, url), None
+            if not await self._after_failure(server, tried, attempt, wait, last):
                 break
-            self.retries += 1
-            if wait is None and self._healthy(tried):
-                continue  # fail over to another living server at once
-            tried.clear()
-            delay = min(60.0, self.retry_backoff * 2**attempt) * (0.5 + random.random() / 2)
-            if wait is not None:
-                delay = max(delay, min(wait, 300.0))
-            log.debug("retrying after %.2f s: %s", delay, last)
-            await asyncio.sleep(delay)
         raise _Fatal(f"failed after {self.max_retries + 1} attempts: {last}")
+
+    def _transport_error(self, e: Exception, server: Any, url: str) -> str:
+        """The message of a connection-level failure; re-raises what is not one (a bug) and a TLS
+        certificate failure (configuration: retrying cannot help) as a UserError."""
+        import httpx
+
+        if not isinstance(e, httpx.HTTPError | OSError | asyncio.LimitOverrunError | ValueError):
+            raise e
+        cert = certificate_error(e)
+        if cert is not None:
+            raise UserError(
+                f"{server.url}: TLS certificate verification failed ({cert}); if the server's "
+                "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
+            ) from None
+        last = f"{url}: {type(e).__name__}: {self._redact(str(e))[:200]}"
+        if is_connect_error(e):
+            server.connect_failures += 1
+            self._give_up_unreachable(last)
+        return last
+
+    async def _after_failure(
+        self, server: Any, tried: set[int], attempt: int, wait: float | None, last: str
+    ) -> bool:
+        """Bench a failing server, then fail over at once or back off (honouring Retry-After, s);
+        False when the attempts are spent."""
+        if server.failed(self.bench_after, self.bench_seconds):
+            log.warning(
+                "benched %s for %.0f s after %d failures in a row (last: %s)",
+                server.url,
+                server.benched_until - time.monotonic(),
+                server.streak,
+                last,
+            )
+        tried.add(server.index)
+        if attempt == self.max_retries:
+            return False
+        self.retries += 1
+        if wait is None and self._healthy(tried):
+            return True  # fail over to another living server at once
+        tried.clear()
+        delay = min(60.0, self.retry_backoff * 2**attempt) * (0.5 + random.random() / 2)
+        if wait is not None:
+            delay = max(delay, min(wait, 300.0))
+        log.debug("retrying after %.2f s: %s", delay, last)
+        await asyncio.sleep(delay)
+        return True
 
     def _give_up_unreachable(self, last: str) -> None:
         """Stop the run when no server ever answered and each failed to connect `bench_after` times."""
