@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import re
 import time
 
@@ -49,6 +50,56 @@ def test_gold_chain_of_thought_for_every_difficulty(digits):
         assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
         wrong = dict(rec, content=f"The answer is \\boxed{{{p.a + p.b + 1}}}.")  # the reverse case
         assert verify(wrong["content"], wrong["reasoning"], domain="math", gold=p.answer).status == "wrong"
+
+
+def _check_lines(p, text):
+    """Each line holds the column's two digits (either order), the carry in and their sum."""
+    carry, units = 0, []
+    lines = text.splitlines()
+    assert len(lines) == p.digits
+    for line, x, y in zip(lines, str(p.a)[::-1], str(p.b)[::-1], strict=True):
+        m = re.fullmatch(r"(\d)\+(\d)\+([01])=(\d\d)", line)
+        assert m, line
+        assert sorted((m[1], m[2])) == sorted((x, y)) and int(m[3]) == carry
+        assert int(m[4]) == int(x) + int(y) + carry
+        carry, units = int(m[4]) // 10, [m[4][1], *units]
+    assert int(("1" if carry else "") + "".join(units)) == p.a + p.b
+
+
+@pytest.mark.parametrize("digits", [2, 3, 5, 6])
+def test_varied_wording_is_still_a_correct_chain_and_varies(digits):
+    rng = random.Random(digits)
+    for p in make_problems(100, seed=digits, digits=(digits,)):
+        variants = {reasoning(p, rng) for _ in range(200)}
+        for text in variants:
+            _check_lines(p, text)
+        orders = 2 ** sum(x != y for x, y in zip(str(p.a), str(p.b), strict=True))  # per column with two digits
+        assert len(variants) == orders if digits <= 3 else len(variants) >= min(orders, 16)
+        rec = gold_trace(p, rng=rng)
+        assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
+    # where both digits of a column are equal, both orders are one text: fewer variants, never a wrong one
+    assert {reasoning(Problem(55, 55), rng) for _ in range(20)} == {"5+5+0=10\n5+5+1=11"}
+    # without rng the wording is canonical (the digit of a first), the same text each time
+    assert {reasoning(Problem(983, 969)) for _ in range(5)} == {"3+9+0=12\n8+6+1=15\n9+9+1=19"}
+
+
+def test_a_wrong_column_in_a_varied_trace_is_caught_by_the_check():
+    rng = random.Random(0)
+    text = reasoning(Problem(983, 969), rng).replace("+0=12", "+0=13")  # a wrong column sum
+    with pytest.raises(AssertionError):
+        _check_lines(Problem(983, 969), text)
+    with pytest.raises(AssertionError):  # a digit from another column
+        _check_lines(Problem(983, 969), "3+8+0=11\n8+6+1=15\n9+9+1=19")
+
+
+def test_demo_teacher_data_has_varied_wording(tmp_path):
+    from distill import demo
+
+    sizes = dataclasses.replace(demo.QUICK, teacher_sft=200, prompts=20, eval_problems=10, leaked=2)
+    demo.prepare(tmp_path, sizes, seed=0)
+    rows = [json.loads(line) for line in (tmp_path / "data" / "teacher_sft.jsonl").read_text().splitlines()]
+    canonical = sum(r["reasoning"] == reasoning(Problem(*map(int, r["prompt_id"].split("-")[1:]))) for r in rows)
+    assert 0 < canonical < len(rows) // 2  # most traces differ from the canonical wording
 
 
 def test_mixed_difficulty_draws_every_digit_count():
