@@ -50,6 +50,7 @@ class DemoSizes:
     batch_size: int = 32
     teacher_lr: float = 3e-3
     student_lr: float = 3e-3
+    varied: bool = True  # gold traces write each column's two digits in either order (demo_task.reasoning)
 
 
 FULL = DemoSizes(
@@ -77,6 +78,7 @@ TEACHER = dict(arch="qwen2", hidden_size=128, num_layers=4, num_heads=4, num_kv_
                initializer_range=0.06)  # fmt: skip
 STUDENT = dict(arch="qwen2", hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=128,
                initializer_range=0.06)  # fmt: skip
+LOGPROBS = 8  # generate stores the teacher's top-8 logprobs per token (the study's KD student uses them)
 MAX_TOKENS = 96  # the longest gold response is 44 tokens
 TEACHER_GREEDY_MIN = 0.80  # the teacher must be good greedy ...
 TEACHER_T1_RANGE = (0.15, 0.97)  # ... but imperfect when sampled at T=1.0 (its share of correct traces)
@@ -99,6 +101,10 @@ class StudySizes:
     seeds: int = 2  # the demo's seed and the next ones
     steps_share: float = 0.5  # each point trains this share of the demo students' steps (equal steps)
     band: str = "1/4:3/4"  # limo: the teacher right on 1 to 3 of its 4 samples
+    kd_weight: float = 1.0  # SFT + top-K logit KD on every kept trace, same steps as `all` (0: skip)
+    opd_steps: int = 40  # on-policy distillation from the `all` student (0: skip)
+    opd_batch: int = 16
+    opd_lr: float = 1e-3
 
 
 STUDY = StudySizes()
@@ -124,14 +130,13 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
     """Task files, tokenizer, random-init teacher and student, and the teacher card."""
+    import random
+
     from distill.demo_task import corpus, gold_trace, make_problems
     from distill.tiny import build_model, build_tokenizer
 
     data = run / "data"
-    made = asdict(sizes)
-    if sizes.digits == (3,):  # the task of run folders made before digits were a setting: they still resume
-        made.pop("digits")
-    made_with = json.dumps({"sizes": made, "seed": seed}, sort_keys=True)
+    made_with = json.dumps({"sizes": asdict(sizes), "seed": seed}, sort_keys=True)
     if (data / "done").exists():
         if (data / "done").read_text().strip() != made_with:
             raise UserError(
@@ -147,7 +152,8 @@ def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
         sizes.prompts - sizes.leaked, seed=seed + 3, exclude=held | set(train), digits=sizes.digits
     )
     pool = pool + eval_set[: sizes.leaked]  # planted on purpose: the filter's decontamination drops them
-    _write_jsonl(data / "teacher_sft.jsonl", [gold_trace(p) for p in train])
+    wording = random.Random(seed + 4) if sizes.varied else None
+    _write_jsonl(data / "teacher_sft.jsonl", [gold_trace(p, rng=wording) for p in train])
     _write_jsonl(data / "prompts.jsonl", [p.as_prompt() for p in pool])
     _write_jsonl(data / "eval.jsonl", [p.as_prompt() for p in eval_set])
     build_tokenizer(run / "tokenizer", corpus=corpus(train[:2000]), vocab_size=320, individual_digits=True)
@@ -248,7 +254,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     print("\n[4/8] sample traces from the teacher at T=1.0", file=sys.stderr)
     _cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
           "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
-          "--seed", str(seed), "--batch-size", "256", "--output", str(run_dir / "traces")])  # fmt: skip
+          "--seed", str(seed), "--batch-size", "256", "--logprobs", str(LOGPROBS), "--output", str(run_dir / "traces")])  # fmt: skip
 
     print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
     _cmd(["filter", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
@@ -299,6 +305,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     if cfg.study:
         print("\n[study] accuracy against data budget: distill sweep on the kept traces", file=sys.stderr)
         result["study"] = study(run_dir, sizes, STUDY, seed)
+        (run_dir / "demo.md").write_text(table + "\n" + objectives_table(result["study"]["objectives"]))
     print("\n[8/8] report", file=sys.stderr)
     _cmd(["report", str(run_dir)])
     print("\n" + table)
@@ -334,7 +341,87 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
     for k, v in evals.items():
         args += ["--eval", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
     _cmd(args)
-    return json.loads((run / "study" / "sweep.json").read_text())
+    result = json.loads((run / "study" / "sweep.json").read_text())
+    result["objectives"] = objectives(run, sizes, st, [seed + i for i in range(st.seeds)], steps)
+    return result
+
+
+def _train_seconds(model: Path) -> float:
+    """Training wall time of a finished `distill train` output (the last time_s of its train_log.csv)."""
+    import csv
+
+    with open(model / "train_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["time_s"]) if rows else 0.0
+
+
+def objectives(
+    run: Path, sizes: DemoSizes, st: StudySizes, seeds: list[int], steps: int
+) -> list[dict[str, Any]]:
+    """Issue 16's objectives beside the sweep's full-data student (`all`), per seed; rows for the table.
+
+    kd: SFT plus KL to the teacher's top-K logprobs (stored by the demo's `generate --logprobs`) on
+    every kept trace, from the same init for the same steps as `all`: the same data and steps, plus
+    the teacher's distributions. opd: `train --objective opd` from the `all` student for
+    `opd_steps` steps (the student samples, the teacher scores every token); beside it, more SFT
+    from `all` for as many steps as the same wall time buys, the fair comparison at equal compute.
+    """
+    folder = run / "objectives"
+    kept = run / "filtered" / "kept"
+    lr, batch = sizes.student_lr, sizes.batch_size
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, label: str, seed: int, n: int) -> None:
+        acc = {m: eval_model(run, folder / name, m, seed) for m in ("greedy", "sampled")}
+        rows.append({"name": name, "label": label, "seed": seed, "steps": n,
+                     "train_seconds": round(_train_seconds(folder / name), 1), **acc})  # fmt: skip
+
+    for seed in seeds:
+        start = run / "study" / f"all-seed{seed}" / "train"
+        rows.append({"name": f"all-seed{seed}", "label": "SFT on every kept trace (the sweep's all)", "seed": seed,
+                     "steps": steps, "train_seconds": round(_train_seconds(start), 1),
+                     "greedy": eval_model(run, start, "greedy", seed),
+                     "sampled": eval_model(run, start, "sampled", seed)})  # fmt: skip
+        if st.kd_weight > 0:
+            name = f"kd-seed{seed}"
+            train_model(folder, name, run / "student-init", kept, steps, lr, seed, batch, "--kd-weight",
+                        str(st.kd_weight))  # fmt: skip
+            row(name, f"SFT + top-{LOGPROBS} logit KD (weight {st.kd_weight:g}), same steps", seed, steps)
+        if st.opd_steps > 0:
+            name = f"opd-seed{seed}"
+            _cmd(["train", "--objective", "opd", "--student", str(start), "--teacher", str(run / "teacher"),
+                  "--prompts", str(run / "data" / "prompts.jsonl"), "--prompt-template", "{problem}",
+                  "--output", str(folder / name), "--method", "full", "--max-steps", str(st.opd_steps),
+                  "--learning-rate", str(st.opd_lr), "--batch-size", str(st.opd_batch), "--grad-accum", "1",
+                  "--max-new-tokens", str(MAX_TOKENS), "--max-length", "256", "--warmup-ratio", "0.05",
+                  "--logging-steps", "5", "--save-steps", str(st.opd_steps), "--seed", str(seed),
+                  "--no-gradient-checkpointing"])  # fmt: skip
+            row(name, f"all + on-policy distillation ({st.opd_steps} steps)", seed, st.opd_steps)
+            sft_step = _train_seconds(start) / max(1, steps)
+            more = max(1, round(_train_seconds(folder / name) / max(sft_step, 1e-6)))
+            name = f"sft-more-seed{seed}"
+            train_model(folder, name, start, kept, more, lr, seed, batch)
+            row(name, "all + more SFT (the same wall time as on-policy)", seed, more)
+    return rows
+
+
+def objectives_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: each objective's pass@1 per seed and the mean, with steps and training seconds."""
+    lines = [
+        "## Study: other objectives beside the full-data SFT student",
+        "",
+        "| model | seed | steps | train s | greedy pass@1 | sampled pass@1 (T=0.7) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['seed']} | {r['steps']} | {r['train_seconds']:.0f} | "
+                     f"{100 * r['greedy']:.1f}% | {100 * r['sampled']:.1f}% |")  # fmt: skip
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label]
+        g = sum(r["greedy"] for r in mine) / len(mine)
+        t = sum(r["sampled"] for r in mine) / len(mine)
+        lines.append(f"| {label}: mean of {len(mine)} seeds | | | | {100 * g:.1f}% | {100 * t:.1f}% |")
+    return "\n".join(lines) + "\n"
 
 
 LABELS = {

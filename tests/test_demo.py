@@ -73,7 +73,9 @@ def test_varied_wording_is_still_a_correct_chain_and_varies(digits):
         variants = {reasoning(p, rng) for _ in range(200)}
         for text in variants:
             _check_lines(p, text)
-        orders = 2 ** sum(x != y for x, y in zip(str(p.a), str(p.b), strict=True))  # per column with two digits
+        orders = 2 ** sum(
+            x != y for x, y in zip(str(p.a), str(p.b), strict=True)
+        )  # per column with two digits
         assert len(variants) == orders if digits <= 3 else len(variants) >= min(orders, 16)
         rec = gold_trace(p, rng=rng)
         assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
@@ -98,7 +100,9 @@ def test_demo_teacher_data_has_varied_wording(tmp_path):
     sizes = dataclasses.replace(demo.QUICK, teacher_sft=200, prompts=20, eval_problems=10, leaked=2)
     demo.prepare(tmp_path, sizes, seed=0)
     rows = [json.loads(line) for line in (tmp_path / "data" / "teacher_sft.jsonl").read_text().splitlines()]
-    canonical = sum(r["reasoning"] == reasoning(Problem(*map(int, r["prompt_id"].split("-")[1:]))) for r in rows)
+    canonical = sum(
+        r["reasoning"] == reasoning(Problem(*map(int, r["prompt_id"].split("-")[1:]))) for r in rows
+    )
     assert 0 < canonical < len(rows) // 2  # most traces differ from the canonical wording
 
 
