@@ -1,25 +1,30 @@
 """The demo: a miniature R1 distillation, end to end on a laptop CPU, through the real stages.
 
-    distill demo                     # full size (~2 min on 2 cores), run folder runs/demo
-    distill demo --quick             # same teacher, fewer prompts/student steps/eval problems (~75 s),
+    distill demo                     # full size (~3 min on 2 cores), run folder runs/demo
+    distill demo --quick             # same teacher, fewer prompts/student steps/eval problems (~2 min),
                                      # run folder runs/demo-quick
+    distill demo --study             # the demo, then the sweep and other objectives (~20 min)
     make demo
 
 Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
-  1. task data and tokenizer: 3-digit addition (`DemoSizes.digits`) with a column-by-column chain of
-     thought; a byte-level BPE tokenizer trained locally; random-init Qwen2 teacher (0.63M params) and student (0.13M)
+  1. task data and tokenizer: additions of 2- to 5-digit numbers (`DemoSizes.digits`: mixed
+     difficulty) with a column-by-column chain of thought whose lines write the two digits in either
+     order (varied wording, as a real teacher's correct traces vary); a byte-level BPE tokenizer
+     trained locally; random-init Qwen2 teacher (0.63M params) and student (0.13M)
   2. `distill train --method full` the teacher on gold chain-of-thought traces
   3. `distill eval` the teacher (greedy, T=0.7); stop with a clear message if it is not the good but
      imperfect sampler the demo needs
-  4. `distill generate` new problems × 4 samples at T=1.0 from the teacher (transformers backend)
+  4. `distill generate` new problems × 4 samples at T=1.0 from the teacher (transformers backend),
+     with the teacher's top-8 logprobs per token (`--logprobs`, for the study's KD student)
   5. `distill filter` (complete, format, correct with math-verify, contamination against the held-out
      eval problems, duplicates); a few eval problems are planted in the prompt pool on purpose
   6. `distill train` three students: on the filtered traces, on the unfiltered traces, on answers only
   7. `distill eval` every model on the held-out problems (greedy and T=0.7)
   8. `distill report` the run folder; the final table is printed and written to the report
 Re-running the demo resumes: each stage skips its finished output. With `--study`, `distill sweep`
-then trains students on subsets of the kept traces (limo, s1, random; four budgets; two seeds)
-and the report gets its table and chart.
+then trains students on subsets of the kept traces (limo, s1, random; four budgets; two seeds),
+then SFT + logit KD and on-policy distillation beside the full-data student; the report gets
+their tables and the sweep's chart.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 from distill.errors import UserError
 
-DIGITS = (3,)  # a mixed range such as (2, 3, 4, 5) needs a longer-trained teacher and student
+DIGITS = (2, 3, 4, 5)  # digits per operand, drawn uniformly: easy 2-digit to hard 5-digit problems
 
 
 @dataclass(frozen=True)
@@ -55,16 +60,16 @@ class DemoSizes:
 
 FULL = DemoSizes(
     teacher_sft=4000,
-    teacher_steps=250,
+    teacher_steps=450,
     prompts=1000,
     samples=4,
-    student_steps=600,
+    student_steps=500,
     eval_problems=500,
     leaked=20,
 )
 QUICK = DemoSizes(
     teacher_sft=4000,
-    teacher_steps=250,
+    teacher_steps=450,
     prompts=500,
     samples=4,
     student_steps=300,
@@ -79,7 +84,7 @@ TEACHER = dict(arch="qwen2", hidden_size=128, num_layers=4, num_heads=4, num_kv_
 STUDENT = dict(arch="qwen2", hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=128,
                initializer_range=0.06)  # fmt: skip
 LOGPROBS = 8  # generate stores the teacher's top-8 logprobs per token (the study's KD student uses them)
-MAX_TOKENS = 96  # the longest gold response is 44 tokens
+MAX_TOKENS = 96  # the longest gold response (5 digits) is about 60 tokens
 TEACHER_GREEDY_MIN = 0.80  # the teacher must be good greedy ...
 TEACHER_T1_RANGE = (0.15, 0.97)  # ... but imperfect when sampled at T=1.0 (its share of correct traces)
 
@@ -192,10 +197,11 @@ def train_model(
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
 
 
-def eval_model(run: Path, model: Path, mode: str, seed: int) -> float:
-    """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7); returns pass@1."""
+def eval_model(run: Path, model: Path, mode: str, seed: int, name: str | None = None) -> float:
+    """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7) into
+    `run/eval/<name>-<mode>` (name: the model folder's); returns pass@1."""
     temp = "0" if mode == "greedy" else "0.7"
-    out = run / "eval" / f"{model.name}-{mode}"
+    out = run / "eval" / f"{name or model.name}-{mode}"
     _cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
           "--temperature", temp, "--top-p", "1.0", "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}",
           "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
@@ -380,8 +386,8 @@ def objectives(
         start = run / "study" / f"all-seed{seed}" / "train"
         rows.append({"name": f"all-seed{seed}", "label": "SFT on every kept trace (the sweep's all)", "seed": seed,
                      "steps": steps, "train_seconds": round(_train_seconds(start), 1),
-                     "greedy": eval_model(run, start, "greedy", seed),
-                     "sampled": eval_model(run, start, "sampled", seed)})  # fmt: skip
+                     "greedy": eval_model(run, start, "greedy", seed, f"all-seed{seed}"),
+                     "sampled": eval_model(run, start, "sampled", seed, f"all-seed{seed}")})  # fmt: skip
         if st.kd_weight > 0:
             name = f"kd-seed{seed}"
             train_model(folder, name, run / "student-init", kept, steps, lr, seed, batch, "--kd-weight",

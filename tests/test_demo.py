@@ -132,7 +132,9 @@ def test_a_run_folder_is_not_mixed_across_sizes_or_seeds(tmp_path):
     with pytest.raises(UserError, match="other sizes or another seed"):
         demo.prepare(tmp_path, demo.QUICK, seed=1)
     with pytest.raises(UserError, match="other sizes or another seed"):  # another difficulty range
-        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, digits=(2, 3, 4, 5)), seed=0)
+        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, digits=(3,)), seed=0)
+    with pytest.raises(UserError, match="other sizes or another seed"):  # the canonical wording
+        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, varied=False), seed=0)
 
 
 @pytest.mark.slow
@@ -190,7 +192,14 @@ def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
     demo.train_model(
         run, "student-answers-only", run / "student-init", run / "filtered" / "kept", 1, 1e-3, 0, 4
     )
-    st = demo.StudySizes(budgets=(5, 10), strategies=("limo", "s1", "random"), seeds=1, steps_share=0.02)
+    st = demo.StudySizes(
+        budgets=(5, 10),
+        strategies=("limo", "s1", "random"),
+        seeds=1,
+        steps_share=0.02,
+        kd_weight=0,
+        opd_steps=0,
+    )
     result = demo.study(run, sizes, st, seed=0)
     names = [p["name"] for p in result["points"]]
     assert names[0] == "all-seed0" and "limo-5-seed0" in names and len(names) == 7
@@ -201,3 +210,11 @@ def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
     s1 = json.loads((run / "study" / "s1-5-seed0" / "select" / "selection.json").read_text())
     assert s1["student_results"]["matched_prompts"] == 40  # the pool eval of the answers-only student
     assert (run / "study" / "sweep.png").exists()
+    # the objectives table starts from the sweep's full-data student, evaluated like the demo's models
+    (row,) = result["objectives"]
+    assert row["name"] == "all-seed0" and row["steps"] == 2
+    greedy = json.loads((run / "eval" / "all-seed0-greedy" / "results.json").read_text())
+    assert row["greedy"] == greedy["benchmarks"]["eval"]["pass@1"]
+    assert "| SFT on every kept trace (the sweep's all) | 0 | 2 |" in demo.objectives_table(
+        result["objectives"]
+    )
