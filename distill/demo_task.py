@@ -2,6 +2,7 @@
 
     problems = make_problems(n=1000, seed=0, exclude=set(), digits=(2, 3, 4, 5))
     rec = gold_trace(problem)        # a trace record with the gold reasoning and `\\boxed{sum}`
+    rec = gold_trace(problem, rng=random.Random(0))  # the same, each line's two digits in either order
 
 The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit + carry in = column sum):
 
@@ -12,6 +13,10 @@ The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit
     </think>
 
     The answer is \\boxed{1952}.
+
+The demo trains its teacher on varied wordings (`rng`: `3+9+0=12` or `9+3+0=12` per line), so its
+correct samples differ in wording as a real teacher's do, and exact-duplicate removal keeps several
+correct traces of a problem rather than one.
 
 Difficulty is the number of digits: one reasoning line per digit, so a longer chain with more
 places to slip, and digits to find further back in the prompt. Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,

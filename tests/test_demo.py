@@ -143,8 +143,8 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
     start = time.monotonic()
     proc = run_cli("demo", "--quick", "--output", out, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # quick mode takes ~75 s on 2 idle cores; twice that catches a regression without flaking on slow CI
-    assert time.monotonic() - start < 180
+    # quick mode takes about 2 minutes on 2 idle cores; 300 s catches a regression without flaking on slow CI
+    assert time.monotonic() - start < 300
     funnel = json.loads((out / "filtered" / "funnel.json").read_text())
     assert funnel["kept"] + funnel["rejected"] == funnel["input"]
     remaining = funnel["input"]
@@ -159,8 +159,12 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
         res = json.loads((out / "eval" / f"{name}-{mode}" / "results.json").read_text())
         return res["benchmarks"]["eval"]["pass@1"]
 
+    # what holds with margin in quick mode (seed 0: filtered 31% / 26%, unfiltered 42% / 25%, answers
+    # only 0% / 0%): the reasoning is what transfers. Filtered > unfiltered needs the full demo's
+    # steps (quick students are still at their accuracy jump, where that ordering is noise).
     for mode in ("greedy", "sampled"):
-        assert acc("student-filtered", mode) > acc("student-answers-only", mode)
+        assert acc("student-filtered", mode) >= acc("student-answers-only", mode) + 0.1
+        assert acc("student-unfiltered", mode) >= acc("student-answers-only", mode) + 0.1
     report = (out / "report" / "report.md").read_text()
     assert "| student on filtered traces |" in report
     for chart in ("accuracy.png", "loss.png", "funnel-filtered.png", "lengths-filtered.png"):
