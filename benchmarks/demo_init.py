@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     from distill import demo
+    from distill.cli import run_command
     from distill.tiny import build_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", help="keep the work folder here instead of a temporary one")
     args = ap.parse_args()
+    cmd = demo.shown(run_command)  # each step printed as a `distill` command, then run in-process
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="distill-demo-init-"))
     sizes = demo.QUICK
@@ -47,11 +49,12 @@ def main() -> None:
         ):
             name = f"teacher-{init}"
             t = time.time()
-            demo.train_model(work, name, work / init, work / "data" / "teacher_sft.jsonl", args.steps,
+            demo.train_model(cmd, work, name, work / init, work / "data" / "teacher_sft.jsonl", args.steps,
                              sizes.teacher_lr, args.seed, sizes.batch_size)  # fmt: skip
             seconds = time.time() - t
             acc = {
-                mode: demo.eval_model(work, work / name, mode, args.seed) for mode in ("greedy", "sampled")
+                mode: demo.eval_model(cmd, work, work / name, mode, args.seed)
+                for mode in ("greedy", "sampled")
             }
             rows.append((label, acc["greedy"], acc["sampled"], seconds))
         print(

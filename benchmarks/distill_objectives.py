@@ -41,6 +41,7 @@ def _train_seconds(out: Path) -> float:
 
 def main() -> None:
     from distill import demo
+    from distill.cli import run_command
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -52,36 +53,37 @@ def main() -> None:
     ap.add_argument("--logprobs", type=int, default=8, help="K of the stored teacher top-K")
     ap.add_argument("--keep", help="keep the work folder here instead of a temporary one")
     args = ap.parse_args()
+    cmd = demo.shown(run_command)  # each step printed as a `distill` command, then run in-process
 
     sizes = demo.QUICK
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="distill-objectives-"))
     data = work / "data"
     t0 = time.time()
     demo.prepare(work, sizes, 0)
-    demo.train_model(work, "teacher", work / "teacher-init", data / "teacher_sft.jsonl", sizes.teacher_steps,
+    demo.train_model(cmd, work, "teacher", work / "teacher-init", data / "teacher_sft.jsonl", sizes.teacher_steps,
                      sizes.teacher_lr, 0, sizes.batch_size)  # fmt: skip
-    demo._cmd(["generate", "--teacher", str(work / "teacher.yaml"), "--prompts", str(data / "prompts.jsonl"),
+    cmd(["generate", "--teacher", str(work / "teacher.yaml"), "--prompts", str(data / "prompts.jsonl"),
                "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
                "--seed", "0", "--batch-size", "256", "--logprobs", str(args.logprobs), "--output",
                str(work / "traces")])  # fmt: skip
-    demo._cmd(["filter", str(work / "traces"), "--output", str(work / "filtered"),
+    cmd(["filter", str(work / "traces"), "--output", str(work / "filtered"),
                "--checks", "complete,format,contamination,correct,duplicate",
                "--decontaminate-file", str(data / "eval.jsonl")])  # fmt: skip
     kept = work / "filtered" / "kept"
     lr, batch = sizes.student_lr, sizes.batch_size
     short = f"sft-short-{args.short_steps}"  # run folders named by the settings: re-runs reuse the rest
-    demo.train_model(work, short, work / "student-init", kept, args.short_steps, lr, 0, batch)
-    demo.train_model(work, "sft-full", work / "student-init", kept, sizes.student_steps, lr, 0, batch)
+    demo.train_model(cmd, work, short, work / "student-init", kept, args.short_steps, lr, 0, batch)
+    demo.train_model(cmd, work, "sft-full", work / "student-init", kept, sizes.student_steps, lr, 0, batch)
     sft_step_s = _train_seconds(work / short) / args.short_steps
 
     acc: dict[str, dict[str, float]] = {}
     for name in ("teacher", short, "sft-full"):
-        acc[name] = {m: demo.eval_model(work, work / name, m, 0) for m in ("greedy", "sampled")}
+        acc[name] = {m: demo.eval_model(cmd, work, work / name, m, 0) for m in ("greedy", "sampled")}
     rows = []
     for seed in args.seeds:
         tag = f"{args.short_steps}-s{seed}"
         opd = f"opd-{tag}-{args.opd_steps}x{args.opd_batch}-lr{args.opd_lr:g}"
-        demo._cmd(["train", "--objective", "opd", "--student", str(work / short), "--teacher",
+        cmd(["train", "--objective", "opd", "--student", str(work / short), "--teacher",
                    str(work / "teacher"), "--prompts", str(data / "prompts.jsonl"), "--prompt-template", "{problem}",
                    "--output", str(work / opd), "--method", "full", "--max-steps", str(args.opd_steps),
                    "--learning-rate", str(args.opd_lr), "--batch-size", str(args.opd_batch), "--grad-accum", "1",
@@ -91,13 +93,13 @@ def main() -> None:
         opd_s = _train_seconds(work / opd)
         steps = max(1, round(opd_s / sft_step_s))  # more SFT: as many steps as OPD's wall time buys
         more, kd = f"sft-more-{tag}-{steps}", f"sft-kd-{tag}-{steps}-w{args.kd_weight:g}"
-        demo.train_model(work, more, work / short, kept, steps, lr, seed, batch)
-        demo.train_model(work, kd, work / short, kept, steps, lr, seed, batch, "--kd-weight",
+        demo.train_model(cmd, work, more, work / short, kept, steps, lr, seed, batch)
+        demo.train_model(cmd, work, kd, work / short, kept, steps, lr, seed, batch, "--kd-weight",
                          str(args.kd_weight))  # fmt: skip
         kd_summary = json.loads((work / kd / "manifest.json").read_text())["summary"]
         for name, label, n in ((opd, "on-policy distillation", args.opd_steps), (more, "more SFT", steps),
                                (kd, f"SFT + top-{args.logprobs} KD (w={args.kd_weight:g})", steps)):  # fmt: skip
-            a = {m: demo.eval_model(work, work / name, m, seed) for m in ("greedy", "sampled")}
+            a = {m: demo.eval_model(cmd, work, work / name, m, seed) for m in ("greedy", "sampled")}
             rows.append((label, seed, n, _train_seconds(work / name), a["greedy"], a["sampled"]))
         rows.append(
             ("  (kd share of the loss)", seed, steps, 0.0, kd_summary.get("kd_share", 0.0), float("nan"))

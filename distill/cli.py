@@ -1294,4 +1294,14 @@ def demo(
     from distill.demo import run as run_demo
 
     output = output or ("runs/demo-quick" if quick else "runs/demo")
-    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick, study=study))
+    run_stage(run_demo, DemoConfig(output=output, seed=seed, quick=quick, study=study), run_command)
+
+
+def run_command(args: list[str]) -> None:
+    """Run one `distill` command in-process, exactly as from a shell (`args` without `distill`).
+
+    Raises `UserError` naming the command when it exits non-zero (its own error is printed first).
+    """
+    rc = app(args=args, prog_name="distill", standalone_mode=False)
+    if rc not in (None, 0):
+        raise UserError(f"distill {args[0]} exited with {rc}")

@@ -44,7 +44,7 @@ class TeacherCard:
     backend: str = "openai"  # openai | vllm | transformers
     base_url: str | None = None
     # the name `base_url` serves the model under when it differs from `model` (DeepSeek API:
-    # deepseek-reasoner); other servers are asked (GET /v1/models), see distill.generate
+    # deepseek-reasoner); other servers are asked (GET /v1/models), see distill.sampling.served_model
     served_model: str | None = None
     api_key_env: str | None = None  # name of the environment variable holding the key
     temperature: float = 0.6

@@ -33,6 +33,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -115,16 +116,24 @@ class StudySizes:
 STUDY = StudySizes()
 
 
-def _cmd(args: list[str]) -> None:
-    """Run one `distill` command in-process, exactly as the CLI would; fail the demo if it fails."""
-    from distill.cli import app
+RunCommand = Callable[[list[str]], None]
+"""Runs one `distill` command in-process from its arguments (`["eval", "--model", …]`, without
+`distill`) and raises `UserError` when it exits non-zero: the CLI passes `distill.cli.run_command`."""
 
-    print(f"\n$ distill {' '.join(shlex.quote(a) for a in args)}", file=sys.stderr, flush=True)
-    t = time.time()
-    rc = app(args=args, prog_name="distill", standalone_mode=False)
-    if rc not in (None, 0):
-        raise UserError(f"demo step failed: distill {args[0]} exited with {rc}")
-    print(f"  ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+
+def shown(run_command: RunCommand) -> RunCommand:
+    """`run_command` that first prints the command (`$ distill …`, to re-run by hand), then its seconds."""
+
+    def run(args: list[str]) -> None:
+        print(f"\n$ distill {' '.join(shlex.quote(a) for a in args)}", file=sys.stderr, flush=True)
+        t = time.time()
+        try:
+            run_command(args)
+        except UserError as e:
+            raise UserError(f"demo step failed: {e}") from None
+        print(f"  ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+
+    return run
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -188,21 +197,32 @@ def _params(model: Path) -> int:
 
 
 def train_model(
-    run: Path, name: str, init: Path, data: Path, steps: int, lr: float, seed: int, batch: int, *extra: str
+    cmd: RunCommand,
+    run: Path,
+    name: str,
+    init: Path,
+    data: Path,
+    steps: int,
+    lr: float,
+    seed: int,
+    batch: int,
+    *extra: str,
 ) -> None:
     """`distill train --method full` from `init` on `data` into `run/name`, with the demo's settings."""
-    _cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
+    cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
           "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(batch), "--grad-accum", "1",
           "--warmup-ratio", "0.05", "--lr-scheduler", "cosine", "--max-length", "256", "--seed", str(seed),
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
 
 
-def eval_model(run: Path, model: Path, mode: str, seed: int, name: str | None = None) -> float:
+def eval_model(
+    cmd: RunCommand, run: Path, model: Path, mode: str, seed: int, name: str | None = None
+) -> float:
     """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7) into
     `run/eval/<name>-<mode>` (name: the model folder's); returns pass@1."""
     temp = "0" if mode == "greedy" else "0.7"
     out = run / "eval" / f"{name or model.name}-{mode}"
-    _cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
+    cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
           "--temperature", temp, "--top-p", "1.0", "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}",
           "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
     res = json.loads((out / "results.json").read_text())
@@ -227,7 +247,9 @@ def teacher_t1_accuracy(funnel: dict[str, Any]) -> float:
     return status.get("correct", 0) / checked if checked else 0.0
 
 
-def run(cfg: DemoConfig) -> dict[str, Any]:
+def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
+    """The demo into `cfg.output`, each step a `distill` command run by `run_command`; returns its numbers."""
+    cmd = shown(run_command)
     sizes = QUICK if cfg.quick else FULL
     run_dir = Path(cfg.output)
     seed = cfg.seed
@@ -243,13 +265,13 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     print(f"  teacher {n_teacher / 1e6:.2f}M params, student {n_student / 1e6:.2f}M params", file=sys.stderr)
 
     print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
-    train_model(run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
+    train_model(cmd, run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
                 sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
 
     print("\n[3/8] evaluate the teacher (greedy and T=0.7); it must be good greedy", file=sys.stderr)
     acc: dict[str, dict[str, float]] = {"teacher": {}}
     for mode in ("greedy", "sampled"):
-        acc["teacher"][mode] = eval_model(run_dir, run_dir / "teacher", mode, seed)
+        acc["teacher"][mode] = eval_model(cmd, run_dir, run_dir / "teacher", mode, seed)
     if acc["teacher"]["greedy"] < TEACHER_GREEDY_MIN:
         raise UserError(
             f"demo teacher is {100 * acc['teacher']['greedy']:.1f}% correct greedy; the demo needs >= "
@@ -258,12 +280,12 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
         )
 
     print("\n[4/8] sample traces from the teacher at T=1.0", file=sys.stderr)
-    _cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
+    cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
           "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
           "--seed", str(seed), "--batch-size", "256", "--logprobs", str(LOGPROBS), "--output", str(run_dir / "traces")])  # fmt: skip
 
     print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
-    _cmd(["filter", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
+    cmd(["filter", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
           "--checks", "complete,format,contamination,correct,duplicate",
           "--decontaminate-file", str(run_dir / "data" / "eval.jsonl")])  # fmt: skip
     funnel = json.loads((run_dir / "filtered" / "funnel.json").read_text())
@@ -287,6 +309,7 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     }
     for name, (data, extra) in students.items():
         train_model(
+            cmd,
             run_dir,
             name,
             run_dir / "student-init",
@@ -300,7 +323,9 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
 
     print("\n[7/8] evaluate every model on the held-out problems", file=sys.stderr)
     for name in ("student-init", *students):
-        acc[name] = {mode: eval_model(run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")}
+        acc[name] = {
+            mode: eval_model(cmd, run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")
+        }
 
     by_digits = {"teacher (T=1.0 samples)": teacher_t1_by_digits(run_dir / "filtered")}
     for name in ("teacher", "student-filtered", "student-unfiltered", "student-answers-only"):
@@ -310,16 +335,16 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
     result: dict[str, Any] = {"accuracy": acc, "funnel": funnel, "by_digits": by_digits}
     if cfg.study:
         print("\n[study] accuracy against data budget: distill sweep on the kept traces", file=sys.stderr)
-        result["study"] = study(run_dir, sizes, STUDY, seed)
+        result["study"] = study(cmd, run_dir, sizes, STUDY, seed)
         (run_dir / "demo.md").write_text(table + "\n" + objectives_table(result["study"]["objectives"]))
     print("\n[8/8] report", file=sys.stderr)
-    _cmd(["report", str(run_dir)])
+    cmd(["report", str(run_dir)])
     print("\n" + table)
     result["seconds"] = time.time() - t0
     return result
 
 
-def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, Any]:
+def study(cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, Any]:
     """`distill sweep` over the demo's kept traces: limo, s1 and random at several budgets and seeds.
 
     The student-aware signal (s1's "drop what the student solves", and limo's first filter) is the
@@ -327,7 +352,7 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
     right without learning any reasoning (s1 used non-reasoning models of the student's family).
     """
     pool_eval = run / "eval" / "pool-student-answers-only"
-    _cmd(["eval", "--model", str(run / "student-answers-only"), "--benchmark-file",
+    cmd(["eval", "--model", str(run / "student-answers-only"), "--benchmark-file",
           str(run / "data" / "prompts.jsonl"), "--num-samples", "4", "--temperature", "0.7", "--top-p", "1.0",
           "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}", "--batch-size", "256",
           "--seed", str(seed), "--output", str(pool_eval)])  # fmt: skip
@@ -346,9 +371,9 @@ def study(run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, A
         args += ["--train", f"{k}={json.dumps(v)}"]
     for k, v in evals.items():
         args += ["--eval", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
-    _cmd(args)
+    cmd(args)
     result = json.loads((run / "study" / "sweep.json").read_text())
-    result["objectives"] = objectives(run, sizes, st, [seed + i for i in range(st.seeds)], steps)
+    result["objectives"] = objectives(cmd, run, sizes, st, [seed + i for i in range(st.seeds)], steps)
     return result
 
 
@@ -362,7 +387,7 @@ def _train_seconds(model: Path) -> float:
 
 
 def objectives(
-    run: Path, sizes: DemoSizes, st: StudySizes, seeds: list[int], steps: int
+    cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seeds: list[int], steps: int
 ) -> list[dict[str, Any]]:
     """Issue 16's objectives beside the sweep's full-data student (`all`), per seed; rows for the table.
 
@@ -378,7 +403,7 @@ def objectives(
     rows: list[dict[str, Any]] = []
 
     def row(name: str, label: str, seed: int, n: int) -> None:
-        acc = {m: eval_model(run, folder / name, m, seed) for m in ("greedy", "sampled")}
+        acc = {m: eval_model(cmd, run, folder / name, m, seed) for m in ("greedy", "sampled")}
         rows.append({"name": name, "label": label, "seed": seed, "steps": n,
                      "train_seconds": round(_train_seconds(folder / name), 1), **acc})  # fmt: skip
 
@@ -386,16 +411,16 @@ def objectives(
         start = run / "study" / f"all-seed{seed}" / "train"
         rows.append({"name": f"all-seed{seed}", "label": "SFT on every kept trace (the sweep's all)", "seed": seed,
                      "steps": steps, "train_seconds": round(_train_seconds(start), 1),
-                     "greedy": eval_model(run, start, "greedy", seed, f"all-seed{seed}"),
-                     "sampled": eval_model(run, start, "sampled", seed, f"all-seed{seed}")})  # fmt: skip
+                     "greedy": eval_model(cmd, run, start, "greedy", seed, f"all-seed{seed}"),
+                     "sampled": eval_model(cmd, run, start, "sampled", seed, f"all-seed{seed}")})  # fmt: skip
         if st.kd_weight > 0:
             name = f"kd-seed{seed}"
-            train_model(folder, name, run / "student-init", kept, steps, lr, seed, batch, "--kd-weight",
+            train_model(cmd, folder, name, run / "student-init", kept, steps, lr, seed, batch, "--kd-weight",
                         str(st.kd_weight))  # fmt: skip
             row(name, f"SFT + top-{LOGPROBS} logit KD (weight {st.kd_weight:g}), same steps", seed, steps)
         if st.opd_steps > 0:
             name = f"opd-seed{seed}"
-            _cmd(["train", "--objective", "opd", "--student", str(start), "--teacher", str(run / "teacher"),
+            cmd(["train", "--objective", "opd", "--student", str(start), "--teacher", str(run / "teacher"),
                   "--prompts", str(run / "data" / "prompts.jsonl"), "--prompt-template", "{problem}",
                   "--output", str(folder / name), "--method", "full", "--max-steps", str(st.opd_steps),
                   "--learning-rate", str(st.opd_lr), "--batch-size", str(st.opd_batch), "--grad-accum", "1",
@@ -406,7 +431,7 @@ def objectives(
             sft_step = _train_seconds(start) / max(1, steps)
             more = max(1, round(_train_seconds(folder / name) / max(sft_step, 1e-6)))
             name = f"sft-more-seed{seed}"
-            train_model(folder, name, start, kept, more, lr, seed, batch)
+            train_model(cmd, folder, name, start, kept, more, lr, seed, batch)
             row(name, "all + more SFT (the same wall time as on-policy)", seed, more)
     return rows
 

@@ -3,7 +3,7 @@
     distill eval --model runs/student --benchmark aime24,math500 --num-samples 4 --output runs/eval
     distill eval --model runs/student --benchmark-file ../shared/benchmarks/aime24.jsonl --output out
 
-Benchmarks come from the registry in `distill/benchmarks.py` (HF dataset id online, local file
+Benchmarks come from the registry in `distill/eval_sets.py` (HF dataset id online, local file
 offline) or from `--benchmark-file` (jsonl with `id`, `problem`, `answer`). The model is sampled
 through the same backends as `distill generate` (transformers, vllm, openai) with the R1 protocol by
 default (temperature 0.6, top-p 0.95, long max tokens, n samples per problem) and every sample is
@@ -179,7 +179,7 @@ TEMPLATES = {"math": MATH_TEMPLATE, "multiple_choice": CHOICE_TEMPLATE}
 
 
 def _items(rows: list[dict[str, Any]], seed: int, limit: int | None) -> list[Item]:
-    """Rows of `distill.benchmarks.load_benchmark` as eval items; choices are shuffled (seeded)."""
+    """Rows of `distill.eval_sets.load_benchmark` as eval items; choices are shuffled (seeded)."""
     import random
 
     items = []
@@ -202,7 +202,7 @@ def _items(rows: list[dict[str, Any]], seed: int, limit: int | None) -> list[Ite
 
 def _benchmarks(cfg: EvalConfig) -> list[tuple[str, list[Item], str]]:
     """(name, items, template) for every benchmark asked for."""
-    from distill.benchmarks import load_benchmark
+    from distill.eval_sets import load_benchmark
 
     specs = [(name, name) for name in cfg.benchmarks] + [(Path(p).stem, p) for p in cfg.benchmark_files]
     if not specs:

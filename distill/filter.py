@@ -6,7 +6,7 @@
 Three passes, all streaming (memory holds a few small keys per record, never the records):
 1. the input is read by `distill.ingest` (any supported format: trace shards, chat `messages`,
    ShareGPT, column sets, .jsonl/.json/.parquet/folders/Hub ids; reasoning split from the answer
-   once, defaults filled in visibly); the per-record checks (distill.filters.RECORD_CHECKS) run in
+   once, defaults filled in visibly); the per-record checks (distill.checks.RECORD_CHECKS) run in
    `workers` processes on batches of records, a bounded number in flight, results written in input
    order to `<out>/.work/` (append-only: a crash resumes where it stopped);
 2. the global checks (`duplicate`, `per_prompt`) run over those small results in the main process;
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill import filters as F
+from distill import checks as C
 from distill.errors import UserError
 from distill.ingest import BadLine, Item, ReadOptions, ReadStats, TraceReader
 from distill.records import (
@@ -72,7 +72,7 @@ class FilterConfig:
     min_tokens: int | None = None
     max_tokens: int | None = None
     max_foreign_share: float = 0.02
-    max_paragraph_words: int = 600  # words without a line break (filters.longest_paragraph); 0: off
+    max_paragraph_words: int = 600  # words without a line break (checks.longest_paragraph); 0: off
     allow_code_fences: bool = False
     keep_unverifiable: bool = False
     trust_labels: bool = False  # correct: take the dataset's own label (--label-column) as the verdict
@@ -83,7 +83,7 @@ class FilterConfig:
     code_cpu_s: int = 2
     code_wall_s: float = 6.0
     code_memory_mb: int = 1024
-    decontaminate: list[str] = field(default_factory=list)  # registry names (distill.benchmarks)
+    decontaminate: list[str] = field(default_factory=list)  # registry names (distill.eval_sets)
     decontaminate_files: list[str] = field(default_factory=list)
     benchmarks_dir: str | None = None  # local <name>.jsonl files for registry names
     ngram: int = 8
@@ -106,8 +106,8 @@ RUNTIME_ONLY = ("workers", "batch_size", "skip_bad_lines", "overwrite")
 def active_checks(cfg: FilterConfig) -> list[str]:
     """The checks that run, in order: requested (or default) minus skipped minus unconfigured."""
     for name in (cfg.checks or []) + cfg.skip:
-        if name not in F.ALL_CHECKS:
-            raise UserError(f"--checks/--skip: unknown check '{name}' (known: {', '.join(F.ALL_CHECKS)})")
+        if name not in C.ALL_CHECKS:
+            raise UserError(f"--checks/--skip: unknown check '{name}' (known: {', '.join(C.ALL_CHECKS)})")
     wanted = cfg.checks if cfg.checks else DEFAULT_CHECKS
     has_bench = bool(cfg.decontaminate or cfg.decontaminate_files)
     if cfg.checks and "contamination" in cfg.checks and not has_bench:
@@ -119,7 +119,7 @@ def active_checks(cfg: FilterConfig) -> list[str]:
         "contamination": has_bench,
         "per_prompt": bool(cfg.max_per_prompt),
     }
-    order = [c for c in F.ALL_CHECKS if c in wanted and c not in cfg.skip]
+    order = [c for c in C.ALL_CHECKS if c in wanted and c not in cfg.skip]
     return [c for c in order if configured.get(c, True)]
 
 
@@ -150,8 +150,8 @@ def _token_counter(cfg: FilterConfig) -> tuple[Any, str]:
     return count, f"tokens ({name})"
 
 
-def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]:
-    from distill.benchmarks import load_benchmark
+def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[C.Context, str]:
+    from distill.eval_sets import load_benchmark
     from distill.sandbox import SandboxLimits
     from distill.verify import GoldCache, JudgeConfig
 
@@ -165,13 +165,13 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
             for name in cfg.decontaminate
         ]
         rows += [(Path(path).stem, load_benchmark(path)) for path in cfg.decontaminate_files]
-        bench = F.build_bench_index(rows, cfg.ngram)
+        bench = C.build_bench_index(rows, cfg.ngram)
     judge = None
     if cfg.judge_url or cfg.judge_model:
         if not (cfg.judge_url and cfg.judge_model):
             raise UserError("--judge-url and --judge-model go together")
         judge = JudgeConfig(cfg.judge_url, cfg.judge_model, cfg.judge_api_key_env)
-    ctx = F.Context(
+    ctx = C.Context(
         think_tags=(cfg.think_tags[0], cfg.think_tags[1]),
         count_tokens=count,
         min_tokens=cfg.min_tokens,
@@ -194,7 +194,7 @@ def build_context(cfg: FilterConfig, checks: list[str]) -> tuple[F.Context, str]
 
 # ---------------------------------------------------------------------------- pass 1 (workers)
 
-_STATE: tuple[F.Context, list[str], bool, bool] | None = None  # set in the parent, inherited by fork
+_STATE: tuple[C.Context, list[str], bool, bool] | None = None  # set in the parent, inherited by fork
 
 
 def _check_batch(batch: list[Item]) -> list[dict[str, Any]]:
@@ -208,8 +208,8 @@ def _check_batch(batch: list[Item]) -> list[dict[str, Any]]:
             continue
         label = rec.get("label")
         by_label = trust_labels and label is not None and "correct" in checks
-        own = [c for c in checks if c in F.RECORD_CHECKS and not (by_label and c == "correct")]
-        first, results = F.run_record_checks(rec, own, ctx)
+        own = [c for c in checks if c in C.RECORD_CHECKS and not (by_label and c == "correct")]
+        first, results = C.run_record_checks(rec, own, ctx)
         if by_label:
             results["correct"] = {
                 "ok": bool(label),
@@ -225,7 +225,7 @@ def _check_batch(batch: list[Item]) -> list[dict[str, Any]]:
             "verdict": first,
             "checks": results,
             "tokens": rec["_tokens"],
-            "dkey": F.dedup_key(rec, ctx.think_tags),
+            "dkey": C.dedup_key(rec, ctx.think_tags),
         }
         if label is not None:
             r["label"] = bool(label)
@@ -273,7 +273,7 @@ def _progress():  # type: ignore[no-untyped-def]
     )
 
 
-def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: F.Context, checks: list[str]) -> None:
+def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: C.Context, checks: list[str]) -> None:
     global _STATE
     import itertools
 
@@ -320,7 +320,7 @@ def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: F.Context, c
         _STATE = None
 
 
-def _init_worker(state: tuple[F.Context, list[str], bool, bool]) -> None:
+def _init_worker(state: tuple[C.Context, list[str], bool, bool]) -> None:
     global _STATE
     if _STATE is None:  # spawn: fork already inherited it
         _STATE = state
@@ -378,7 +378,7 @@ def _near_dup(lsh: Any, pid: str, problem: str) -> str | None:
     from datasketch import MinHash
 
     m = MinHash(num_perm=128, seed=1)
-    words = F.normalize_text(problem).split()
+    words = C.normalize_text(problem).split()
     for g in {" ".join(words[i : i + 3]) for i in range(max(1, len(words) - 2))}:
         m.update(g.encode("utf-8"))
     hits = [h for h in lsh.query(m) if h != pid]
@@ -427,7 +427,7 @@ def _pass3(
             res = dict(r["checks"])
             verdict = r["verdict"]
             g = fails.get(r["id"])
-            for name in F.GLOBAL_CHECKS:
+            for name in C.GLOBAL_CHECKS:
                 if name not in checks:
                     continue
                 if verdict is not None:

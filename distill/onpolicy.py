@@ -225,7 +225,7 @@ def judge_format(
 def resolve_teacher(r: sft.TrainConfig) -> tuple[Any, str | None]:
     """(teacher card, local model path or id; None for a served teacher)."""
     from distill.config import TeacherCard
-    from distill.generate import resolve_teacher as teacher_card
+    from distill.sampling import resolve_teacher as teacher_card
 
     if r.teacher_url:
         card = teacher_card(r.teacher) if r.teacher else TeacherCard(name="served-teacher", model="served")

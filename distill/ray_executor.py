@@ -13,6 +13,10 @@ so a killed cluster job resumes like a local one, and a Slurm array can finish w
 the whole run in `--output/manifest.json` (replica count included: changing it is refused, since
 it would re-shard the prompts) and shows one progress bar over all replicas.
 
+The generate stage hands this executor the work as a plain `distill.sampling.SampleJob` (prompts
+source, sampling parameters, teacher, backend settings, output folder) and the `RayOptions`; each
+actor runs `distill.sampling.run_job` on its shard of it.
+
 Ray is the `distill[ray]` extra and is imported only here. Without `--ray-address` a running
 Ray session in this process is used, else `ray.init()` (which joins a cluster started with
 `ray start` on this node if one runs, else starts a local one).
@@ -23,41 +27,42 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from distill.errors import UserError
-from distill.generate import (
-    FAILED,
-    GenerateConfig,
-    _manifest_config,
-    load_all_prompts,
-    resolve_teacher,
-    sampling_params,
-)
 from distill.records import MANIFEST, SHARD_PREFIX, check_manifest, read_manifest, shard_paths, write_manifest
+from distill.sampling import FAILED, SampleJob, manifest_config, run_job
 
 log = logging.getLogger("distill.ray")
 
 COUNT_KEYS = ("prompts", "samples", "prompt_tokens", "completion_tokens", "failed")
 
 
-class Replica:
-    """A Ray actor's body: one shard of the prompts through one backend (`generate.run`)."""
+@dataclass
+class RayOptions:
+    """How to spread a job over Ray: `replicas` actors (one shard each) on the cluster at `address`
+    (None: this process's Ray session, else `ray.init()`); `gpus_per_replica` None: tp × pp for vllm."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
+    replicas: int = 1
+    address: str | None = None
+    gpus_per_replica: float | None = None
+
+
+class Replica:
+    """A Ray actor's body: one shard of the prompts through one backend (`sampling.run_job`)."""
+
+    def __init__(self, job: SampleJob) -> None:
+        self.job = job
 
     def run(self) -> dict[str, Any]:
         import sys
 
-        from distill.generate import GenerateConfig, run
-
         logging.basicConfig(
             level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
         )
-        return run(GenerateConfig(**self.config))
+        return run_job(self.job)
 
 
 def import_ray() -> Any:
@@ -70,32 +75,30 @@ def import_ray() -> Any:
     return ray
 
 
-def replica_config(cfg: GenerateConfig, index: int) -> GenerateConfig:
-    """What replica `index` runs: shard `index` of `cfg.replicas`, in-process, no progress bar."""
+def replica_job(job: SampleJob, replicas: int, index: int) -> SampleJob:
+    """What replica `index` runs: shard `index` of `replicas`, no progress bar."""
     return replace(
-        cfg,
-        executor="local",
-        ray_address=None,
-        replicas=1,
-        num_shards=cfg.replicas,
+        job,
+        num_shards=replicas,
         shard_index=index,
         overwrite=False,  # the driver clears the whole folder once
         progress=False,
-        replica=True,  # its manifest in jobs/, even with one replica
+        job_layout=True,  # its manifest in jobs/, even with one replica
     )
 
 
-def replica_resources(cfg: GenerateConfig, backend: str) -> dict[str, float]:
+def replica_resources(job: SampleJob, options: RayOptions) -> dict[str, float]:
     """Ray resources of one replica: a vLLM engine's GPUs (tp × pp), torch threads as CPUs."""
-    gpus = cfg.gpus_per_replica
+    settings = job.backend
+    gpus = options.gpus_per_replica
     if gpus is None:
-        gpus = float(cfg.tensor_parallel_size * cfg.pipeline_parallel_size) if backend == "vllm" else 0.0
-    return {"num_cpus": float(cfg.threads or 1), "num_gpus": float(gpus)}
+        tp_pp = settings.tensor_parallel_size * settings.pipeline_parallel_size
+        gpus = float(tp_pp) if settings.name == "vllm" else 0.0
+    return {"num_cpus": float(settings.threads or 1), "num_gpus": float(gpus)}
 
 
-def _top_config(cfg: GenerateConfig) -> dict[str, Any]:
-    card = resolve_teacher(cfg.teacher)
-    mconfig = _manifest_config(replace(cfg, num_shards=cfg.replicas), card, sampling_params(cfg, card))
+def _top_config(job: SampleJob, replicas: int) -> dict[str, Any]:
+    mconfig = manifest_config(replace(job, num_shards=replicas))
     mconfig.pop("shard_index")
     mconfig["executor"] = "ray"
     return mconfig
@@ -151,75 +154,37 @@ def _progress(total: int, done: int, enabled: bool) -> Any:
     return bar
 
 
-def run_ray(cfg: GenerateConfig) -> dict[str, Any]:
-    """Run the `cfg.replicas` shards on Ray actors; wait; write and return the run's manifest."""
+def run_ray(job: SampleJob, options: RayOptions) -> dict[str, Any]:
+    """Run `job` as `options.replicas` shards on Ray actors; wait; write and return the run's manifest.
+
+    Raises `UserError` when Ray is missing or unreachable, and naming each replica that failed.
+    """
     ray = import_ray()
-    if cfg.num_shards != 1:
-        raise UserError("--executor ray shards the prompts itself (--replicas N): leave --num-shards at 1")
-    card = resolve_teacher(cfg.teacher)
-    backend = cfg.backend or card.backend
-    prompts = load_all_prompts(cfg)  # bad input fails here, before any cluster work
-    out = Path(cfg.output)
-    top = _top_config(cfg)
-    if check_manifest(out, "generate", top, overwrite=cfg.overwrite):
+    prompts = job.prompts.load()  # bad input fails here, before any cluster work
+    out = Path(job.output)
+    top = _top_config(job, options.replicas)
+    if check_manifest(out, "generate", top, overwrite=job.overwrite):
         log.info("resuming into %s", out)
-    if cfg.overwrite:
+    if job.overwrite:
         _clear_all(out)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = [cfg.prompts, cfg.teacher]
-    run_info = {"executor": "ray", "replicas": cfg.replicas, "backend": backend}
-    write_manifest(out, "generate", top, inputs=inputs, counts=_sum_counts(out, cfg.replicas), run=run_info)
-
+    inputs = [job.prompts.spec, job.teacher_spec]
+    run_info = {"executor": "ray", "replicas": options.replicas, "backend": job.backend.name}
+    counts = _sum_counts(out, options.replicas)
+    write_manifest(out, "generate", top, inputs=inputs, counts=counts, run=run_info)
     started = False
     if not ray.is_initialized():
         try:
-            ray.init(address=cfg.ray_address, include_dashboard=False, logging_level=logging.WARNING)
+            ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING)
         except ConnectionError as e:
-            raise UserError(f"--ray-address {cfg.ray_address}: cannot connect to Ray ({e})") from None
+            raise UserError(f"--ray-address {options.address}: cannot connect to Ray ({e})") from None
         started = True
     try:
-        resources = replica_resources(cfg, backend)
-        import distill
-
-        # the actors import this same distill (a source checkout is not necessarily installed)
-        src = str(Path(distill.__file__).resolve().parent.parent)
-        path = os.pathsep.join(x for x in (src, os.environ.get("PYTHONPATH", "")) if x)
-        actor_cls = ray.remote(Replica).options(
-            **resources, runtime_env={"env_vars": {"PYTHONPATH": path}}, max_restarts=0
-        )
-        log.info(
-            "%d prompts on %d Ray replicas (%s, %g CPU + %g GPU each)",
-            len(prompts),
-            cfg.replicas,
-            backend,
-            resources["num_cpus"],
-            resources["num_gpus"],
-        )
-        actors = [actor_cls.remote(asdict(replica_config(cfg, k))) for k in range(cfg.replicas)]
-        pending = {a.run.remote(): k for k, a in enumerate(actors)}
-        counter = _LineCounter(out)
-        bar = _progress(len(prompts) * cfg.num_samples, counter.poll(), cfg.progress)
-        errors: list[str] = []
-        try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                if bar is not None:
-                    bar.update(bar.task_ids[0], completed=counter.poll())
-                for ref in ready:
-                    k = pending.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except Exception as e:  # the replica raised, or its process/node died
-                        errors.append(_replica_error(k, e))
-        finally:
-            if bar is not None:
-                bar.stop()
-            for a in actors:
-                ray.kill(a)
+        errors = _run_replicas(ray, job, options, len(prompts))
     finally:
         if started:
             ray.shutdown()
-    counts = _sum_counts(out, cfg.replicas)
+    counts = _sum_counts(out, options.replicas)
     manifest = write_manifest(out, "generate", top, inputs=inputs, counts=counts, run=run_info)
     if errors:
         raise UserError("; ".join(errors) + " (re-run the same command to resume)")
@@ -228,9 +193,53 @@ def run_ray(cfg: GenerateConfig) -> dict[str, Any]:
         counts["samples"],
         counts["prompts"],
         out,
-        cfg.replicas,
+        options.replicas,
     )
     return manifest
+
+
+def _run_replicas(ray: Any, job: SampleJob, options: RayOptions, num_prompts: int) -> list[str]:
+    """Start one actor per replica and wait for all, with a progress bar over the samples; returns
+    one error line per replica that failed."""
+    resources = replica_resources(job, options)
+    import distill
+
+    # the actors import this same distill (a source checkout is not necessarily installed)
+    src = str(Path(distill.__file__).resolve().parent.parent)
+    path = os.pathsep.join(x for x in (src, os.environ.get("PYTHONPATH", "")) if x)
+    actor_cls = ray.remote(Replica).options(
+        **resources, runtime_env={"env_vars": {"PYTHONPATH": path}}, max_restarts=0
+    )
+    log.info(
+        "%d prompts on %d Ray replicas (%s, %g CPU + %g GPU each)",
+        num_prompts,
+        options.replicas,
+        job.backend.name,
+        resources["num_cpus"],
+        resources["num_gpus"],
+    )
+    actors = [actor_cls.remote(replica_job(job, options.replicas, k)) for k in range(options.replicas)]
+    pending = {a.run.remote(): k for k, a in enumerate(actors)}
+    counter = _LineCounter(Path(job.output))
+    bar = _progress(num_prompts * job.params.n, counter.poll(), job.progress)
+    errors: list[str] = []
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if bar is not None:
+                bar.update(bar.task_ids[0], completed=counter.poll())
+            for ref in ready:
+                k = pending.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as e:  # the replica raised, or its process/node died
+                    errors.append(_replica_error(k, e))
+    finally:
+        if bar is not None:
+            bar.stop()
+        for a in actors:
+            ray.kill(a)
+    return errors
 
 
 def _replica_error(index: int, e: BaseException) -> str:

@@ -190,7 +190,7 @@ def load_prompts(
     there (the samples it dropped count in the denominator), or when the input carries its own
     correctness labels (then a sample labelled wrong is counted but never selected).
     """
-    from distill.filters import Context
+    from distill.checks import Context
 
     ctx = Context()
     dropped = dropped if dropped is not None else Counter()
@@ -257,7 +257,7 @@ def load_prompts(
 
 def _unfiltered_problem(rec: dict[str, Any], ctx: Any) -> str | None:
     """Why a record filter never saw cannot be selected (filter's `complete`/`format` check), or None."""
-    from distill.filters import check_complete, check_format
+    from distill.checks import check_complete, check_format
 
     for name, check in (("complete", check_complete), ("format", check_format)):
         r = check(rec, ctx)

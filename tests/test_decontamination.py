@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from distill.benchmarks import load_benchmark
-from distill.filters import Context, build_bench_index, check_contamination, contamination, ngram_tokens
+from distill.checks import Context, build_bench_index, check_contamination, contamination, ngram_tokens
+from distill.eval_sets import load_benchmark
 
 STOCK = [
     "where $m$ and $n$ are relatively prime positive integers. Find $m+n$.",

@@ -176,6 +176,7 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
 def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
     """`distill demo --study`'s sweep on a prepared run folder, shrunk to a few steps."""
     from distill import demo
+    from distill.cli import run_command
     from distill.records import ShardWriter
 
     run = tmp_path / "demo"
@@ -194,7 +195,15 @@ def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
                 (kept if ok and s == 0 else rej).write(rec | {"verdict": "kept" if ok and s == 0 else "x"})
     # the answers-only student stands in with the untrained one (it solves nothing)
     demo.train_model(
-        run, "student-answers-only", run / "student-init", run / "filtered" / "kept", 1, 1e-3, 0, 4
+        run_command,
+        run,
+        "student-answers-only",
+        run / "student-init",
+        run / "filtered" / "kept",
+        1,
+        1e-3,
+        0,
+        4,
     )
     st = demo.StudySizes(
         budgets=(5, 10),
@@ -204,7 +213,7 @@ def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
         kd_weight=0,
         opd_steps=0,
     )
-    result = demo.study(run, sizes, st, seed=0)
+    result = demo.study(run_command, run, sizes, st, seed=0)
     names = [p["name"] for p in result["points"]]
     assert names[0] == "all-seed0" and "limo-5-seed0" in names and len(names) == 7
     assert all(p["steps"] == 2 for p in result["points"])  # equal steps: 2% of 100
@@ -222,3 +231,19 @@ def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
     assert "| SFT on every kept trace (the sweep's all) | 0 | 2 |" in demo.objectives_table(
         result["objectives"]
     )
+
+
+def test_a_demo_step_runs_in_process_and_a_failing_one_stops_the_demo(tmp_path, capsys):
+    """The CLI hands the demo `run_command`; `shown` prints each command, and a failure names it."""
+    from distill import demo
+    from distill.cli import run_command
+    from distill.errors import UserError
+
+    step = demo.shown(run_command)
+    step(["--version"])
+    assert "$ distill --version" in capsys.readouterr().err
+    missing = tmp_path / "no run here"
+    with pytest.raises(UserError, match=r"^demo step failed: distill report exited with 2$"):
+        step(["report", str(missing)])
+    err = capsys.readouterr().err
+    assert f"$ distill report '{missing}'" in err and "distill: error:" in err

@@ -14,14 +14,15 @@ import time
 
 import pytest
 
-from distill.benchmarks import load_benchmark
 from distill.errors import UserError
+from distill.eval_sets import load_benchmark
 from distill.evaluate import EvalConfig, _resolve_model
 from distill.filter import FilterConfig
 from distill.filter import run as run_filter
-from distill.generate import GenerateConfig, resolve_teacher
+from distill.generate import GenerateConfig
 from distill.generate import run as run_generate
 from distill.records import read_manifest
+from distill.sampling import resolve_teacher
 from distill.train import resolve_student
 
 

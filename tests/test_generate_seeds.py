@@ -169,9 +169,9 @@ def test_seeded_sampler_draws_from_the_warped_distribution():
 def test_a_failed_sample_leaves_its_own_index_missing(tmp_path):
     """Samples 2 and 3 asked, only the one seeded for 3 came back: it is written as sample 3 (with
     its seed), so a re-run draws sample 2 with sample 2's seed instead of repeating sample 3."""
-    from distill.generate import _write
     from distill.prompts import Prompt
     from distill.records import ShardWriter
+    from distill.sampling import _write
     from distill.teachers import Completion
 
     p = Prompt("q7", "What is 7 + 3?", "10", "math", "test")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from distill.filters import Context, check_format
+from distill.checks import Context, check_format
 from distill.generate import GenerateConfig, run
 from distill.records import read_records
 from distill.teachers import END_TOKENS, SamplingParams, make_backend, strip_end_tokens

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 
-from distill.filters import Context, check_readability, longest_paragraph
+from distill.checks import Context, check_readability, longest_paragraph
 
 WORDS = (
     "so the sum of the roots is equal to minus b over a which gives us the value we need here "

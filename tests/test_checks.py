@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from distill.benchmarks import BENCHMARKS, load_benchmark
-from distill.filters import (
+from distill.checks import (
     Context,
     build_bench_index,
     check_complete,
@@ -21,6 +20,7 @@ from distill.filters import (
     run_record_checks,
     split_think,
 )
+from distill.eval_sets import BENCHMARKS, load_benchmark
 
 
 def rec(**kw):

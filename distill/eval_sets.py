@@ -1,6 +1,8 @@
-"""The benchmark registry: names -> Hugging Face dataset, split, columns, domain; loading them.
+"""The registry of evaluation sets ("benchmarks", the field's term, as in `distill eval --benchmark`):
+names -> Hugging Face dataset, split, columns, domain; loading them. (The top-level `benchmarks/`
+folder is something else: this repository's speed scripts.)
 
-    from distill.benchmarks import BENCHMARKS, load_benchmark
+    from distill.eval_sets import BENCHMARKS, load_benchmark
     rows = load_benchmark("math500")                    # HF id when online
     rows = load_benchmark("../shared/benchmarks/math500.jsonl")   # a local file, offline
     rows = load_benchmark("math500", local_dir="../shared/benchmarks")  # <dir>/math500.jsonl first
