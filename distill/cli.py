@@ -1278,14 +1278,15 @@ def demo(
     quick: Annotated[
         bool,
         typer.Option(
-            help="The same teacher; fewer prompts, student steps and eval problems (about 75 s on 2 cores)."
+            help="The same teacher; fewer prompts, student steps and eval problems (about 2 min on 2 cores)."
         ),
     ] = False,
     study: Annotated[
         bool,
         typer.Option(
             help="Then `distill sweep` on the kept traces: limo, s1, random at four budgets and two seeds, "
-            "with the full-data student as reference, into RUN/study and the report (~20 min on 2 cores)."
+            "with the full-data student as reference, then SFT + logit KD and on-policy distillation beside it, "
+            "into RUN/study, RUN/objectives and the report (~20 min on 2 cores)."
         ),
     ] = False,
 ) -> None:

@@ -105,7 +105,7 @@ class StudySizes:
     budgets: tuple[int, ...] = (100, 200, 400, 800)
     strategies: tuple[str, ...] = ("limo", "s1", "random")
     seeds: int = 2  # the demo's seed and the next ones
-    steps_share: float = 0.6  # each point trains this share of the demo students' steps (equal steps)
+    steps_share: float = 1.0  # each point trains this share of the demo students' steps (equal steps)
     band: str = "1/4:3/4"  # limo: the teacher right on 1 to 3 of its 4 samples
     kd_weight: float = 1.0  # SFT + top-K logit KD on every kept trace, same steps as `all` (0: skip)
     opd_steps: int = 20  # on-policy distillation from the `all` student (0: skip)
