@@ -75,9 +75,9 @@ STAGE = trap : INT TERM; $(1) || { test ! -e $@ || touch -t 197101010000 $@; exi
 .PRECIOUS: $(OUT)/traces/manifest.json $(OUT)/filtered/manifest.json $(OUT)/student/manifest.json $(OUT)/eval/manifest.json
 
 GENERATE_CMD = $(DISTILL) generate --teacher $(TEACHER) --prompts $(PROMPTS) --num-samples $(NUM_SAMPLES) --output $(OUT)/traces --no-progress $(GENERATE_ARGS)
-FILTER_CMD = $(DISTILL) filter $(OUT)/traces --output $(OUT)/filtered $(FILTER_ARGS)
-TRAIN_CMD = $(DISTILL) train --student $(STUDENT) --data $(OUT)/filtered/kept --output $(OUT)/student $(TRAIN_ARGS)
-EVAL_CMD = $(DISTILL) eval --model $(EVAL_MODEL) --output $(OUT)/eval $(EVAL_ARGS)
+FILTER_CMD = $(DISTILL) filter --input $(OUT)/traces --output $(OUT)/filtered $(FILTER_ARGS)
+TRAIN_CMD = $(DISTILL) train --student $(STUDENT) --input $(OUT)/filtered/kept --output $(OUT)/student $(TRAIN_ARGS)
+EVAL_CMD = $(DISTILL) eval --input $(EVAL_MODEL) --output $(OUT)/eval $(EVAL_ARGS)
 
 # A stage's command line is part of its target: $(OUT)/.args/<stage> holds it and is rewritten (so
 # made newer than the stage's manifest) only when it changes, so changed *_ARGS re-run that stage
@@ -106,7 +106,7 @@ $(OUT)/eval/manifest.json: $(OUT)/student/manifest.json $(ARGS)/eval
 
 push: $(OUT)/eval/manifest.json
 	@test -n "$(REPO)" || { echo "make push: set REPO=user/name" >&2; exit 2; }
-	$(DISTILL) push --model $(EVAL_MODEL) --repo $(REPO) --data $(OUT)/filtered --results $(OUT)/eval $(PUSH_ARGS)
+	$(DISTILL) push --input $(EVAL_MODEL) --repo $(REPO) --traces $(OUT)/filtered --results $(OUT)/eval $(PUSH_ARGS)
 
 # ---------------------------------------------------------------------------- code sandbox
 # bubblewrap, the code sandbox's preferred back-end (distill/sandbox.py): installed with apt when

@@ -66,7 +66,7 @@ def main() -> None:
                "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
                "--seed", "0", "--batch-size", "256", "--logprobs", str(args.logprobs), "--output",
                str(work / "traces")])  # fmt: skip
-    cmd(["filter", str(work / "traces"), "--output", str(work / "filtered"),
+    cmd(["filter", "--input", str(work / "traces"), "--output", str(work / "filtered"),
                "--checks", "complete,format,contamination,correct,duplicate",
                "--decontaminate-file", str(data / "eval.jsonl")])  # fmt: skip
     kept = work / "filtered" / "kept"

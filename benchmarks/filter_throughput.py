@@ -3,24 +3,30 @@
     python benchmarks/filter_throughput.py                       # 20k traces, RSS at 10k and 100k
     python benchmarks/filter_throughput.py --n 4000 --rss 2000,8000 --baseline-rows 2000   # quick
 
-Builds synthetic R1-like traces (4 samples per prompt, long-tailed lengths, boxed answers in
-varied LaTeX forms, ~30% wrong, a few truncated) and measures, in one run:
+Each side runs in its own fresh Python process and is timed from its launch to its exit
+(interpreter start, imports, reading, the work, writing: what a user waits for), so neither
+inherits the other's warm caches (math-verify's parser state, its parse cache of the golds):
 - baseline: a single-process `datasets.map` calling math-verify `parse` on the gold and on the
-  answer and `verify` on every row (what most distillation scripts do); timed on the first
-  `--baseline-rows` rows (it is slow; traces/s is what is compared);
+  answer and `verify` on every row (what most distillation scripts do), loading included;
 - ours: `distill filter` (checks complete, format, correct, duplicate) with `--workers` processes,
   pool start-up and all writing included.
+Each side prints traces/s, CPU ms per trace (its process and its workers, start-up included;
+a busy shared machine distorts it less than traces/s) and its start-up (launch to imports done).
+
+Synthetic mode (`--n`): R1-like traces (4 samples per prompt, long-tailed lengths, boxed answers
+in varied LaTeX forms, ~30% wrong, a few truncated). The baseline runs on the first
+`--baseline-rows` of them (it is slow) and its time is projected to `--n`: its start-up once,
+the rest per trace.
+
+Real-shaped mode (`--real-n`, 0 to skip): long reasoning (thousands of words, a draft box now
+and then), golds drawn from `../shared/benchmarks/*.jsonl` in their LaTeX forms, answers
+correct (in an equivalent written form) or a near miss (one digit or sign off), mostly in one
+box (list answers sometimes boxed element by element, a few unboxed), and one distinct answer
+text per trace, so no verdict cache hit is free. Both sides run on every trace, and each side's
+verdicts are scored against the known truth.
+
 Then runs the stage alone on `--rss` sizes in fresh processes and prints their peak RSS
 (main process and workers).
-
-A second mode measures real-shaped traces (`--real-n`, 0 to skip): long reasoning (thousands of
-words, a draft box now and then), golds drawn from `../shared/benchmarks/*.jsonl` in their LaTeX
-forms, answers correct (in an equivalent written form) or a near miss (one digit or sign off),
-mostly in one box (list answers sometimes boxed element by element, a few unboxed),
-and one distinct answer text per trace, so no verdict cache hit is free. Both sides are timed
-on every trace, and each side's verdicts are scored against the known truth. Each side also
-prints its CPU time per trace (the filter's main process and workers, start-up included), which
-a busy shared machine distorts less than traces/s.
 Not a test: numbers go in the README.
 """
 
@@ -202,36 +208,40 @@ def make_real_traces(folder: Path, n: int, seed: int = 0) -> dict[str, bool]:
 
 
 def _cpu_s() -> float:
-    """CPU seconds of this process and its finished children (the filter's workers)."""
+    """CPU seconds of this process and its finished children (a side's process and its workers)."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def baseline(folder: Path, rows: int, verdicts: dict[str, bool] | None = None) -> tuple[float, float]:
-    """(traces/s, CPU ms/trace) of a single-process datasets.map: parse gold, parse answer,
-    verify, per row."""
+def _startup(launched: float) -> dict[str, float]:
+    """Wall seconds since the parent launched this process, and this process's CPU seconds so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"startup_s": time.time() - launched, "startup_cpu_s": own.ru_utime + own.ru_stime}
+
+
+def baseline_side(folder: Path, verdicts_out: Path, launched: float) -> dict[str, float]:
+    """The baseline, run as its own process: a single-process datasets.map that parses the gold,
+    parses the answer and verifies, per row (what most distillation scripts do)."""
     import datasets
     from math_verify import parse, verify
 
+    started = _startup(launched)
     datasets.disable_progress_bars()
     files = sorted(str(p) for p in folder.glob("shard-*.jsonl"))
-    ds = datasets.load_dataset("json", data_files=files, split="train").select(range(rows))
+    ds = datasets.load_dataset("json", data_files=files, split="train")
 
     def score(row):
         gold = parse(f"${row['answer']}$")
         pred = parse(row["content"])
         return {"correct": bool(verify(gold, pred))}
 
-    t, cpu = time.perf_counter(), _cpu_s()
     out = ds.map(score, num_proc=None, load_from_cache_file=False)
-    rate, cpu_ms = rows / (time.perf_counter() - t), (_cpu_s() - cpu) * 1000 / rows
-    if verdicts is not None:
-        verdicts.update(zip(out["id"], out["correct"], strict=True))
-    return rate, cpu_ms
+    verdicts_out.write_text(json.dumps(dict(zip(out["id"], out["correct"], strict=True))))
+    return started
 
 
 def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict, float]:
-    """(traces/s, funnel, CPU ms/trace of the stage: main process and workers, start-up included)."""
+    """(traces/s, funnel, CPU ms/trace) of `distill filter` in this process (main and workers)."""
     from distill.filter import FilterConfig, run
 
     n = sum(1 for p in folder.glob("shard-*.jsonl") for _ in open(p, encoding="utf-8"))
@@ -245,6 +255,47 @@ def ours(folder: Path, out: Path, workers: int) -> tuple[float, dict, float]:
         )
     )
     return n / (time.perf_counter() - t), funnel, (_cpu_s() - cpu) * 1000 / n
+
+
+def ours_side(folder: Path, out: Path, workers: int, launched: float) -> dict[str, float]:
+    """`distill filter` run as its own process, the way the CLI runs it."""
+    from distill.filter import FilterConfig, run
+
+    started = _startup(launched)
+    run(
+        FilterConfig(
+            input=str(folder),
+            output=str(out),
+            checks=["complete", "format", "correct", "duplicate"],
+            workers=workers,
+        )
+    )
+    return started
+
+
+def run_side(args: list[str]) -> dict[str, float]:
+    """Run one side in a fresh Python process, timed from its launch to its exit (interpreter start,
+    imports, reading, the work, writing: what a user waits for). Returns wall_s, cpu_s (the process
+    and the workers it waited for), startup_s and startup_cpu_s (launch to imports done)."""
+    t, cpu = time.perf_counter(), _cpu_s()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--_side", *args, repr(time.time())],
+        capture_output=True,
+        text=True,
+    )
+    wall, cpu = time.perf_counter() - t, _cpu_s() - cpu
+    if proc.returncode != 0:
+        raise SystemExit(f"{args[0]} side failed:\n{proc.stderr[-3000:]}")
+    return {"wall_s": wall, "cpu_s": cpu, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _side(args: list[str]) -> None:
+    kind, launched = args[0], float(args[-1])
+    if kind == "baseline":
+        started = baseline_side(Path(args[1]), Path(args[2]), launched)
+    else:
+        started = ours_side(Path(args[1]), Path(args[2]), int(args[3]), launched)
+    print(json.dumps(started))
 
 
 def our_verdicts(out: Path) -> dict[str, bool]:
@@ -263,43 +314,77 @@ def _right(verdicts: dict[str, bool], truth: dict[str, bool]) -> str:
     return f"{hits}/{len(verdicts)} verdicts right ({100 * hits / max(len(verdicts), 1):.1f}%)"
 
 
+def _scaled(m: dict[str, float], rows: int, n: int) -> tuple[float, float]:
+    """(wall s, CPU s) of a side measured on `rows` traces, projected to `n`: its start-up once,
+    the rest per trace."""
+    per_wall = (m["wall_s"] - m["startup_s"]) / rows
+    per_cpu = (m["cpu_s"] - m["startup_cpu_s"]) / rows
+    return m["startup_s"] + per_wall * n, m["startup_cpu_s"] + per_cpu * n
+
+
+def _line(name: str, n: int, wall: float, cpu: float, startup: float, extra: str = "") -> str:
+    return (
+        f"{name:<36}: {n / wall:8.1f} traces/s  {1000 * cpu / n:5.2f} CPU ms/trace"
+        f"  (start-up {startup:.2f} s){extra}"
+    )
+
+
+def _copy_rows(src: Path, dst: Path, rows: int) -> None:
+    """The first `rows` traces of the shards in `src`, as one shard in `dst`."""
+    dst.mkdir(parents=True, exist_ok=True)
+    with open(dst / "shard-00000.jsonl", "w", encoding="utf-8") as f:
+        left = rows
+        for p in sorted(src.glob("shard-*.jsonl")):
+            for line in open(p, encoding="utf-8"):
+                if left == 0:
+                    return
+                f.write(line)
+                left -= 1
+
+
 def synthetic_mode(tmp: Path, n: int, baseline_rows: int, workers: int) -> None:
     print(f"building {n} synthetic traces ...", file=sys.stderr)
     make_traces(tmp / "traces", n)
     rows = min(baseline_rows, n)
-    print(f"baseline on {rows} rows ...", file=sys.stderr)
-    base, base_cpu = baseline(tmp / "traces", rows)
-    print(f"ours on {n} traces, {workers} workers ...", file=sys.stderr)
-    rate, funnel, cpu = ours(tmp / "traces", tmp / "out", workers)
+    _copy_rows(tmp / "traces", tmp / "traces-base", rows)
+    print(f"baseline on {rows} rows (own process) ...", file=sys.stderr)
+    base = run_side(["baseline", str(tmp / "traces-base"), str(tmp / "base-verdicts.json")])
+    print(f"ours on {n} traces, {workers} workers (own process) ...", file=sys.stderr)
+    mine = run_side(["ours", str(tmp / "traces"), str(tmp / "out"), str(workers)])
+    funnel = json.loads((tmp / "out" / "funnel.json").read_text())
+    b_wall, b_cpu = _scaled(base, rows, n)
+    print(f"\nsynthetic traces (baseline measured on {rows} rows, projected to {n}):")
+    print(_line("baseline datasets.map + math-verify", n, b_wall, b_cpu, base["startup_s"], "  1 process"))
     print(
-        f"\nbaseline datasets.map + math-verify : {base:8.1f} traces/s ({rows} rows, 1 process)  {base_cpu:.2f} CPU ms/trace"
+        _line("distill filter", n, mine["wall_s"], mine["cpu_s"], mine["startup_s"], f"  {workers} workers")
     )
     print(
-        f"distill filter                      : {rate:8.1f} traces/s ({n} traces, {workers} workers)  {cpu:.2f} CPU ms/trace"
-    )
-    print(
-        f"ratio (synthetic)                   : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
+        f"{'ratio (synthetic)':<36}: {b_wall / mine['wall_s']:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
     )
 
 
 def real_mode(tmp: Path, n: int, workers: int) -> None:
     print(f"building {n} real-shaped traces ...", file=sys.stderr)
     truth = make_real_traces(tmp / "real", n)
-    base_v: dict[str, bool] = {}
-    print(f"baseline on {n} rows ...", file=sys.stderr)
-    base, base_cpu = baseline(tmp / "real", n, base_v)
-    print(f"ours on {n} traces, {workers} workers ...", file=sys.stderr)
-    rate, funnel, cpu = ours(tmp / "real", tmp / "real-out", workers)
+    print(f"baseline on {n} rows (own process) ...", file=sys.stderr)
+    base = run_side(["baseline", str(tmp / "real"), str(tmp / "real-base-verdicts.json")])
+    base_v = json.loads((tmp / "real-base-verdicts.json").read_text())
+    print(f"ours on {n} traces, {workers} workers (own process) ...", file=sys.stderr)
+    mine = run_side(["ours", str(tmp / "real"), str(tmp / "real-out"), str(workers)])
+    funnel = json.loads((tmp / "real-out" / "funnel.json").read_text())
     ours_v = our_verdicts(tmp / "real-out")
     print(f"\nreal-shaped traces (long reasoning, golds from {BENCH_DIR.name}/*.jsonl):")
     print(
-        f"baseline datasets.map + math-verify : {base:8.1f} traces/s  {base_cpu:5.2f} CPU ms/trace  {_right(base_v, truth)}"
+        _line("baseline datasets.map + math-verify", n, base["wall_s"], base["cpu_s"], base["startup_s"])
+        + f"  {_right(base_v, truth)}"
     )
     print(
-        f"distill filter                      : {rate:8.1f} traces/s  {cpu:5.2f} CPU ms/trace  {_right(ours_v, truth)}"
+        _line("distill filter", n, mine["wall_s"], mine["cpu_s"], mine["startup_s"])
+        + f"  {_right(ours_v, truth)}"
     )
     print(
-        f"ratio (real-shaped)                 : {rate / base:8.2f}x   (kept {funnel['kept']}/{funnel['input']})"
+        f"{'ratio (real-shaped)':<36}: {base['wall_s'] / mine['wall_s']:8.2f}x"
+        f"   (kept {funnel['kept']}/{funnel['input']})"
     )
 
 
@@ -320,7 +405,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--real-n", type=int, default=600, help="real-shaped traces (0: skip that mode)")
     ap.add_argument("--_measure", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_side", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args._side:
+        _side(args._side)
+        return
     if args._measure:
         _measure(args._measure[0], args._measure[1], int(args._measure[2]))
         return

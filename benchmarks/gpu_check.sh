@@ -156,10 +156,10 @@ check generate-transformers-cpu "$(records "$WORK/gen-cpu" 8)" \
     "$PYTHON" -m distill generate --teacher "$M" --prompts "$WORK/prompts.jsonl" --output "$WORK/gen-cpu" \
     --num-samples 2 --max-tokens 16 --temperature 1.0 --backend transformers --no-progress
 check train-fp32-packed-cpu "$(summary_field "$WORK/train-cpu" "'packing' if s['packing'] and s['steps'] == 4 else ''")" \
-    "$PYTHON" -m distill train --student "$M" --data "$WORK/kept" --output "$WORK/train-cpu" --method full \
+    "$PYTHON" -m distill train --student "$M" --input "$WORK/kept" --output "$WORK/train-cpu" --method full \
     --fp32 --packing --max-steps 4 --batch-size 4 --grad-accum 1 --max-length 256 --learning-rate 1e-4
 check eval-transformers-cpu "test -s $WORK/eval-cpu/results.json && echo results.json" \
-    "$PYTHON" -m distill eval --model "$M" --output "$WORK/eval-cpu" --benchmark-file "$WORK/evalset.jsonl" \
+    "$PYTHON" -m distill eval --input "$M" --output "$WORK/eval-cpu" --benchmark-file "$WORK/evalset.jsonl" \
     --num-samples 2 --max-tokens 16 --backend transformers
 
 # ---------------------------------------------------------------------------- GPU paths
@@ -173,13 +173,13 @@ else
         --num-samples 2 --max-tokens 16 --temperature 1.0 --backend vllm --gpu-memory-utilization 0.3 \
         --max-model-len 512 --no-progress
     check train-bf16-packed-flash "$(summary_field "$WORK/train-bf16" "'$ATTN, packing' if s['packing'] and s['steps'] == 4 else ''")" \
-        "$PYTHON" -m distill train --student "$M" --data "$WORK/kept" --output "$WORK/train-bf16" --method full \
+        "$PYTHON" -m distill train --student "$M" --input "$WORK/kept" --output "$WORK/train-bf16" --method full \
         --bf16 --packing --max-steps 4 --batch-size 4 --grad-accum 1 --max-length 256 --learning-rate 1e-4
     check qlora-cuda "$(summary_field "$WORK/train-qlora" "'4-bit, merged' if s['method'] == 'qlora' and s.get('merged') else ''")" \
-        "$PYTHON" -m distill train --student "$M" --data "$WORK/kept" --output "$WORK/train-qlora" --method qlora \
+        "$PYTHON" -m distill train --student "$M" --input "$WORK/kept" --output "$WORK/train-qlora" --method qlora \
         --bf16 --max-steps 4 --batch-size 4 --grad-accum 1 --max-length 256 --lora-r 8 --lora-alpha 16 --merge
     check eval-vllm "test -s $WORK/eval-vllm/results.json && echo results.json" \
-        "$PYTHON" -m distill eval --model "$M" --output "$WORK/eval-vllm" --benchmark-file "$WORK/evalset.jsonl" \
+        "$PYTHON" -m distill eval --input "$M" --output "$WORK/eval-vllm" --benchmark-file "$WORK/evalset.jsonl" \
         --num-samples 2 --max-tokens 16 --backend vllm --gpu-memory-utilization 0.3 --max-model-len 512
 fi
 

@@ -41,7 +41,7 @@ def build_student(card_name: str, folder: Path, max_positions: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
 
-    from distill.config import find_card, load_student
+    from distill.cards import find_card, load_student
     from distill.tiny import build_tokenizer
 
     card = load_student(find_card(card_name, "students"))
@@ -200,7 +200,7 @@ def main() -> None:
                 "train",
                 "--student",
                 str(student),
-                "--data",
+                "--input",
                 str(kept),
                 "--output",
                 str(out),
@@ -260,7 +260,7 @@ def main() -> None:
             py
             + [
                 "eval",
-                "--model",
+                "--input",
                 str(out / "merged"),
                 "--output",
                 str(ev),

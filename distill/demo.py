@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.configs import DemoConfig
 from distill.errors import UserError
 
 DIGITS = (2, 3, 4, 5)  # digits per operand, drawn uniformly: easy 2-digit to hard 5-digit problems
@@ -90,14 +91,6 @@ TEACHER_GREEDY_MIN = 0.80  # the teacher must be good greedy ...
 TEACHER_T1_RANGE = (0.15, 0.97)  # ... but imperfect when sampled at T=1.0 (its share of correct traces)
 
 
-@dataclass
-class DemoConfig:
-    output: str = "runs/demo"
-    seed: int = 0
-    quick: bool = False
-    study: bool = False  # after the demo, `distill sweep` on its kept traces (STUDY)
-
-
 @dataclass(frozen=True)
 class StudySizes:
     """`distill demo --study`: the sweep over the demo's kept traces."""
@@ -117,7 +110,7 @@ STUDY = StudySizes()
 
 
 RunCommand = Callable[[list[str]], None]
-"""Runs one `distill` command in-process from its arguments (`["eval", "--model", …]`, without
+"""Runs one `distill` command in-process from its arguments (`["eval", "--input", …]`, without
 `distill`) and raises `UserError` when it exits non-zero: the CLI passes `distill.cli.run_command`."""
 
 
@@ -209,7 +202,7 @@ def train_model(
     *extra: str,
 ) -> None:
     """`distill train --method full` from `init` on `data` into `run/name`, with the demo's settings."""
-    cmd(["train", "--student", str(init), "--data", str(data), "--method", "full", "--output", str(run / name),
+    cmd(["train", "--student", str(init), "--input", str(data), "--method", "full", "--output", str(run / name),
           "--max-steps", str(steps), "--learning-rate", str(lr), "--batch-size", str(batch), "--grad-accum", "1",
           "--warmup-ratio", "0.05", "--lr-scheduler", "cosine", "--max-length", "256", "--seed", str(seed),
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
@@ -222,7 +215,7 @@ def eval_model(
     `run/eval/<name>-<mode>` (name: the model folder's); returns pass@1."""
     temp = "0" if mode == "greedy" else "0.7"
     out = run / "eval" / f"{name or model.name}-{mode}"
-    cmd(["eval", "--model", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
+    cmd(["eval", "--input", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
           "--temperature", temp, "--top-p", "1.0", "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}",
           "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
     res = json.loads((out / "results.json").read_text())
@@ -285,7 +278,7 @@ def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
           "--seed", str(seed), "--batch-size", "256", "--logprobs", str(LOGPROBS), "--output", str(run_dir / "traces")])  # fmt: skip
 
     print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
-    cmd(["filter", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
+    cmd(["filter", "--input", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
           "--checks", "complete,format,contamination,correct,duplicate",
           "--decontaminate-file", str(run_dir / "data" / "eval.jsonl")])  # fmt: skip
     funnel = json.loads((run_dir / "filtered" / "funnel.json").read_text())
@@ -338,7 +331,7 @@ def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
         result["study"] = study(cmd, run_dir, sizes, STUDY, seed)
         (run_dir / "demo.md").write_text(table + "\n" + objectives_table(result["study"]["objectives"]))
     print("\n[8/8] report", file=sys.stderr)
-    cmd(["report", str(run_dir)])
+    cmd(["report", "--input", str(run_dir)])
     print("\n" + table)
     result["seconds"] = time.time() - t0
     return result
@@ -352,7 +345,7 @@ def study(cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seed: in
     right without learning any reasoning (s1 used non-reasoning models of the student's family).
     """
     pool_eval = run / "eval" / "pool-student-answers-only"
-    cmd(["eval", "--model", str(run / "student-answers-only"), "--benchmark-file",
+    cmd(["eval", "--input", str(run / "student-answers-only"), "--benchmark-file",
           str(run / "data" / "prompts.jsonl"), "--num-samples", "4", "--temperature", "0.7", "--top-p", "1.0",
           "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}", "--batch-size", "256",
           "--seed", str(seed), "--output", str(pool_eval)])  # fmt: skip
@@ -362,7 +355,7 @@ def study(cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seed: in
              "save_steps": steps, "gradient_checkpointing": False}  # fmt: skip
     evals = {"num_samples": 1, "temperature": 0, "top_p": 1.0, "max_tokens": MAX_TOKENS,
              "prompt_template": "{problem}", "batch_size": 256}  # fmt: skip
-    args = ["sweep", "--data", str(run / "filtered"), "--student", str(run / "student-init"),
+    args = ["sweep", "--input", str(run / "filtered"), "--student", str(run / "student-init"),
             "--output", str(run / "study"), "--budgets", ",".join(map(str, st.budgets)) + ",all",
             "--strategies", ",".join(st.strategies), "--seeds", ",".join(str(seed + i) for i in range(st.seeds)),
             "--benchmark-file", str(run / "data" / "eval.jsonl"), "--steps", str(steps),

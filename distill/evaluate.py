@@ -1,7 +1,7 @@
 """The eval stage: score a model on reasoning benchmarks the way the R1 paper does.
 
-    distill eval --model runs/student --benchmark aime24,math500 --num-samples 4 --output runs/eval
-    distill eval --model runs/student --benchmark-file ../shared/benchmarks/aime24.jsonl --output out
+    distill eval -i runs/student --benchmark aime24,math500 --num-samples 4 --output runs/eval
+    distill eval -i runs/student --benchmark-file ../shared/benchmarks/aime24.jsonl --output out
 
 Benchmarks come from the registry in `distill/eval_sets.py` (HF dataset id online, local file
 offline) or from `--benchmark-file` (jsonl with `id`, `problem`, `answer`). The model is sampled
@@ -19,43 +19,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.configs import EvalConfig
 from distill.errors import UserError
 from distill.records import ShardWriter, atomic_write_json, finished_output, read_records, write_manifest
-
-
-@dataclass
-class EvalConfig:
-    model: str  # local folder, Hub id, or a student/teacher card
-    output: str
-    benchmarks: list[str] = field(default_factory=list)  # registry names
-    benchmark_files: list[str] = field(default_factory=list)  # local jsonl files (id, problem, answer)
-    num_samples: int = 4
-    backend: str = "transformers"
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 32768
-    seed: int = 0
-    batch_size: int = 64
-    threads: int | None = None  # transformers on CPU: torch threads (1 is fastest for tiny models)
-    limit: int | None = None
-    base_urls: list[str] = field(default_factory=list)
-    api_key_env: str | None = None
-    concurrency: int = 64
-    timeout: float = 600.0
-    tensor_parallel_size: int = 1
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    benchmarks_dir: str | None = None  # folder with <name>.jsonl for offline registry names
-    prompt_template: str | None = (
-        None  # "{problem}" is replaced; default: the benchmark's (R1 suffix for math)
-    )
-    student_card: str | None = None  # for the published R1-Distill scores
-    overwrite: bool = False
-
 
 # ---------------------------------------------------------------------------- metrics
 
@@ -136,7 +106,7 @@ def summarize(samples: list[dict[str, Any]], same=None) -> dict[str, Any]:
 
 def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
     """The model to load and the student card (if any) with published scores."""
-    from distill.config import is_card, load_student, load_teacher
+    from distill.cards import is_card, load_student, load_teacher
     from distill.resolve import check_hub, locate
 
     card = None
@@ -145,9 +115,9 @@ def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
         card = load_student(cfg.student_card)
     if cfg.backend == "openai":  # the name the server knows the model by, not a path or Hub id
         return model, card
-    kind = locate(model, "--model", cards=("students", "teachers"), what="model folder")
+    kind = locate(model, "--input", cards=("students", "teachers"), what="model folder")
     if kind == "local" and not Path(model).is_dir():
-        raise UserError(f"--model {model}: not a model folder")
+        raise UserError(f"--input {model}: not a model folder")
     if kind == "card":
         if is_card(model, "students"):
             student = load_student(model)
@@ -156,7 +126,7 @@ def _resolve_model(cfg: EvalConfig) -> tuple[str, Any]:
             model = load_teacher(model).model
     if not Path(model).exists():
         local = "a local model folder (e.g. the output of `distill train`)"
-        check_hub(model, "--model", local=local, card=cfg.model if kind == "card" else None)
+        check_hub(model, "--input", local=local, card=cfg.model if kind == "card" else None)
     return model, card
 
 
@@ -247,11 +217,11 @@ def _score(item: Item, comp: Any, gold_cache: Any) -> dict[str, Any]:
 
 
 def run(cfg: EvalConfig) -> dict[str, Any]:
+    """Sample and score the model on every benchmark (resuming sample by sample); writes
+    `<output>/<bench>/samples-*.jsonl` and `results.json`, prints the table, returns the results."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from distill.teachers import SamplingParams, make_backend
-    from distill.verify import GoldCache, same_answer
+    from distill.verify import same_answer
 
     console = Console(stderr=True)
     if cfg.num_samples < 1:
@@ -259,31 +229,14 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
     out = Path(cfg.output)
     model, card = _resolve_model(cfg)
     benches = _benchmarks(cfg)
-    greedy = cfg.temperature == 0
-    runtime_only = (
-        "overwrite",
-        "api_key_env",
-        "student_card",
-        "threads",
-        "batch_size",
-        "concurrency",
-        "timeout",
-    )
-    resolved = {k: v for k, v in asdict(cfg).items() if k not in runtime_only}
+    resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS}
     resolved["model"] = model
     # resumes sample by sample (no finished short-cut); a fresh or overwritten folder is cleared
     finished_output(out, "eval", resolved, cfg.overwrite, clear=[*(b[0] for b in benches), "results.json"])
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, "eval", resolved, inputs=[b[0] for b in benches], counts={})
 
-    params = SamplingParams(
-        temperature=cfg.temperature,
-        top_p=1.0 if greedy else cfg.top_p,
-        top_k=None,
-        max_tokens=cfg.max_tokens,
-        n=cfg.num_samples,
-        seed=cfg.seed,
-    )
+    params = _sampling_params(cfg)
     backend = None
     results: dict[str, Any] = {}
     started = time.time()
@@ -297,54 +250,8 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         ]
         if todo:
             if backend is None:
-                backend = make_backend(
-                    cfg.backend,
-                    model,
-                    batch_size=cfg.batch_size,
-                    threads=cfg.threads,
-                    base_urls=cfg.base_urls,
-                    api_key_env=cfg.api_key_env,
-                    concurrency=cfg.concurrency,
-                    timeout=cfg.timeout,
-                    tensor_parallel_size=cfg.tensor_parallel_size,
-                    max_model_len=cfg.max_model_len,
-                    gpu_memory_utilization=cfg.gpu_memory_utilization,
-                )
-            gold_cache = GoldCache()
-            tmpl = cfg.prompt_template or template
-            messages = [[{"role": "user", "content": tmpl.replace("{problem}", p.problem)}] for _, p in todo]
-            with Progress(
-                TextColumn(f"eval {name}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeRemainingColumn(),
-                console=console,
-                transient=False,
-            ) as bar:
-                task = bar.add_task(name, total=len(todo), rate="")
-                t0 = time.time()
-                for done, (j, comps) in enumerate(backend.generate(messages, params), 1):
-                    _, prompt = todo[j]
-                    for s, comp in enumerate(comps):
-                        sid = f"{prompt.prompt_id}:{s}"
-                        if sid in writer.done_ids:
-                            continue
-                        rec = {
-                            "id": sid,
-                            "problem_id": prompt.prompt_id,
-                            "sample": s,
-                            "answer": prompt.answer,
-                            "reasoning": comp.reasoning,
-                            "content": comp.content,
-                            "finish_reason": comp.finish_reason,
-                            "reasoning_closed": comp.reasoning_closed,
-                            "completion_tokens": comp.completion_tokens,
-                            "prompt_tokens": comp.prompt_tokens,
-                            **_score(prompt, comp, gold_cache),
-                        }
-                        writer.write(rec)
-                    bar.update(task, advance=1, rate=f"{done / max(time.time() - t0, 1e-9):.1f} problems/s")
+                backend = _make_backend(cfg, model)
+            _sample(name, todo, cfg.prompt_template or template, backend, params, writer, console)
         writer.close()
         samples = list(read_records(bench_dir, prefix="samples-"))
         wanted = {p.prompt_id for p in prompts}
@@ -366,15 +273,109 @@ def run(cfg: EvalConfig) -> dict[str, Any]:
         "seconds": round(time.time() - started, 2),
     }
     atomic_write_json(out / "results.json", summary)
-    write_manifest(
-        out,
-        "eval",
-        resolved,
-        inputs=[b[0] for b in benches],
-        counts={k: {"problems": v["problems"], "samples": v["samples"]} for k, v in results.items()},
-    )
+    counts = {k: {"problems": v["problems"], "samples": v["samples"]} for k, v in results.items()}
+    write_manifest(out, "eval", resolved, inputs=[b[0] for b in benches], counts=counts)
     print_table(summary, console)
     return summary
+
+
+# config fields that change no result (left out of the manifest's config)
+RUNTIME_FIELDS = (
+    "overwrite",
+    "api_key_env",
+    "student_card",
+    "threads",
+    "batch_size",
+    "concurrency",
+    "timeout",
+)
+
+
+def _sampling_params(cfg: EvalConfig) -> Any:
+    """The backends' SamplingParams: n samples per problem; greedy (temperature 0) samples at top-p 1."""
+    from distill.teachers import SamplingParams
+
+    return SamplingParams(
+        temperature=cfg.temperature,
+        top_p=1.0 if cfg.temperature == 0 else cfg.top_p,
+        top_k=None,
+        max_tokens=cfg.max_tokens,
+        n=cfg.num_samples,
+        seed=cfg.seed,
+    )
+
+
+def _make_backend(cfg: EvalConfig, model: str) -> Any:
+    """The sampling backend (`--backend`: transformers, vllm, openai) serving `model`."""
+    from distill.teachers import make_backend
+
+    return make_backend(
+        cfg.backend,
+        model,
+        batch_size=cfg.batch_size,
+        threads=cfg.threads,
+        base_urls=cfg.base_urls,
+        api_key_env=cfg.api_key_env,
+        concurrency=cfg.concurrency,
+        timeout=cfg.timeout,
+        tensor_parallel_size=cfg.tensor_parallel_size,
+        max_model_len=cfg.max_model_len,
+        gpu_memory_utilization=cfg.gpu_memory_utilization,
+    )
+
+
+def _sample(
+    name: str,
+    todo: list[tuple[int, Item]],
+    template: str,
+    backend: Any,
+    params: Any,
+    writer: ShardWriter,
+    console: Any,
+) -> None:
+    """Sample every problem in `todo` (prompt = `template` with {problem} filled in) and write each
+    not-yet-written sample, scored, to `writer`; a progress bar shows problems per second."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from distill.verify import GoldCache
+
+    gold_cache = GoldCache()
+    messages = [[{"role": "user", "content": template.replace("{problem}", p.problem)}] for _, p in todo]
+    with Progress(
+        TextColumn(f"eval {name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(name, total=len(todo), rate="")
+        t0 = time.time()
+        for done, (j, comps) in enumerate(backend.generate(messages, params), 1):
+            _, prompt = todo[j]
+            for s, comp in enumerate(comps):
+                sid = f"{prompt.prompt_id}:{s}"
+                if sid not in writer.done_ids:
+                    writer.write(_sample_record(sid, s, prompt, comp, gold_cache))
+            bar.update(task, advance=1, rate=f"{done / max(time.time() - t0, 1e-9):.1f} problems/s")
+
+
+def _sample_record(sid: str, s: int, prompt: Item, comp: Any, gold_cache: Any) -> dict[str, Any]:
+    """One line of samples-*.jsonl: the sample as generated and its verdict (`_score`)."""
+    return {
+        "id": sid,
+        "problem_id": prompt.prompt_id,
+        "sample": s,
+        "answer": prompt.answer,
+        "reasoning": comp.reasoning,
+        "content": comp.content,
+        "finish_reason": comp.finish_reason,
+        "reasoning_closed": comp.reasoning_closed,
+        "completion_tokens": comp.completion_tokens,
+        "prompt_tokens": comp.prompt_tokens,
+        **_score(prompt, comp, gold_cache),
+    }
 
 
 def print_table(summary: dict[str, Any], console: Any = None) -> None:

@@ -1,6 +1,6 @@
 """The filter stage: verify, clean, decontaminate and dedupe traces, and report a funnel.
 
-    distill filter traces/ -o filtered/ --decontaminate-file ../shared/benchmarks/math500.jsonl
+    distill filter -i traces/ -o filtered/ --decontaminate-file ../shared/benchmarks/math500.jsonl
     python -c "from distill.filter import FilterConfig, run; run(FilterConfig('traces', 'out'))"
 
 Three passes, all streaming (memory holds a few small keys per record, never the records):
@@ -18,6 +18,7 @@ Three passes, all streaming (memory holds a few small keys per record, never the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -30,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from distill import checks as C
+from distill.configs import FilterConfig
 from distill.errors import UserError
-from distill.ingest import BadLine, Item, ReadOptions, ReadStats, TraceReader
+from distill.ingest import BadLine, Item, ReadStats, TraceReader
 from distill.records import (
     MANIFEST,
     ShardWriter,
@@ -58,43 +60,6 @@ DEFAULT_CHECKS = [
     "duplicate",
     "per_prompt",
 ]
-
-
-@dataclass
-class FilterConfig:
-    input: str  # traces in any format distill.ingest reads (generate's shard folder, .jsonl, .parquet, ...)
-    output: str
-    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
-    checks: list[str] | None = None  # None: DEFAULT_CHECKS (those that are configured)
-    skip: list[str] = field(default_factory=list)
-    think_tags: list[str] = field(default_factory=lambda: ["<think>", "</think>"])
-    tokenizer: str | None = None  # tokenizer path/id or a student card name; None: count words
-    min_tokens: int | None = None
-    max_tokens: int | None = None
-    max_foreign_share: float = 0.02
-    max_paragraph_words: int = 600  # words without a line break (checks.longest_paragraph); 0: off
-    allow_code_fences: bool = False
-    keep_unverifiable: bool = False
-    trust_labels: bool = False  # correct: take the dataset's own label (--label-column) as the verdict
-    verify_timeout: float = 5.0
-    judge_url: str | None = None
-    judge_model: str | None = None
-    judge_api_key_env: str | None = None
-    code_cpu_s: int = 2
-    code_wall_s: float = 6.0
-    code_memory_mb: int = 1024
-    decontaminate: list[str] = field(default_factory=list)  # registry names (distill.eval_sets)
-    decontaminate_files: list[str] = field(default_factory=list)
-    benchmarks_dir: str | None = None  # local <name>.jsonl files for registry names
-    ngram: int = 8
-    near_dup_threshold: float = 0.0  # MinHash Jaccard threshold for near-duplicate prompts; 0: off
-    max_per_prompt: int | None = None
-    prefer: str = "shortest"  # shortest | random
-    seed: int = 0
-    workers: int = 0  # 0: all cores
-    batch_size: int = 64
-    skip_bad_lines: bool = False
-    overwrite: bool = False
 
 
 RUNTIME_ONLY = ("workers", "batch_size", "skip_bad_lines", "overwrite")
@@ -129,7 +94,7 @@ DECONTAMINATE_FLAGS = ("--decontaminate-file", "--benchmarks-dir")  # this comma
 def _token_counter(cfg: FilterConfig) -> tuple[Any, str]:
     if not cfg.tokenizer:
         return (lambda s: len(s.split())), "words"
-    from distill.config import load_student
+    from distill.cards import load_student
     from distill.resolve import check_hub, locate
 
     kind = locate(cfg.tokenizer, "--tokenizer", cards="students", what="tokenizer folder")
@@ -300,6 +265,10 @@ def _pass1(cfg: FilterConfig, reader: TraceReader, work: Path, ctx: C.Context, c
                 for batch in _batches(items, cfg.batch_size):
                     handle(_check_batch(batch))
             else:
+                # the first batch in this process: it imports and warms up what the data needs
+                # (math-verify's parser, ...) once, and the workers forked next inherit it
+                handle(_check_batch(head[: cfg.batch_size]))
+                items = itertools.islice(items, cfg.batch_size, None)
                 import multiprocessing as mp
 
                 method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
@@ -393,25 +362,32 @@ def _near_dup(lsh: Any, pid: str, problem: str) -> str | None:
 _PARQUET_BATCH = 1000
 
 
+def _arrow_table(rows: list[dict[str, Any]], schema: Any) -> Any:
+    """`pa.Table.from_pylist(rows, schema=schema)` through Arrow's JSON reader: converting Python
+    lists imports pandas (~0.3 s of start-up on every run), the JSON reader does not."""
+    import io
+
+    import pyarrow.json as pj
+
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    return pj.read_json(
+        io.BytesIO(data),
+        read_options=pj.ReadOptions(use_threads=False, block_size=len(data) + 1),
+        parse_options=pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error"),
+    )
+
+
 def _pass3(
     cfg: FilterConfig, reader: TraceReader, work: Path, out: Path, checks: list[str], fails: dict, unit: str
 ) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    """Stream the input again beside pass 1's results, add the global checks' verdicts, and write
+    kept/ (JSONL and data.parquet) and rejected/; returns the funnel."""
     for sub in ("kept", "rejected"):
         for p in shard_paths(out / sub):
             p.unlink()
     kept_w, rej_w = ShardWriter(out / "kept"), ShardWriter(out / "rejected")
-    schema = sft_parquet_schema()
-    tmp_parquet = out / "kept" / ".data.parquet.tmp"
-    pw = pq.ParquetWriter(tmp_parquet, schema)
-    rows: list[dict[str, Any]] = []
-    dropped = dict.fromkeys(checks, 0)
-    tok_dropped = dict.fromkeys(checks, 0)
-    status: dict[str, int] = defaultdict(int)
-    n_in = n_bad = n_kept = tok_in = tok_kept = 0
-    labels: dict[str, int] = defaultdict(int)
+    parquet = _KeptParquet(out / "kept")
+    tally = _Tally(checks)
     results = read_records(work)
     try:
         for item in reader:
@@ -419,90 +395,152 @@ def _pass3(
             if r is None:
                 raise UserError(f"{item.where}: input changed while filtering (more records than checked)")
             if "bad" in r:
-                n_bad += 1
+                tally.n_bad += 1
                 continue
             rec = item.record
             if rec is None or str(rec.get("id")) != r["id"]:
                 raise UserError(f"{item.where}: input changed since it was checked; rerun with --overwrite")
-            res = dict(r["checks"])
-            verdict = r["verdict"]
-            g = fails.get(r["id"])
-            for name in C.GLOBAL_CHECKS:
-                if name not in checks:
-                    continue
-                if verdict is not None:
-                    res[name] = {"ok": None, "skipped": True}
-                elif g is not None and g[0] == name:
-                    res[name] = g[1]
-                    verdict = name
-                elif g is not None:
-                    res[name] = {"ok": None, "skipped": True}
-                else:
-                    res[name] = {"ok": True}
-            if "correct" in res and res["correct"].get("status"):
-                status[res["correct"]["status"]] += 1
-            if "label" in r:
-                _count_label(labels, r["label"], res.get("correct"))
-            n_in += 1
-            tok_in += r["tokens"]
+            res, verdict = _with_global_checks(r, fails.get(r["id"]), checks)
+            tally.count(r, res, verdict)
             rec["verdict"] = verdict or "kept"
             rec["checks"] = res
             if verdict is None:
-                n_kept += 1
-                tok_kept += r["tokens"]
                 kept_w.write(rec)
-                rows.append(
-                    {
-                        "id": rec["id"],
-                        "prompt_id": str(rec.get("prompt_id", "")),
-                        "domain": str(rec.get("domain", "")),
-                        "source": str(rec.get("source", "")),
-                        "messages": to_messages(rec),
-                    }
-                )
-                if len(rows) >= _PARQUET_BATCH:
-                    pw.write_table(pa.Table.from_pylist(rows, schema=schema))
-                    rows = []
+                parquet.add(rec)
             else:
-                dropped[verdict] += 1
-                tok_dropped[verdict] += r["tokens"]
                 rej_w.write(rec)
-        if rows:
-            pw.write_table(pa.Table.from_pylist(rows, schema=schema))
-        pw.close()
-        os.replace(tmp_parquet, out / "kept" / "data.parquet")
+        parquet.commit()
     finally:
         kept_w.close()
         rej_w.close()
-        if tmp_parquet.exists():
-            pw.close()
-            tmp_parquet.unlink()
-    remaining = n_in
-    rows_out = []
-    for name in checks:
-        remaining -= dropped[name]
-        rows_out.append(
+        parquet.discard()
+    return tally.funnel(unit, reader.stats.to_dict())
+
+
+def _with_global_checks(r: dict[str, Any], fail: tuple | None, checks: list[str]) -> tuple[dict, str | None]:
+    """(checks, verdict) of one pass-1 result with the global checks (dedup, per-prompt cap) added:
+    `fail` is (check, result) when a global check dropped it; a record already rejected skips them."""
+    res = dict(r["checks"])
+    verdict = r["verdict"]
+    for name in C.GLOBAL_CHECKS:
+        if name not in checks:
+            continue
+        if verdict is not None:
+            res[name] = {"ok": None, "skipped": True}
+        elif fail is not None and fail[0] == name:
+            res[name] = fail[1]
+            verdict = name
+        elif fail is not None:
+            res[name] = {"ok": None, "skipped": True}
+        else:
+            res[name] = {"ok": True}
+    return res, verdict
+
+
+class _KeptParquet:
+    """`kept/data.parquet` (SFT `messages` rows), written in batches to a temp file and renamed in
+    place by `commit`; `discard` removes an uncommitted temp file."""
+
+    def __init__(self, folder: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = sft_parquet_schema()
+        self.folder = folder
+        self.tmp = folder / ".data.parquet.tmp"
+        self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, rec: dict[str, Any]) -> None:
+        self.rows.append(
             {
-                "name": name,
-                "dropped": dropped[name],
-                "remaining": remaining,
-                "pct_dropped": round(100 * dropped[name] / n_in, 2) if n_in else 0.0,
-                "tokens_dropped": tok_dropped[name],
+                "id": rec["id"],
+                "prompt_id": str(rec.get("prompt_id", "")),
+                "domain": str(rec.get("domain", "")),
+                "source": str(rec.get("source", "")),
+                "messages": to_messages(rec),
             }
         )
-    return {
-        "input": n_in,
-        "bad_lines": n_bad,
-        "kept": n_kept,
-        "rejected": n_in - n_kept,
-        "token_unit": unit,
-        "tokens_in": tok_in,
-        "tokens_kept": tok_kept,
-        "checks": rows_out,
-        "correct_status": dict(status),
-        "labels": _label_summary(labels),
-        "ingest": reader.stats.to_dict(),
-    }
+        if len(self.rows) >= _PARQUET_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.writer.write_table(_arrow_table(self.rows, self.schema))
+        self.rows = []
+
+    def commit(self) -> None:
+        if self.rows:
+            self._flush()
+        self.writer.close()
+        os.replace(self.tmp, self.folder / "data.parquet")
+
+    def discard(self) -> None:
+        if self.tmp.exists():
+            self.writer.close()
+            self.tmp.unlink()
+
+
+@dataclass
+class _Tally:
+    """The funnel's counts as pass 3 goes: records and tokens in, kept, dropped by each check."""
+
+    checks: list[str]
+    n_in: int = 0
+    n_bad: int = 0
+    n_kept: int = 0
+    tok_in: int = 0
+    tok_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    tok_dropped: dict[str, int] = field(default_factory=dict)
+    status: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    labels: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+    def __post_init__(self) -> None:
+        self.dropped = dict.fromkeys(self.checks, 0)
+        self.tok_dropped = dict.fromkeys(self.checks, 0)
+
+    def count(self, r: dict[str, Any], res: dict[str, Any], verdict: str | None) -> None:
+        """Count one checked record (`r`: its pass-1 result) with its final checks and verdict."""
+        if "correct" in res and res["correct"].get("status"):
+            self.status[res["correct"]["status"]] += 1
+        if "label" in r:
+            _count_label(self.labels, r["label"], res.get("correct"))
+        self.n_in += 1
+        self.tok_in += r["tokens"]
+        if verdict is None:
+            self.n_kept += 1
+            self.tok_kept += r["tokens"]
+        else:
+            self.dropped[verdict] += 1
+            self.tok_dropped[verdict] += r["tokens"]
+
+    def funnel(self, unit: str, ingest: dict[str, Any]) -> dict[str, Any]:
+        """funnel.json: totals, then per check (in order) dropped and remaining."""
+        remaining = self.n_in
+        rows_out = []
+        for name in self.checks:
+            remaining -= self.dropped[name]
+            rows_out.append(
+                {
+                    "name": name,
+                    "dropped": self.dropped[name],
+                    "remaining": remaining,
+                    "pct_dropped": round(100 * self.dropped[name] / self.n_in, 2) if self.n_in else 0.0,
+                    "tokens_dropped": self.tok_dropped[name],
+                }
+            )
+        return {
+            "input": self.n_in,
+            "bad_lines": self.n_bad,
+            "kept": self.n_kept,
+            "rejected": self.n_in - self.n_kept,
+            "token_unit": unit,
+            "tokens_in": self.tok_in,
+            "tokens_kept": self.tok_kept,
+            "checks": rows_out,
+            "correct_status": dict(self.status),
+            "labels": _label_summary(self.labels),
+            "ingest": ingest,
+        }
 
 
 def _count_label(acc: dict[str, int], label: bool, correct: dict[str, Any] | None) -> None:

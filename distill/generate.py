@@ -19,75 +19,21 @@ samples instead of copies of the first ones, and any sample can be drawn again o
 With `--executor ray --replicas N` (the `distill[ray]` extra) the N shards run at once on Ray
 actors, replica k doing exactly what `--num-shards N --shard-index k` does (distill/ray_executor.py).
 
-This module is the stage: the options (`GenerateConfig`), their checks, and `plan_job`, which turns
-them into a plain description of the work (`distill.sampling.SampleJob`) that `run` hands to
-`distill.sampling.run_job` in this process or to the Ray executor.
+This module is the stage: the checks of its options (`GenerateConfig`, declared in
+distill.configs) and `plan_job`, which turns them into a plain description of the work
+(`distill.sampling.SampleJob`) that `run` hands to `distill.sampling.run_job` in this process or
+to the Ray executor.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from distill.config import TeacherCard
+from distill.cards import TeacherCard
+from distill.configs import GenerateConfig
 from distill.errors import UserError
 from distill.sampling import BackendSettings, PromptSource, SampleJob, resolve_teacher, run_job
 from distill.teachers import SamplingParams
-
-
-@dataclass
-class GenerateConfig:
-    """Everything `distill generate` needs; None means 'the teacher card's value'."""
-
-    teacher: str
-    prompts: str
-    output: str
-    num_samples: int = 1
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    max_tokens: int | None = None
-    seed: int = 0
-    logprobs: int | None = None  # K: store the teacher's top-K logprobs per token (distill/logit_kd.py)
-    stop: list[str] = field(default_factory=list)
-    limit: int | None = None
-    overwrite: bool = False
-    # prompt source
-    split: str | None = None
-    data_config: str | None = None
-    problem_column: str | None = None
-    answer_column: str | None = None
-    id_column: str | None = None
-    domain: str | None = None
-    domain_column: str | None = None
-    tests_column: str | None = None
-    # backend
-    backend: str | None = None
-    batch_size: int = 64
-    base_url: list[str] = field(default_factory=list)
-    concurrency: int = 64
-    timeout: float = 600.0
-    max_retries: int = 6
-    retry_backoff: float = 1.0
-    api_key_env: str | None = None
-    served_model_name: str | None = None  # openai: the name the server knows the model by
-    tensor_parallel_size: int = 1
-    pipeline_parallel_size: int = 1
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    dtype: str = "auto"
-    threads: int | None = None
-    # job arrays
-    num_shards: int = 1
-    shard_index: int = 0
-    # executors: local (this process) or ray (one actor per shard)
-    executor: str = "local"
-    ray_address: str | None = None
-    replicas: int = 1
-    gpus_per_replica: float | None = None
-    progress: bool = True
-    min_success: float = 0.5  # exit 1 when a smaller share of the prompts sampled now succeeded
-
 
 EXECUTORS = ("local", "ray")
 

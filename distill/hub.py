@@ -1,13 +1,13 @@
 """The push stage: model card, dataset card and upload to the Hugging Face Hub.
 
-    distill push --model runs/student --repo me/qwen-1.5b-r1-distill --data runs/filtered \
+    distill push -i runs/student --repo me/qwen-1.5b-r1-distill --traces runs/filtered \
                  --results runs/eval [--private] [--adapter-only]
     distill push ... --dry-run --to-dir staged/     # writes exactly what would be uploaded
 
 The model card's YAML front matter carries license, base_model, datasets, tags, library_name,
 pipeline_tag and a `model-index` with the eval results; its body tells the teacher, prompt sources,
 sample counts, the filter funnel, the training method and hyperparameters, the eval table beside the
-published R1-Distill scores, and tokens and estimated cost. Traces (`--data`) go to a dataset repo
+published R1-Distill scores, and tokens and estimated cost. Traces (`--traces`) go to a dataset repo
 `<repo>-traces` as Parquet with a `messages` column and a dataset card. A LoRA output is pushed merged
 unless `--adapter-only`. The token comes from `HF_TOKEN` or the login cache and is never printed or
 written anywhere.
@@ -21,12 +21,12 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from distill.configs import PushConfig
 from distill.errors import UserError
 
 log = logging.getLogger("distill.push")
@@ -57,21 +57,6 @@ BENCH_DATASETS = {
     "gpqa": "Idavidrein/gpqa",
 }
 
-
-@dataclass
-class PushConfig:
-    model: str
-    repo: str
-    private: bool = False
-    data: str | None = None  # a filter output folder (or its kept/ folder)
-    results: str | None = None  # an eval output folder (or its results.json)
-    adapter_only: bool = False
-    dry_run: bool = False
-    to_dir: str | None = None
-    license: str | None = None
-    commit_message: str = "Upload with distill push"
-
-
 # ---------------------------------------------------------------------------- validation
 
 
@@ -85,13 +70,13 @@ def check_repo_name(repo: str) -> None:
 def check_model_dir(path: Path) -> str:
     """Return 'full' or 'adapter'; raise when weights or tokenizer are missing."""
     if not path.is_dir():
-        raise UserError(f"--model {path}: no such folder")
+        raise UserError(f"--input {path}: no such folder")
     has_full = any((path / f).exists() for f in WEIGHT_FILES) or any(path.glob("model-*.safetensors"))
     has_adapter = any((path / f).exists() for f in ADAPTER_FILES) and (path / "adapter_config.json").exists()
     if not has_full and not has_adapter:
-        raise UserError(f"--model {path}: no model weights (model.safetensors / adapter_model.safetensors)")
+        raise UserError(f"--input {path}: no model weights (model.safetensors / adapter_model.safetensors)")
     if not any((path / f).exists() for f in TOKENIZER_FILES):
-        raise UserError(f"--model {path}: no tokenizer (tokenizer.json / tokenizer_config.json)")
+        raise UserError(f"--input {path}: no tokenizer (tokenizer.json / tokenizer_config.json)")
     return "full" if has_full else "adapter"
 
 
@@ -164,7 +149,7 @@ def _data_root(data: str | None) -> Path | None:
         return None
     p = Path(data)
     if not p.exists():
-        raise UserError(f"--data {p}: no such folder")
+        raise UserError(f"--traces {p}: no such folder")
     return _data_root_of(p)
 
 
@@ -183,7 +168,7 @@ def gather(cfg: PushConfig) -> dict[str, Any]:
 
     train = _read_json(Path(cfg.model) / "manifest.json")
     root = _data_root(cfg.data)
-    if root is None and train:  # no --data: follow the data the model was trained on
+    if root is None and train:  # no --traces: follow the data the model was trained on
         root = next((_data_root_of(Path(i)) for i in train.get("inputs", []) if Path(i).exists()), None)
     return {
         "train": train,
@@ -208,7 +193,7 @@ def base_model_id(train: dict[str, Any]) -> str | None:
     A student card gives its `model`; a local folder the Hub id in its config.json
     (`_name_or_path`) when it has one; a Hub id itself. Never a local path.
     """
-    from distill.config import is_card, load_student
+    from distill.cards import is_card, load_student
     from distill.resolve import HUB_ID
 
     spec = train.get("base_model") or train.get("model") or train.get("student")
@@ -249,11 +234,47 @@ def objective_text(train: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kind: str) -> str:
+    """README.md for the model repo: YAML front matter (license, tags, base model, model-index),
+    then what was distilled from what, the data and its filter funnel, training settings, scores, use."""
     train = (info.get("train") or {}).get("config", {})
     base = base_model_id(train)
-    gen = (info.get("generate") or {}).get("config", {})
-    gen_counts = (info.get("generate") or {}).get("counts", {})
     ev = info.get("eval")
+    front = _model_front_matter(cfg, train, base, data_repo, kind, ev)
+    lines = [
+        f"# {cfg.repo.split('/')[-1]}",
+        "",
+        _intro(train, base, (info.get("generate") or {}).get("config", {})),
+    ]
+    if train:
+        lines += ["", f"Objective: {objective_text(train, (info.get('train') or {}).get('summary', {}))}"]
+    lines += ["", "## Data", ""]
+    lines += _data_lines(info.get("generate"))
+    lines += _funnel_lines(info.get("funnel"))
+    if train:
+        lines += _training_lines(train, (info.get("train") or {}).get("counts", {}))
+    if ev:
+        lines += _eval_lines(ev)
+    lines += [
+        "",
+        "## Use",
+        "",
+        "Prompt with the chat template; for math end the prompt with "
+        '"Please reason step by step, and put your final answer within \\boxed{}." '
+        "Sample with temperature 0.6 and top-p 0.95.",
+        "",
+    ]
+    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+
+
+def _model_front_matter(
+    cfg: PushConfig,
+    train: dict[str, Any],
+    base: str | None,
+    data_repo: str | None,
+    kind: str,
+    ev: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The model card's YAML metadata: license, library, tags, base model, dataset, model-index."""
     front: dict[str, Any] = {
         "license": cfg.license or train.get("license") or "apache-2.0",
         "library_name": "peft" if kind == "adapter" else "transformers",
@@ -271,92 +292,107 @@ def model_card(cfg: PushConfig, info: dict[str, Any], data_repo: str | None, kin
     if data_repo:
         front["datasets"] = [data_repo]
     if ev:
-        results = []
-        for bench, r in ev["benchmarks"].items():
-            metrics = [{"type": "pass@1", "name": "pass@1", "value": round(100 * r["pass@1"], 2)}]
-            cons_key = next((k for k in r if k.startswith("cons@")), None)
-            if cons_key:
-                metrics.append({"type": cons_key, "name": cons_key, "value": round(100 * r[cons_key], 2)})
-            results.append(
-                {
-                    "task": {"type": "text-generation", "name": "Text Generation"},
-                    "dataset": {"name": bench, "type": BENCH_DATASETS.get(bench, bench)},
-                    "metrics": metrics,
-                }
-            )
-        front["model-index"] = [{"name": cfg.repo.split("/")[-1], "results": results}]
+        front["model-index"] = [{"name": cfg.repo.split("/")[-1], "results": _model_index_results(ev)}]
+    return front
 
-    lines = [f"# {cfg.repo.split('/')[-1]}", ""]
-    lines.append(
-        f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) from "
-        f"**{gen.get('teacher', {}).get('model') if isinstance(gen.get('teacher'), dict) else gen.get('teacher') or gen.get('model') or 'a reasoning teacher'}**"
-        f" into **{base or 'a student base'}**, following the DeepSeek-R1 distillation recipe (SFT on verified reasoning traces)."
-        if train.get("objective", "sft") == "sft"
-        else f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) into "
-        f"**{base or 'a student base'}**."
+
+def _model_index_results(ev: dict[str, Any]) -> list[dict[str, Any]]:
+    """model-index results (the Hub's leaderboard metadata): pass@1 and cons@n, %, per benchmark."""
+    results = []
+    for bench, r in ev["benchmarks"].items():
+        metrics = [{"type": "pass@1", "name": "pass@1", "value": round(100 * r["pass@1"], 2)}]
+        cons_key = next((k for k in r if k.startswith("cons@")), None)
+        if cons_key:
+            metrics.append({"type": cons_key, "name": cons_key, "value": round(100 * r[cons_key], 2)})
+        results.append(
+            {
+                "task": {"type": "text-generation", "name": "Text Generation"},
+                "dataset": {"name": bench, "type": BENCH_DATASETS.get(bench, bench)},
+                "metrics": metrics,
+            }
+        )
+    return results
+
+
+def _intro(train: dict[str, Any], base: str | None, gen: dict[str, Any]) -> str:
+    """The card's first sentence: what was distilled into what (the teacher for SFT on its traces)."""
+    student = base or "a student base"
+    if train.get("objective", "sft") != "sft":
+        return f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) into **{student}**."
+    teacher = gen.get("teacher")
+    name = (
+        teacher.get("model")
+        if isinstance(teacher, dict)
+        else teacher or gen.get("model") or "a reasoning teacher"
     )
-    if train:
-        lines += ["", f"Objective: {objective_text(train, (info.get('train') or {}).get('summary', {}))}"]
-    lines += ["", "## Data", ""]
-    if gen:
-        lines.append(
-            f"- Prompt sources: {', '.join(map(str, (info['generate'] or {}).get('inputs', []))) or 'n/a'}"
-        )
-        for k in ("prompts", "samples", "prompt_tokens", "completion_tokens", "failed"):
-            if k in gen_counts:
-                lines.append(f"- {k.replace('_', ' ')}: {gen_counts[k]:,}")
-        if "cost_usd" in gen_counts:
-            lines.append(f"- estimated teacher cost: ${gen_counts['cost_usd']:,.2f}")
-    funnel = info.get("funnel")
-    if funnel:
-        lines += ["", "### Filter funnel", "", "| step | dropped | remaining |", "|---|---:|---:|"]
-        lines.append(f"| input | | {funnel.get('input', '')} |")
-        for c in funnel.get("checks", []):
-            lines.append(f"| {c.get('name')} | {c.get('dropped', '')} | {c.get('remaining', '')} |")
-        lines.append(f"| **kept** | | **{funnel.get('kept', '')}** |")
-    if train:
-        lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
-        for k in (
-            "method", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "max_length",
-            "lora_r", "lora_alpha", "packing", "lr_scheduler", "warmup_ratio", "seed",
-        ):  # fmt: skip
-            if k in train and train[k] is not None:
-                lines.append(f"| {k} | {_fmt(train[k])} |")
-        tcounts = (info.get("train") or {}).get("counts", {})
-        for k, v in tcounts.items():
-            lines.append(f"| {k} | {_fmt(v)} |")
-    if ev:
-        pub = ev.get("published") or {}
-        lines += ["", "## Evaluation", ""]
-        s = ev.get("sampling", {})
-        lines.append(
-            f"R1 protocol: temperature {s.get('temperature')}, top-p {s.get('top_p')}, "
-            f"{s.get('num_samples')} samples per problem, max {s.get('max_tokens')} tokens; "
-            "pass@1 is mean correctness over samples, cons@n the majority-vote answer."
-        )
-        lines += [
-            "",
-            "| benchmark | pass@1 | cons@n | mean tokens | " + ("published R1-Distill |" if pub else ""),
-        ]
-        lines.append("|---|---:|---:|---:|" + ("---:|" if pub else ""))
-        for bench, r in ev["benchmarks"].items():
-            cons = next((v for k, v in r.items() if k.startswith("cons@")), 0.0)
-            row = (
-                f"| {bench} | {100 * r['pass@1']:.1f} | {100 * cons:.1f} | {r['mean_response_tokens']:.0f} |"
-            )
-            if pub:
-                row += f" {pub[bench]:.1f} |" if bench in pub else " — |"
-            lines.append(row)
-    lines += [
+    return (
+        f"A reasoning model distilled with [distill](https://pypi.org/project/distill/) from **{name}**"
+        f" into **{student}**, following the DeepSeek-R1 distillation recipe (SFT on verified reasoning traces)."
+    )
+
+
+def _data_lines(generate: dict[str, Any] | None) -> list[str]:
+    """The generate run's prompt sources, counts and estimated teacher cost (none without one)."""
+    if not (generate or {}).get("config", {}):
+        return []
+    counts = generate.get("counts", {})
+    lines = [f"- Prompt sources: {', '.join(map(str, generate.get('inputs', []))) or 'n/a'}"]
+    for k in ("prompts", "samples", "prompt_tokens", "completion_tokens", "failed"):
+        if k in counts:
+            lines.append(f"- {k.replace('_', ' ')}: {counts[k]:,}")
+    if "cost_usd" in counts:
+        lines.append(f"- estimated teacher cost: ${counts['cost_usd']:,.2f}")
+    return lines
+
+
+def _funnel_lines(funnel: dict[str, Any] | None) -> list[str]:
+    """The filter funnel as a table: traces dropped by each check and remaining after it."""
+    if not funnel:
+        return []
+    lines = ["", "### Filter funnel", "", "| step | dropped | remaining |", "|---|---:|---:|"]
+    lines.append(f"| input | | {funnel.get('input', '')} |")
+    for c in funnel.get("checks", []):
+        lines.append(f"| {c.get('name')} | {c.get('dropped', '')} | {c.get('remaining', '')} |")
+    lines.append(f"| **kept** | | **{funnel.get('kept', '')}** |")
+    return lines
+
+
+def _training_lines(train: dict[str, Any], counts: dict[str, Any]) -> list[str]:
+    """The training settings that were set, then the train stage's counts, as one table."""
+    lines = ["", "## Training", "", "| setting | value |", "|---|---|"]
+    for k in (
+        "method", "learning_rate", "epochs", "max_steps", "batch_size", "grad_accum", "max_length",
+        "lora_r", "lora_alpha", "packing", "lr_scheduler", "warmup_ratio", "seed",
+    ):  # fmt: skip
+        if k in train and train[k] is not None:
+            lines.append(f"| {k} | {_fmt(train[k])} |")
+    for k, v in counts.items():
+        lines.append(f"| {k} | {_fmt(v)} |")
+    return lines
+
+
+def _eval_lines(ev: dict[str, Any]) -> list[str]:
+    """The sampling protocol and a pass@1 / cons@n table (%), beside published R1-Distill scores."""
+    pub = ev.get("published") or {}
+    s = ev.get("sampling", {})
+    lines = [
         "",
-        "## Use",
+        "## Evaluation",
         "",
-        "Prompt with the chat template; for math end the prompt with "
-        '"Please reason step by step, and put your final answer within \\boxed{}." '
-        "Sample with temperature 0.6 and top-p 0.95.",
+        f"R1 protocol: temperature {s.get('temperature')}, top-p {s.get('top_p')}, "
+        f"{s.get('num_samples')} samples per problem, max {s.get('max_tokens')} tokens; "
+        "pass@1 is mean correctness over samples, cons@n the majority-vote answer.",
         "",
+        "| benchmark | pass@1 | cons@n | mean tokens | " + ("published R1-Distill |" if pub else ""),
+        "|---|---:|---:|---:|" + ("---:|" if pub else ""),
     ]
-    return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n".join(lines)
+    for bench, r in ev["benchmarks"].items():
+        cons = next((v for k, v in r.items() if k.startswith("cons@")), 0.0)
+        row = f"| {bench} | {100 * r['pass@1']:.1f} | {100 * cons:.1f} | {r['mean_response_tokens']:.0f} |"
+        if pub:
+            row += f" {pub[bench]:.1f} |" if bench in pub else " — |"
+        lines.append(row)
+    return lines
 
 
 def dataset_card(cfg: PushConfig, info: dict[str, Any], data_repo: str, rows: int) -> str:
@@ -453,7 +489,7 @@ def stage_data(cfg: PushConfig, dest: Path) -> int:
             for r in read_records(kept)
         ]
         if not rows:
-            raise UserError(f"--data {kept}: no kept traces")
+            raise UserError(f"--traces {kept}: no kept traces")
         pq.write_table(
             pa.Table.from_pylist(rows, schema=sft_parquet_schema()), dest / "data" / "train.parquet"
         )

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.configs import ReadOptions
 from distill.errors import UserError
 from distill.teachers.protocol import END_TOKENS, strip_end_tokens
 
@@ -128,23 +129,6 @@ class BadLine(UserError):
 
 class DuplicateId(UserError):
     """Two records with one id (never skipped: two dumps merged need `reassign_ids`)."""
-
-
-@dataclass
-class ReadOptions:
-    """How to read an input (the `--format` and column flags of filter, select and train)."""
-
-    format: str = "auto"  # auto | traces | messages | sharegpt | columns | openai-response
-    split: str = "train"  # Hub ids and saved datasets
-    dataset_config: str | None = None  # Hub config name (--config)
-    problem_column: str | None = None
-    reasoning_column: str | None = None
-    content_column: str | None = None
-    answer_column: str | None = None
-    id_column: str | None = None  # the prompt id (columns/messages/sharegpt); else a hash of the problem
-    label_column: str | None = None  # the dataset's own correctness labels (bool, or a per-sample list)
-    domain: str | None = None  # every record's domain (else the row's `domain`, else inferred)
-    reassign_ids: bool = False  # key records by source file and line instead of their `id`
 
 
 @dataclass
@@ -856,7 +840,15 @@ def from_trace(row: dict[str, Any], where: str, options: ReadOptions) -> dict[st
     return rec
 
 
-def _norm_messages(msgs: Any, key: str, where: str) -> list[dict[str, Any]]:
+def normalize_messages(msgs: Any, key: str, where: str) -> list[dict[str, Any]]:
+    """A conversation as a list of `{"role", "content"}` dicts, one per message, in order.
+
+    `msgs` is a list of messages or its JSON text; each message has `role`/`content` (OpenAI) or
+    `from`/`value` (ShareGPT). Roles are lower-cased, `human` becomes `user` and `gpt`/`model`/`bot`
+    `assistant`; content given as OpenAI text parts is joined into text. An assistant message's
+    `reasoning_content` (or `reasoning`, `thinking`) is kept as `reasoning`. Raises `UserError`
+    naming `where` and the field `key` for anything else.
+    """
     if isinstance(msgs, str):
         try:
             msgs = json.loads(msgs)
@@ -886,7 +878,7 @@ def from_messages(row: dict[str, Any], key: str, where: str, options: ReadOption
     a first system turn `system`, and the turns before the problem `history`."""
     if key not in row:
         raise UserError(f"{where}: row has no '{key}' field (columns: {', '.join(sorted(row))})")
-    msgs = _norm_messages(row[key], key, where)
+    msgs = normalize_messages(row[key], key, where)
     system = str(row["system"]) if isinstance(row.get("system"), str) and row["system"].strip() else None
     if msgs[0]["role"] == "system":
         system = msgs[0]["content"]
@@ -945,7 +937,7 @@ def from_openai(row: dict[str, Any], where: str, options: ReadOptions) -> list[t
     if isinstance(prompt, str):
         base["problem"] = prompt
     else:
-        msgs = _norm_messages(prompt, "messages", where)
+        msgs = normalize_messages(prompt, "messages", where)
         if msgs[0]["role"] == "system":
             base["system"] = msgs[0]["content"]
             msgs = msgs[1:]

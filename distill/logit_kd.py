@@ -1,8 +1,8 @@
 """Teacher-logit (top-K) distillation: the side files `generate --logprobs K` writes, and the KD loss term.
 
     distill generate --teacher ./teacher --prompts p.jsonl --logprobs 20 --output runs/traces
-    distill filter runs/traces --output runs/filtered          # kept/ carries the side files
-    distill train --student s --data runs/filtered/kept --kd-weight 0.5 --output runs/student-kd
+    distill filter -i runs/traces --output runs/filtered       # kept/ carries the side files
+    distill train --student s -i runs/filtered/kept --kd-weight 0.5 --output runs/student-kd
 
 Side files. Next to each trace shard `shard-00000.jsonl` the sampling stage writes
 `shard-00000.jsonl.logprobs`: a header line `{"meta": {...}}` (K, the token format, the teacher

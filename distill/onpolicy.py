@@ -224,7 +224,7 @@ def judge_format(
 
 def resolve_teacher(r: sft.TrainConfig) -> tuple[Any, str | None]:
     """(teacher card, local model path or id; None for a served teacher)."""
-    from distill.config import TeacherCard
+    from distill.cards import TeacherCard
     from distill.sampling import resolve_teacher as teacher_card
 
     if r.teacher_url:
@@ -369,19 +369,14 @@ def validate(r: sft.TrainConfig) -> None:
 
 
 def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str, Any]:
+    """The recipe: claim the output folder → teacher, prompts, tokenizers → student (format guard) →
+    teacher model → trainer → train → save."""
     from accelerate import PartialState
-    from datasets import Dataset
 
     state = PartialState()
     out = Path(r.output)
     cfg = sft.manifest_config(r)
-    old = None
-    with state.main_process_first():
-        if state.is_main_process:
-            old = sft._prepare_output(out, cfg, r.overwrite)
-    state.wait_for_everyone()
-    if not state.is_main_process:
-        old = records.read_manifest(out)
+    old = sft.claim_output(state, out, cfg, r.overwrite)
     if old and old.get("status") == "done":
         log.info("%s: training already finished; nothing to do", out)
         return dict(old.get("summary", {}))
@@ -391,91 +386,37 @@ def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str,
     tokenizer, teacher_tok = _tokenizers(r, model_id, teacher_id, texts[0])
     eos = tokenizer.eos_token
     eos_id = tokenizer.convert_tokens_to_ids(eos)
-
     bf16 = sft._use_bf16(r)
     model = load_student(model_id, r.method, bf16, tokenizer)
     max_new = r.max_new_tokens or r.max_length
-    close_tag = teacher_card.think_tags[-1] if teacher_card.think_tags else "</think>"
-    check = check_format(model, tokenizer, texts[:FORMAT_PROBES], max_new, close_tag)
-    trained = (records.read_manifest(Path(model_id)) or {}).get("stage") == "train"
-    judge_format(check, r.allow_unformatted, close_tag, trained)
-
-    teacher = None
-    if teacher_id is not None:
-        teacher = sft._load_model(teacher_id, "full", bf16, teacher_tok)
-        teacher.requires_grad_(False)
-        match_vocab_size(model, teacher)
-
+    check = _format_guard(r, model, tokenizer, texts, max_new, teacher_card, model_id)
+    teacher = _load_teacher(teacher_id, bf16, teacher_tok, model)
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         counts = {"prompts": len(texts), "format_probes": check.samples, "format_ok": check.formatted}
         records.write_manifest(out, "train", cfg, inputs=_inputs(r), counts=counts, status="running")
 
-    peft_config = _lora_config(r) if r.method == "lora" and not hasattr(model, "peft_config") else None
-    n_params = sum(p.numel() for p in model.parameters())
-    ckpt = r.gradient_checkpointing if r.gradient_checkpointing is not None else n_params >= 100e6
     beta = DEFAULT_BETA if r.beta is None else r.beta
-    common = _trainer_args(r, out, max_new, beta, bf16, ckpt)
-    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": t}] for t in texts]})
-    trainer = _make_trainer(r, common, model, teacher, dataset, tokenizer, peft_config)
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)
-    resume = sft.last_checkpoint(out / "checkpoints")
-    resume_step = int(resume.name.split("-")[1]) if resume else 0
-    if resume:
-        log.info("resuming from %s", resume)
+    trainer = _build_trainer(r, out, model, teacher, tokenizer, texts, max_new, beta, bf16)
+    resume, resume_step = sft.resume_point(out)
     for cb in [_log_callback(out, resume_step), *callbacks]:
         trainer.add_callback(cb)
-    t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    elapsed = time.time() - t0
+    result, elapsed = sft.train_timed(trainer, resume)
 
     gen = sft._generation_config(model_id, eos_id, tokenizer.pad_token_id)
+    tokenizer.padding_side = "right"  # saved for inference; training generated from left-padded prompts
+    sft.save_final(trainer, tokenizer, gen, out)
     summary: dict[str, Any] = {}
     if trainer.is_world_process_zero():
-        trainer.model.generation_config = gen
-        trainer.model.config.eos_token_id = eos_id
-    trainer.save_model(str(out))
-    if trainer.is_world_process_zero():
-        tokenizer.padding_side = "right"
-        tokenizer.save_pretrained(out)
-        gen.save_pretrained(out)
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        summary = {
-            "objective": "opd",
-            "divergence": divergence_name(beta),
-            "beta": beta,
-            "teacher": _teacher_label(r, teacher_card),
-            "steps": trainer.state.global_step,
-            "resumed_from_step": resume_step,
-            "first_divergence": losses[0] if losses else None,
-            "final_divergence": losses[-1] if losses else result.training_loss,
-            "final_loss": losses[-1] if losses else result.training_loss,
-            "first_loss": losses[0] if losses else None,
-            "train_loss": result.training_loss,
-            "prompts": len(texts),
-            "seconds": round(elapsed, 1),
-            "format_ok": f"{check.formatted}/{check.samples}",
-            "processes": state.num_processes,
-            "method": r.method,
-            "eos_token": eos,
-            "model": str(out),
-            "checkpoints": str(out / "checkpoints"),
-            "log": str(out / "train_log.csv"),
-            "manifest": str(out / records.MANIFEST),
-        }
+        run_facts = {"beta": beta, "resumed_from_step": resume_step, "prompts": len(texts), "eos_token": eos}
+        run_facts.update(processes=state.num_processes, format_ok=f"{check.formatted}/{check.samples}")
+        summary = _summary(r, out, trainer, result, elapsed, _teacher_label(r, teacher_card), run_facts)
         if r.merge and r.method != "full":
             base = _adapter_base(model_id)
             summary["merged"] = str(sft.merge_adapter(out, base, tokenizer, gen, bf16))
+        counts = {"prompts": len(texts)}
         records.write_manifest(
-            out,
-            "train",
-            cfg,
-            inputs=_inputs(r),
-            counts={"prompts": len(texts)},
-            status="done",
-            summary=summary,
+            out, "train", cfg, inputs=_inputs(r), counts=counts, status="done", summary=summary
         )
         log.info(
             "on-policy distillation: %d steps, divergence %s -> %s",
@@ -485,6 +426,96 @@ def _train(r: sft.TrainConfig, model_id: str, callbacks: list[Any]) -> dict[str,
         )
     state.wait_for_everyone()
     return summary
+
+
+def _build_trainer(
+    r: sft.TrainConfig,
+    out: Path,
+    model: Any,
+    teacher: Any,
+    tokenizer: Any,
+    texts: list[str],
+    max_new: int,
+    beta: float,
+    bf16: bool,
+) -> Any:
+    """TRL's distillation trainer over the prompts (the student samples, the teacher grades), with a
+    LoRA adapter for --method lora on a plain model; TRL's console printer removed."""
+    from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
+
+    peft_config = _lora_config(r) if r.method == "lora" and not hasattr(model, "peft_config") else None
+    n_params = sum(p.numel() for p in model.parameters())
+    ckpt = r.gradient_checkpointing if r.gradient_checkpointing is not None else n_params >= 100e6
+    common = _trainer_args(r, out, max_new, beta, bf16, ckpt)
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": t}] for t in texts]})
+    trainer = _make_trainer(r, common, model, teacher, dataset, tokenizer, peft_config)
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _format_guard(
+    r: sft.TrainConfig,
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    max_new: int,
+    teacher_card: Any,
+    model_id: str,
+) -> FormatCheck:
+    """Sample the student greedily on the first prompts and refuse one that never closes its
+    reasoning (unless --allow-unformatted); returns the check's counts."""
+    close_tag = teacher_card.think_tags[-1] if teacher_card.think_tags else "</think>"
+    check = check_format(model, tokenizer, texts[:FORMAT_PROBES], max_new, close_tag)
+    trained = (records.read_manifest(Path(model_id)) or {}).get("stage") == "train"
+    judge_format(check, r.allow_unformatted, close_tag, trained)
+    return check
+
+
+def _load_teacher(teacher_id: str | None, bf16: bool, teacher_tok: Any, student: Any) -> Any:
+    """The frozen local teacher, its vocabulary matched to the student's; None for a served teacher."""
+    if teacher_id is None:
+        return None
+    teacher = sft._load_model(teacher_id, "full", bf16, teacher_tok)
+    teacher.requires_grad_(False)
+    match_vocab_size(student, teacher)
+    return teacher
+
+
+def _summary(
+    r: sft.TrainConfig,
+    out: Path,
+    trainer: Any,
+    result: Any,
+    elapsed: float,
+    teacher: str,
+    run_facts: dict[str, Any],
+) -> dict[str, Any]:
+    """The summary stored in manifest.json: the divergence, its first and final values, steps, paths."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "objective": "opd",
+        "divergence": divergence_name(run_facts["beta"]),
+        "beta": run_facts["beta"],
+        "teacher": teacher,
+        "steps": trainer.state.global_step,
+        "resumed_from_step": run_facts["resumed_from_step"],
+        "first_divergence": losses[0] if losses else None,
+        "final_divergence": losses[-1] if losses else result.training_loss,
+        "final_loss": losses[-1] if losses else result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "train_loss": result.training_loss,
+        "prompts": run_facts["prompts"],
+        "seconds": round(elapsed, 1),
+        "format_ok": run_facts["format_ok"],
+        "processes": run_facts["processes"],
+        "method": r.method,
+        "eos_token": run_facts["eos_token"],
+        "model": str(out),
+        "checkpoints": str(out / "checkpoints"),
+        "log": str(out / "train_log.csv"),
+        "manifest": str(out / records.MANIFEST),
+    }
 
 
 def _tokenizers(r: sft.TrainConfig, model_id: str, teacher_id: str | None, prompt: str) -> tuple[Any, Any]:

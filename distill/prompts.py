@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from distill.config import DataSource, Mixture, is_card, load_data
+from distill.cards import DataSource, Mixture, is_card, load_data
 from distill.errors import UserError
 
 log = logging.getLogger("distill.prompts")

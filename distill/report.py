@@ -1,7 +1,7 @@
 """The report stage: render any run folder into `report.md` plus PNG charts.
 
-    distill report runs/demo                 # writes runs/demo/report/report.md and *.png
-    distill report runs/my-gpu-run --output reports/r1
+    distill report -i runs/demo           # writes runs/demo/report/report.md and *.png
+    distill report -i runs/my-gpu-run --output reports/r1
 
 It finds every stage output below the folder by its `manifest.json` (generate, filter, train, eval)
 and draws what each one holds: the filter funnel, reasoning-length histograms of kept vs rejected
@@ -14,19 +14,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.configs import ReportConfig
 from distill.errors import UserError
 from distill.records import MANIFEST, atomic_write_text, read_records
-
-
-@dataclass
-class ReportConfig:
-    run_dir: str
-    output: str | None = None  # default: <run_dir>/report
-    max_depth: int = 4
 
 
 def find_stages(root: Path, max_depth: int = 4) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
@@ -180,6 +174,8 @@ def accuracy_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[str], di
 
 
 def run(cfg: ReportConfig) -> dict[str, Any]:
+    """Write `report.md` and its charts for the run folder `cfg.run_dir`; returns what was drawn
+    (stage counts, accuracy cells, the report's path and chart names)."""
     root = Path(cfg.run_dir)
     if not root.is_dir():
         raise UserError(f"{root}: no such run folder")
@@ -188,174 +184,206 @@ def run(cfg: ReportConfig) -> dict[str, Any]:
     stages = find_stages(root, cfg.max_depth)
     if not stages:
         raise UserError(f"{root}: no stage outputs found (no manifest.json below it)")
-    plt = _plt()
-    md: list[str] = [f"# distill report: {root.name}", ""]
-    charts: list[str] = []
+    charts = Charts(out, _plt())
     summary: dict[str, Any] = {"stages": {k: len(v) for k, v in stages.items()}}
-
-    # ------------------------------------------------------------------ tokens and compute
-    md += ["## Tokens and compute", "", "| stage | output | figures |", "|---|---|---|"]
-    for stage in ("generate", "filter", "train", "eval"):
-        for folder, m in stages.get(stage, []):
-            c = m.get("counts", {})
-            figures = ", ".join(
-                f"{k}: {v:,.2f}"
-                if isinstance(v, float)
-                else f"{k}: {v:,}"
-                if isinstance(v, int)
-                else f"{k}: {v}"
-                for k, v in c.items()
-                if not isinstance(v, dict | list)
-            )
-            md.append(f"| {stage} | `{_label(root, folder)}` | {figures or '—'} |")
-    md.append("")
-
-    # ------------------------------------------------------------------ filter funnel + lengths
+    md: list[str] = [f"# distill report: {root.name}", ""]
+    md += compute_section(root, stages)
     for folder, _ in stages.get("filter", []):
         funnel_path = folder / "funnel.json"
-        if not funnel_path.exists():
-            continue
-        funnel = json.loads(funnel_path.read_text())
-        label = _label(root, folder)
-        names = ["input"] + [c["name"] for c in funnel.get("checks", [])]
-        remaining = [funnel.get("input", 0)] + [c.get("remaining", 0) for c in funnel.get("checks", [])]
-        fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.2))
-        ax.barh(names[::-1], remaining[::-1], color="#4c72b0")
-        for i, v in enumerate(remaining[::-1]):
-            ax.text(v, i, f" {v}", va="center", fontsize=8)
-        ax.set_xlabel("traces remaining")
-        ax.set_title(f"filter funnel: {label}")
-        fig.tight_layout()
-        name = f"funnel-{label.replace('/', '-')}.png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        charts.append(name)
-        md += [
-            f"## Filter funnel: `{label}`",
-            "",
-            "| step | dropped | remaining | % of input |",
-            "|---|---:|---:|---:|",
-        ]
-        total = max(funnel.get("input", 0), 1)
-        md.append(f"| input | | {funnel.get('input', 0)} | 100.0% |")
-        for c in funnel.get("checks", []):
-            md.append(
-                f"| {c['name']} | {c.get('dropped', 0)} | {c.get('remaining', 0)} | {100 * c.get('remaining', 0) / total:.1f}% |"
-            )
-        md += [
-            f"| **kept** | | **{funnel.get('kept', 0)}** | {100 * funnel.get('kept', 0) / total:.1f}% |",
-            "",
-        ]
-        md += [f"![funnel]({name})", ""]
-
-        lengths: dict[str, list[int]] = {}
-        for part in ("kept", "rejected"):
-            if (folder / part).is_dir():
-                lengths[part] = [
-                    int(
-                        (r.get("usage") or {}).get("completion_tokens")
-                        or len((r.get("reasoning") or "").split())
-                    )
-                    for r in read_records(folder / part, skip_bad_lines=True)
-                ]
-        if any(lengths.values()):
-            fig, ax = plt.subplots(figsize=(7, 3.5))
-            draw_lengths(ax, lengths)
-            ax.set_xlabel("completion tokens (reasoning + answer)")
-            ax.set_ylabel("traces")
-            ax.set_title(f"response length: {label}")
-            ax.legend()
-            fig.tight_layout()
-            name = f"lengths-{label.replace('/', '-')}.png"
-            fig.savefig(out / name, dpi=110)
-            plt.close(fig)
-            charts.append(name)
-            md += [f"![lengths]({name})", ""]
-
-    # ------------------------------------------------------------------ training loss
-    logs = [(folder, read_train_log(folder)) for folder, _ in stages.get("train", [])]
-    logs = [(f, rows) for f, rows in logs if any("loss" in r for r in rows)]
-    if logs:
-        fig, ax = plt.subplots(figsize=(7, 3.8))
-        md += ["## Training", "", "| run | steps | first loss | final loss |", "|---|---:|---:|---:|"]
-        for folder, rows in logs:
-            pts = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=_label(root, folder))
-            md.append(
-                f"| `{_label(root, folder)}` | {int(pts[-1][0])} | {pts[0][1]:.3f} | {pts[-1][1]:.3f} |"
-            )
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.set_yscale("log")
-        ax.legend(fontsize=7)
-        ax.set_title("training loss")
-        fig.tight_layout()
-        fig.savefig(out / "loss.png", dpi=110)
-        plt.close(fig)
-        charts.append("loss.png")
-        md += ["", "![loss](loss.png)", ""]
-
-    # ------------------------------------------------------------------ eval
-    rows = eval_rows(root, stages.get("eval", []))
-    if rows:
-        models, modes, cells = accuracy_table(rows)
-        summary["accuracy"] = {m: {mode: cells.get((m, mode)) for mode in modes} for m in models}
-        md += [
-            "## Accuracy (pass@1, %)",
-            "",
-            "| model | " + " | ".join(modes) + " |",
-            "|---|" + "---:|" * len(modes),
-        ]
-        for m in models:
-            md.append(
-                f"| {m} | "
-                + " | ".join(f"{cells[(m, mo)]:.1f}" if (m, mo) in cells else "—" for mo in modes)
-                + " |"
-            )
-        md.append("")
-        fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(models)), 3.8))
-        width = 0.8 / max(len(modes), 1)
-        summary["accuracy_bars"] = draw_accuracy(ax, models, modes, cells, width)
-        ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(models))])
-        ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
-        ax.set_ylabel("pass@1 (%)")
-        ax.set_ylim(0, 105)
-        ax.legend()
-        ax.set_title("accuracy")
-        fig.tight_layout()
-        fig.savefig(out / "accuracy.png", dpi=110)
-        plt.close(fig)
-        charts.append("accuracy.png")
-        md += [
-            "![accuracy](accuracy.png)",
-            "",
-            "| eval run | benchmark | pass@1 | cons@n | problems | mean tokens | truncated |",
-        ]
-        md.append("|---|---|---:|---:|---:|---:|---:|")
-        for r in rows:
-            cons = f"{100 * r['cons'][1]:.1f} ({r['cons'][0]})" if r["cons"] else "—"
-            md.append(
-                f"| `{r['run']}` | {r['benchmark']} | {100 * r['pass@1']:.1f} | {cons} | {r['problems']} | "
-                f"{r['mean_tokens']:.0f} | {100 * r['truncated']:.1f}% |"
-            )
-        md.append("")
-
-    # ------------------------------------------------------------------ sweeps
+        if funnel_path.exists():
+            label = _label(root, folder)
+            md += funnel_section(label, json.loads(funnel_path.read_text()), charts)
+            md += lengths_section(label, folder, charts)
+    md += loss_section(root, stages.get("train", []), charts)
+    md += eval_section(root, stages.get("eval", []), charts, summary)
     for folder, _ in stages.get("sweep", []):
-        table, chart = folder / "sweep.md", folder / "sweep.png"
-        if not table.exists():
-            continue
-        label = _label(root, folder)
-        md += [f"## Accuracy against data budget: `{label}`", "", table.read_text().strip(), ""]
-        if chart.exists():
-            name = f"sweep-{label.replace('/', '-')}.png"
-            shutil.copyfile(chart, out / name)
-            charts.append(name)
-            md += [f"![sweep]({name})", ""]
+        md += sweep_section(_label(root, folder), folder, charts)
 
     extra = root / "demo.md"
     if extra.exists():
         md = md[:2] + [extra.read_text().strip(), ""] + md[2:]
     atomic_write_text(out / "report.md", "\n".join(md) + "\n")
-    summary.update({"report": str(out / "report.md"), "charts": charts})
+    summary.update({"report": str(out / "report.md"), "charts": charts.names})
     return summary
+
+
+@dataclass
+class Charts:
+    """Where the report's PNG charts go, the pyplot module drawing them, and the names written so far."""
+
+    out: Path
+    plt: Any
+    names: list[str] = field(default_factory=list)
+
+    def save(self, fig: Any, name: str) -> str:
+        """Lay out `fig`, write it as `out/name` (110 dpi), close it; returns `name`."""
+        fig.tight_layout()
+        fig.savefig(self.out / name, dpi=110)
+        self.plt.close(fig)
+        self.names.append(name)
+        return name
+
+
+def _figures(counts: dict[str, Any]) -> str:
+    """A manifest's scalar counts as `key: value` (thousands separated, floats to 2 places)."""
+    return ", ".join(
+        f"{k}: {v:,.2f}" if isinstance(v, float) else f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
+        for k, v in counts.items()
+        if not isinstance(v, dict | list)
+    )
+
+
+def compute_section(root: Path, stages: dict[str, list[tuple[Path, dict[str, Any]]]]) -> list[str]:
+    """Markdown table: each generate/filter/train/eval output and its manifest's counts."""
+    md = ["## Tokens and compute", "", "| stage | output | figures |", "|---|---|---|"]
+    for stage in ("generate", "filter", "train", "eval"):
+        for folder, m in stages.get(stage, []):
+            figures = _figures(m.get("counts", {}))
+            md.append(f"| {stage} | `{_label(root, folder)}` | {figures or '—'} |")
+    md.append("")
+    return md
+
+
+def funnel_section(label: str, funnel: dict[str, Any], charts: Charts) -> list[str]:
+    """The filter funnel (funnel.json): a chart of traces remaining after each check, and its table."""
+    names = ["input"] + [c["name"] for c in funnel.get("checks", [])]
+    remaining = [funnel.get("input", 0)] + [c.get("remaining", 0) for c in funnel.get("checks", [])]
+    fig, ax = charts.plt.subplots(figsize=(7, 0.5 * len(names) + 1.2))
+    ax.barh(names[::-1], remaining[::-1], color="#4c72b0")
+    for i, v in enumerate(remaining[::-1]):
+        ax.text(v, i, f" {v}", va="center", fontsize=8)
+    ax.set_xlabel("traces remaining")
+    ax.set_title(f"filter funnel: {label}")
+    name = charts.save(fig, f"funnel-{label.replace('/', '-')}.png")
+    md = [
+        f"## Filter funnel: `{label}`",
+        "",
+        "| step | dropped | remaining | % of input |",
+        "|---|---:|---:|---:|",
+    ]
+    total = max(funnel.get("input", 0), 1)
+    md.append(f"| input | | {funnel.get('input', 0)} | 100.0% |")
+    for c in funnel.get("checks", []):
+        md.append(
+            f"| {c['name']} | {c.get('dropped', 0)} | {c.get('remaining', 0)} | {100 * c.get('remaining', 0) / total:.1f}% |"
+        )
+    md += [
+        f"| **kept** | | **{funnel.get('kept', 0)}** | {100 * funnel.get('kept', 0) / total:.1f}% |",
+        "",
+    ]
+    return md + [f"![funnel]({name})", ""]
+
+
+def lengths_section(label: str, folder: Path, charts: Charts) -> list[str]:
+    """Histogram of completion lengths, kept vs rejected traces of one filter output (none: no lines)."""
+    lengths: dict[str, list[int]] = {}
+    for part in ("kept", "rejected"):
+        if (folder / part).is_dir():
+            lengths[part] = [
+                int(
+                    (r.get("usage") or {}).get("completion_tokens") or len((r.get("reasoning") or "").split())
+                )
+                for r in read_records(folder / part, skip_bad_lines=True)
+            ]
+    if not any(lengths.values()):
+        return []
+    fig, ax = charts.plt.subplots(figsize=(7, 3.5))
+    draw_lengths(ax, lengths)
+    ax.set_xlabel("completion tokens (reasoning + answer)")
+    ax.set_ylabel("traces")
+    ax.set_title(f"response length: {label}")
+    ax.legend()
+    name = charts.save(fig, f"lengths-{label.replace('/', '-')}.png")
+    return [f"![lengths]({name})", ""]
+
+
+def loss_section(root: Path, trains: list[tuple[Path, dict[str, Any]]], charts: Charts) -> list[str]:
+    """Training loss curves of every train output with a logged loss, and a first/final loss table."""
+    logs = [(folder, read_train_log(folder)) for folder, _ in trains]
+    logs = [(f, rows) for f, rows in logs if any("loss" in r for r in rows)]
+    if not logs:
+        return []
+    fig, ax = charts.plt.subplots(figsize=(7, 3.8))
+    md = ["## Training", "", "| run | steps | first loss | final loss |", "|---|---:|---:|---:|"]
+    for folder, rows in logs:
+        pts = [(r["step"], r["loss"]) for r in rows if "loss" in r and "step" in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=_label(root, folder))
+        md.append(f"| `{_label(root, folder)}` | {int(pts[-1][0])} | {pts[0][1]:.3f} | {pts[-1][1]:.3f} |")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("training loss")
+    charts.save(fig, "loss.png")
+    return md + ["", "![loss](loss.png)", ""]
+
+
+def eval_section(
+    root: Path, evals: list[tuple[Path, dict[str, Any]]], charts: Charts, summary: dict[str, Any]
+) -> list[str]:
+    """Accuracy: the model × mode table and chart, then one row per eval run and benchmark; the
+    cells go to `summary["accuracy"]` and the number of bars to `summary["accuracy_bars"]`."""
+    rows = eval_rows(root, evals)
+    if not rows:
+        return []
+    models, modes, cells = accuracy_table(rows)
+    summary["accuracy"] = {m: {mode: cells.get((m, mode)) for mode in modes} for m in models}
+    md = [
+        "## Accuracy (pass@1, %)",
+        "",
+        "| model | " + " | ".join(modes) + " |",
+        "|---|" + "---:|" * len(modes),
+    ]
+    for m in models:
+        md.append(
+            f"| {m} | "
+            + " | ".join(f"{cells[(m, mo)]:.1f}" if (m, mo) in cells else "—" for mo in modes)
+            + " |"
+        )
+    md.append("")
+    summary["accuracy_bars"] = _accuracy_chart(models, modes, cells, charts)
+    md += [
+        "![accuracy](accuracy.png)",
+        "",
+        "| eval run | benchmark | pass@1 | cons@n | problems | mean tokens | truncated |",
+    ]
+    md.append("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        cons = f"{100 * r['cons'][1]:.1f} ({r['cons'][0]})" if r["cons"] else "—"
+        md.append(
+            f"| `{r['run']}` | {r['benchmark']} | {100 * r['pass@1']:.1f} | {cons} | {r['problems']} | "
+            f"{r['mean_tokens']:.0f} | {100 * r['truncated']:.1f}% |"
+        )
+    md.append("")
+    return md
+
+
+def _accuracy_chart(
+    models: list[str], modes: list[str], cells: dict[tuple[str, str], float], charts: Charts
+) -> int:
+    """`accuracy.png`: grouped pass@1 bars per model; returns the number of bars drawn."""
+    fig, ax = charts.plt.subplots(figsize=(max(6, 1.3 * len(models)), 3.8))
+    width = 0.8 / max(len(modes), 1)
+    drawn = draw_accuracy(ax, models, modes, cells, width)
+    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(models))])
+    ax.set_xticklabels(models, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("pass@1 (%)")
+    ax.set_ylim(0, 105)
+    ax.legend()
+    ax.set_title("accuracy")
+    charts.save(fig, "accuracy.png")
+    return drawn
+
+
+def sweep_section(label: str, folder: Path, charts: Charts) -> list[str]:
+    """A sweep's own table (sweep.md) and chart (sweep.png, copied in); none before it has a table."""
+    table, chart = folder / "sweep.md", folder / "sweep.png"
+    if not table.exists():
+        return []
+    md = [f"## Accuracy against data budget: `{label}`", "", table.read_text().strip(), ""]
+    if chart.exists():
+        name = f"sweep-{label.replace('/', '-')}.png"
+        shutil.copyfile(chart, charts.out / name)
+        charts.names.append(name)
+        md += [f"![sweep]({name})", ""]
+    return md

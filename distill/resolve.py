@@ -37,7 +37,7 @@ def looks_like_path(spec: str) -> bool:
 
 def card_names(folder: str) -> dict[str, str]:
     """{card name: its model id} of the cards in `folder/` (the checkout's and the working dir's)."""
-    from distill.config import REPO_ROOT, read_yaml
+    from distill.cards import REPO_ROOT, read_yaml
 
     names: dict[str, str] = {}
     for base in (REPO_ROOT / folder, Path.cwd() / folder):
@@ -68,7 +68,7 @@ def locate(spec: str, flag: str, cards: str | tuple[str, ...] = (), what: str = 
     file that does not exist, and a name that is neither a card nor a Hub id (with the nearest
     card name when one is close). No network access.
     """
-    from distill.config import is_card
+    from distill.cards import is_card
 
     folders = (cards,) if isinstance(cards, str) else tuple(cards)
     if Path(spec).expanduser().exists():

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import TeacherCard, find_card, load_teacher
+from distill.cards import TeacherCard, find_card, load_teacher
 from distill.errors import RunFailed, UserError
 from distill.prompts import Prompt, apply_template, load_prompts
 from distill.records import (

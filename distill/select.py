@@ -49,6 +49,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from distill.configs import SelectConfig
 from distill.errors import UserError
 from distill.ingest import ReadOptions, TraceReader
 from distill.records import (
@@ -71,29 +72,6 @@ DIFFICULTY = ("auto", "teacher", "student")
 DEFAULT_BAND = {"teacher": "1/32:3/32", "student": "0:1/4"}
 LENGTH_BINS = [0, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
 RATE_BINS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
-
-
-@dataclass
-class SelectConfig:
-    input: str  # a `distill filter` output folder, its kept/ folder, or any input distill.ingest reads
-    output: str
-    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
-    budget: int = 8000  # traces in the subset
-    strategy: str = "s1"  # s1 | limo | random
-    seed: int = 0
-    per_prompt: int = 1  # traces per chosen prompt
-    prefer: str | None = None  # longest | shortest | mix | random; None: the strategy's default
-    student_results: str | None = None  # a `distill eval` output folder run on the prompts
-    solved_at: float = 0.5  # s1, limo: a student pass rate >= this counts as solved (dropped)
-    difficulty: str = "auto"  # limo's band and order: teacher | student pass rate; auto: student if known
-    band: str | None = None  # limo: pass rate band LO:HI (inclusive); None: DEFAULT_BAND[difficulty]
-    balance: list[str] = field(default_factory=lambda: ["domain", "source"])
-    topic_model: str | None = None  # local sentence-embedding model folder (AutoModel + tokenizer)
-    topics: int = 16  # k-means clusters over prompt embeddings
-    embed_batch_size: int = 32
-    embed_max_length: int = 512
-    overwrite: bool = False
-
 
 RUNTIME_ONLY = ("overwrite", "embed_batch_size")
 
@@ -232,17 +210,7 @@ def load_prompts(
             p.samples += 1
             p.correct += good
         if rejected is not None and shard_paths(rejected):
-            task = prog.add_task("read rejected", total=None)
-            for item in TraceReader(rejected, allow_empty=True):  # an empty rejected/: none rejected
-                rec = item.record
-                assert rec is not None
-                prog.advance(task)
-                acc = others.setdefault(str(rec["prompt_id"]), [0, 0])
-                acc[0] += 1
-                c = (rec.get("checks") or {}).get("correct")
-                if isinstance(c, dict):
-                    seen_correct = True
-                    acc[1] += c.get("ok") is True
+            seen_correct = _count_rejected(rejected, others, prog) or seen_correct
     for note in reader.stats.notes():
         log.info("select: %s", note)
     for pid, (n, c) in others.items():
@@ -253,6 +221,24 @@ def load_prompts(
     for p in prompts.values():
         p.teacher = p.correct / p.samples if known and p.samples else None
     return prompts, known
+
+
+def _count_rejected(rejected: Path, others: dict[str, list[int]], prog: Any) -> bool:
+    """Add the traces in `rejected/` to `others` (prompt_id -> [samples, correct]); returns whether
+    any was judged by filter's `correct` check."""
+    seen_correct = False
+    task = prog.add_task("read rejected", total=None)
+    for item in TraceReader(rejected, allow_empty=True):  # an empty rejected/: none rejected
+        rec = item.record
+        assert rec is not None
+        prog.advance(task)
+        acc = others.setdefault(str(rec["prompt_id"]), [0, 0])
+        acc[0] += 1
+        c = (rec.get("checks") or {}).get("correct")
+        if isinstance(c, dict):
+            seen_correct = True
+            acc[1] += c.get("ok") is True
+    return seen_correct
 
 
 def _unfiltered_problem(rec: dict[str, Any], ctx: Any) -> str | None:
@@ -840,6 +826,47 @@ def run(config: SelectConfig) -> dict[str, Any]:
     _validate(cfg)
     kept, rejected = resolve_input(cfg.input)
     out = Path(cfg.output)
+    resolved = _manifest_config(cfg, kept, rejected)
+    done = finished_output(out, "select", resolved, cfg.overwrite, result="selection.json")
+    if done is not None:
+        log.info("%s: already selected with this config; nothing to do", out)
+        print_report(done)
+        return done
+
+    prompts, extra, dropped = _load_pool(cfg, kept, rejected)
+    chosen, plan = select(prompts, cfg)
+    report = build_report(cfg, prompts, plan, chosen, extra)
+    if not chosen:
+        raise UserError(
+            f"{cfg.strategy}: no prompt of {kept} passes the rule ({plan.rule}); dropped: {plan.dropped}; "
+            f"unfinished/malformed traces: {dict(dropped) or 'none'}; "
+            f"teacher pass rates in the pool: {report['pool']['teacher_pass_rate']['histogram']}"
+        )
+    input_files = [str(i[0]) for i in resolved["input_files"]]
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, "select", resolved, inputs=input_files, complete=False)
+    n = write_subset(kept, out / "kept", chosen, cfg)
+    from distill import logit_kd
+
+    if carried := logit_kd.carry([kept], out / "kept"):  # teacher logprobs (generate --logprobs)
+        log.info("carried the teacher logprobs of %d selected traces", carried)
+    atomic_write_json(out / "selection.json", report)
+    counts = {
+        "prompts_in": len(prompts),
+        "eligible_prompts": len(plan.eligible),
+        "selected_prompts": report["selected"]["prompts"],
+        "selected_traces": n,
+    }
+    write_manifest(out, "select", resolved, inputs=input_files, counts=counts, complete=True)
+    if not report["budget_filled"]:
+        log.warning("select: only %d traces pass the %s rule (budget %d)", n, cfg.strategy, cfg.budget)
+    print_report(report)
+    return report
+
+
+def _manifest_config(cfg: SelectConfig, kept: str, rejected: Path | None) -> dict[str, Any]:
+    """The config a finished output must match: the options (runtime ones left out) and every input
+    file with its size (`input_files`), so changed inputs select afresh."""
     inputs = TraceReader(kept, cfg.read).inputs()
     files = (shard_paths(rejected) if rejected else []) + (
         _student_files(Path(cfg.student_results)) if cfg.student_results else []
@@ -847,12 +874,14 @@ def run(config: SelectConfig) -> dict[str, Any]:
     inputs += [[str(p), p.stat().st_size] for p in files]
     resolved = {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_ONLY}
     resolved["input_files"] = inputs
-    done = finished_output(out, "select", resolved, cfg.overwrite, result="selection.json")
-    if done is not None:
-        log.info("%s: already selected with this config; nothing to do", out)
-        print_report(done)
-        return done
+    return resolved
 
+
+def _load_pool(
+    cfg: SelectConfig, kept: str, rejected: Path | None
+) -> tuple[dict[str, Prompt], dict[str, Any], Counter[str]]:
+    """(prompts by id, the report's notes on them, unfiltered traces dropped by reason): the prompts
+    with their traces, teacher pass rates, and (when asked) student pass rates and topics."""
     dropped: Counter[str] = Counter()
     prompts, known = load_prompts(
         kept, rejected, keep_problem=cfg.topic_model is not None, read=cfg.read, dropped=dropped
@@ -877,52 +906,25 @@ def run(config: SelectConfig) -> dict[str, Any]:
             "or give --student-results to use the student's pass rate"
         )
     if cfg.student_results:
-        student = load_student_results(cfg.student_results)
-        matched = 0
-        for p in prompts.values():
-            if p.prompt_id in student:
-                p.student = student[p.prompt_id]
-                matched += 1
-        if not matched:
-            raise UserError(
-                f"--student-results {cfg.student_results}: no problem_id matches a prompt_id of {kept} "
-                "(run `distill eval` on the same prompts)"
-            )
-        extra["student_results"] = {"problems": len(student), "matched_prompts": matched}
+        extra["student_results"] = _attach_student_results(prompts, cfg.student_results, kept)
     if cfg.topic_model is not None:
         assign_topics(list(prompts.values()), cfg)
         extra["topics"] = {"model": cfg.topic_model, "k": cfg.topics}
+    return prompts, extra, dropped
 
-    chosen, plan = select(prompts, cfg)
-    report = build_report(cfg, prompts, plan, chosen, extra)
-    if not chosen:
+
+def _attach_student_results(prompts: dict[str, Prompt], results: str, kept: str) -> dict[str, int]:
+    """Set each prompt's student pass rate from an eval folder (by problem_id = prompt_id); returns
+    {problems, matched_prompts}; none matching is an error."""
+    student = load_student_results(results)
+    matched = 0
+    for p in prompts.values():
+        if p.prompt_id in student:
+            p.student = student[p.prompt_id]
+            matched += 1
+    if not matched:
         raise UserError(
-            f"{cfg.strategy}: no prompt of {kept} passes the rule ({plan.rule}); dropped: {plan.dropped}; "
-            f"unfinished/malformed traces: {dict(dropped) or 'none'}; "
-            f"teacher pass rates in the pool: {report['pool']['teacher_pass_rate']['histogram']}"
+            f"--student-results {results}: no problem_id matches a prompt_id of {kept} "
+            "(run `distill eval` on the same prompts)"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    write_manifest(out, "select", resolved, inputs=[str(i[0]) for i in inputs], complete=False)
-    n = write_subset(kept, out / "kept", chosen, cfg)
-    from distill import logit_kd
-
-    if carried := logit_kd.carry([kept], out / "kept"):  # teacher logprobs (generate --logprobs)
-        log.info("carried the teacher logprobs of %d selected traces", carried)
-    atomic_write_json(out / "selection.json", report)
-    write_manifest(
-        out,
-        "select",
-        resolved,
-        inputs=[str(i[0]) for i in inputs],
-        counts={
-            "prompts_in": len(prompts),
-            "eligible_prompts": len(plan.eligible),
-            "selected_prompts": report["selected"]["prompts"],
-            "selected_traces": n,
-        },
-        complete=True,
-    )
-    if not report["budget_filled"]:
-        log.warning("select: only %d traces pass the %s rule (budget %d)", n, cfg.strategy, cfg.budget)
-    print_report(report)
-    return report
+    return {"problems": len(student), "matched_prompts": matched}

@@ -1,13 +1,13 @@
 """The sweep stage: student accuracy against data budget, one line per selection strategy.
 
-    distill sweep --data runs/filtered --student qwen2.5-math-1.5b --budgets 250,1000,4000,all \\
+    distill sweep -i runs/filtered --student qwen2.5-math-1.5b --budgets 250,1000,4000,all \\
         --strategies limo,s1,random --benchmark math500 --output runs/sweep
     distill sweep ... --seeds 0,1 --equal-epochs --epochs 3      # equal epochs instead of equal steps
     distill sweep ... --plan                                      # points, steps, tokens, GPU hours
     python -c "from distill.sweep import SweepConfig, run; run(SweepConfig('filtered', 'stu', 'out', ['100', 'all']))"
 
 For every (strategy, budget, seed) point it runs the existing stages through their entry functions,
-exactly as their commands would: `distill select` (the budgeted subset of `--data`) → `distill train`
+exactly as their commands would: `distill select` (the budgeted subset of `--input`) → `distill train`
 (the student on it) → `distill eval` (on the benchmarks). The `all` budget is the full-data student:
 one point per seed on every kept trace, with no selection, drawn as the reference line. Each point
 is its own folder, `<output>/<strategy>-<budget>-seed<seed>/{select,train,eval}` (`all-seed<seed>`
@@ -38,10 +38,11 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from distill.configs import SweepConfig
 from distill.errors import UserError
 from distill.records import atomic_write_json, atomic_write_text, read_manifest, write_manifest
 
@@ -54,29 +55,6 @@ RESERVED = {
     "train": {"student", "data", "output", "seed", "max_steps", "epochs", "plan", "overwrite"},
     "eval": {"model", "output", "benchmarks", "benchmark_files", "benchmarks_dir", "seed", "overwrite"},
 }
-
-
-@dataclass
-class SweepConfig:
-    data: str  # a `distill filter` output folder (or its kept/ folder)
-    student: str  # student card, local model folder or Hub id
-    output: str
-    budgets: list[str]  # trace counts, and/or "all" (the full-data reference)
-    strategies: list[str] = field(default_factory=lambda: ["limo", "s1", "random"])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    benchmarks: list[str] = field(default_factory=list)  # registry names
-    benchmark_files: list[str] = field(default_factory=list)  # local jsonl (id, problem, answer)
-    benchmarks_dir: str | None = None
-    steps: int | None = None  # equal steps per point; None: one epoch of the largest budget
-    equal_epochs: bool = False  # train every point `epochs` epochs instead of equal steps
-    epochs: float | None = None  # with equal_epochs; None: the student card's
-    reference: bool = True  # train the full-data student (`all`) even when not in budgets
-    select: dict[str, Any] = field(default_factory=dict)  # SelectConfig fields (band, per_prompt, ...)
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (method, learning_rate, ...)
-    eval: dict[str, Any] = field(default_factory=dict)  # EvalConfig fields (num_samples, temperature, ...)
-    plan: bool = False
-    gpu_tflops: float = 400.0  # --plan: sustained bf16 TFLOP/s per GPU
-    overwrite: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,18 +92,6 @@ def parse_budgets(values: list[str]) -> tuple[list[int], bool]:
     if not budgets and not full:
         raise UserError("--budgets: give at least one budget (e.g. 250,1000,all)")
     return sorted(budgets), full
-
-
-def parse_override(text: str, flag: str) -> tuple[str, Any]:
-    """`KEY=VALUE` with VALUE read as JSON when it parses (numbers, true, lists), else a string."""
-    key, sep, value = text.partition("=")
-    key = key.strip().replace("-", "_")
-    if not sep or not key:
-        raise UserError(f"{flag}: expected KEY=VALUE (e.g. learning_rate=3e-3), got '{text}'")
-    try:
-        return key, json.loads(value)
-    except ValueError:
-        return key, value
 
 
 def _check_overrides(stage: str, overrides: dict[str, Any], cls: type) -> None:

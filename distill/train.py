@@ -1,7 +1,7 @@
 """The SFT stage: train a Qwen/Llama student on kept traces with LoRA, QLoRA or full fine-tuning (TRL).
 
-    distill train --student qwen2.5-math-1.5b --data runs/kept --method lora --output runs/student
-    distill train --student ./my-model --data kept.parquet --method full --output out --max-steps 400
+    distill train --student qwen2.5-math-1.5b -i runs/kept --method lora --output runs/student
+    distill train --student ./my-model -i kept.parquet --method full --output out --max-steps 400
     distill train --student qwen2.5-math-7b --plan --gpu-memory 80          # memory plan, no weights
     distill train ... --launcher accelerate --accelerate-config zero3 --num-processes 8
 
@@ -25,12 +25,12 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill import config as cards
+from distill import cards as cards
 from distill import records
+from distill.configs import TrainConfig
 from distill.errors import UserError
 from distill.ingest import ReadOptions
 
@@ -87,67 +87,6 @@ RUNTIME_FIELDS = (
     "show_example",
     "allow_unformatted",
 )
-
-
-@dataclass
-class TrainConfig:
-    """Options of `distill train`; None means "the student card's value" (or a built-in default)."""
-
-    student: str
-    data: str | None = None  # anything distill.ingest reads (kept/ folder, trace/chat files, datasets)
-    read: ReadOptions = field(default_factory=ReadOptions)  # --format and the column flags
-    output: str | None = None
-    method: str | None = None  # lora | qlora | full
-    no_reasoning: bool = False
-    allow_unfiltered: bool = False  # unfiltered traces holding unfinished ones: train the finished ones
-    show_example: int | None = None  # print example N as trained (trained tokens marked) and exit
-    all_turns: bool = False  # multi-turn data: train every assistant turn, not only the last
-    max_steps: int | None = None
-    epochs: float | None = None
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    max_length: int | None = None
-    warmup_ratio: float | None = None
-    lr_scheduler: str | None = None
-    weight_decay: float | None = None
-    seed: int = 42
-    save_steps: int = 500
-    save_total_limit: int = 2
-    logging_steps: int = 10
-    packing: bool | None = None  # None: on with FlashAttention, else length-grouped batches
-    group_by_length: bool | None = None  # None: only when random batches would waste > 25% on padding
-    overlong: str = "drop"  # drop | truncate
-    lora_r: int | None = None
-    lora_alpha: int | None = None
-    lora_dropout: float | None = None
-    lora_targets: list[str] | None = None  # default all linear layers
-    merge: bool = False
-    overwrite: bool = False
-    plan: bool = False
-    gpu_memory: float = 80.0
-    launcher: str = "none"
-    accelerate_config: str | None = None
-    num_processes: int | None = None
-    report_to: str = "none"
-    chat_template: str | None = None  # chatml | llama3 | model
-    eos_token: str | None = None
-    gradient_checkpointing: bool | None = None  # None: on, except for tiny (<100M) models
-    bf16: bool | None = None  # None: on when a CUDA GPU supports it
-    cache_dir: str | None = None
-    # objectives beyond SFT (distill/onpolicy.py, distill/logit_kd.py)
-    objective: str = "sft"  # sft | opd
-    teacher: str | None = None  # opd: teacher card or model folder
-    teacher_url: str | None = None  # opd: a vLLM server scoring the student's samples
-    teacher_top_k: int | None = None  # opd with --teacher-url: teacher logprobs per token
-    prompts: str | None = None  # opd: the prompts the student samples on
-    prompt_template: str | None = None  # opd: overrides the teacher card's template
-    beta: float | None = None  # opd: 0 forward KL, 0.5 JSD, 1 reverse KL (default)
-    max_new_tokens: int | None = None  # opd: longest student sample (default --max-length)
-    temperature: float | None = None  # opd: sampling and loss temperature (default 1.0)
-    allow_unformatted: bool = False  # opd: train a student that fails the format guard
-    kd_weight: float = 0.0  # sft: weight of the top-K teacher-logit KL term
-
 
 # fields added after the first release: absent from a manifest while at their default, so older runs resume
 NEW_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in (
@@ -231,7 +170,7 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, cards.StudentCard | None,
         if r.objective == "opd" and not r.prompts:
             raise UserError("--objective opd needs --prompts (the prompts the student samples on)")
         if r.objective == "sft" and not r.data:
-            raise UserError("--data is required (a kept/ folder, .jsonl, .parquet or dataset id)")
+            raise UserError("--input is required (a kept/ folder, .jsonl, .parquet or dataset id)")
         if not r.output and r.show_example is None:
             raise UserError("--output is required")
         if r.max_steps <= 0 and (r.epochs or 0) <= 0:
@@ -349,12 +288,12 @@ def show_example(config: TrainConfig) -> dict[str, Any]:
 
 
 def _check_data(data: str | None) -> None:
-    """Fail at once when --data is a local folder or .jsonl that holds no records."""
+    """Fail at once when --input is a local folder or .jsonl that holds no records."""
     path = Path(data or "")
     files = records.shard_paths(path) if path.is_dir() else [path] if path.suffix == ".jsonl" else []
     if files and all(f.is_file() for f in files) and not records.has_lines(files):
         raise UserError(
-            f"--data {data}: no training examples (empty); did the filter keep any? (see funnel.json)"
+            f"--input {data}: no training examples (empty); did the filter keep any? (see funnel.json)"
         )
 
 
@@ -489,27 +428,10 @@ def _make_callbacks(
         def on_train_begin(self, args, state, control, **kw):
             if not state.is_world_process_zero:
                 return
-            kept = []
-            if self.path.exists() and resume_step > 0:
-                with open(self.path, newline="") as f:
-                    kept = [row for row in csv.DictReader(f) if int(float(row["step"])) <= resume_step]
-            buf = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in kept]
-            records.atomic_write_text(self.path, "\n".join(buf) + "\n")
+            _restart_log(self.path, columns, resume_step)
             self.last_t = time.time()
             self.last_tokens = counter.real
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("train"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=Console(stderr=True),
-                transient=True,
-                disable=not sys.stderr.isatty(),
-            )
+            self.progress = _progress_bar()
             self.progress.start()
             self.task = self.progress.add_task(
                 "train", total=state.max_steps, completed=state.global_step, info=""
@@ -526,18 +448,8 @@ def _make_callbacks(
             tokens = counter.real
             tps = (tokens - self.last_tokens) * world / max(now - self.last_t, 1e-9)
             self.last_t, self.last_tokens = now, tokens
-            row = {
-                "step": state.global_step,
-                "epoch": round(state.epoch or 0.0, 4),
-                "loss": logs.get("loss"),
-                "learning_rate": logs.get("learning_rate"),
-                "grad_norm": logs.get("grad_norm", ""),
-                "tokens_per_s": round(tps, 1),
-                "train_tokens": tokens * world,
-                "time_s": round(now - self.t0, 2),
-            }
+            row = _log_row(state, logs, tps, tokens * world, now - self.t0, extra_columns)
             with open(self.path, "a", newline="") as f:
-                row.update({c: logs.get(c, "") for c in extra_columns})
                 f.write(",".join(str(row[c]) for c in columns) + "\n")
             msg = (
                 f"step {state.global_step}/{state.max_steps} loss {float(row['loss']):.4f} "
@@ -552,6 +464,51 @@ def _make_callbacks(
                 self.progress.stop()
 
     return [LogCallback()]
+
+
+def _log_row(
+    state: Any, logs: dict[str, Any], tps: float, tokens: int, seconds: float, extra: tuple[str, ...]
+) -> dict[str, Any]:
+    """One `train_log.csv` row: the step, the logged metrics, throughput (all processes) and time."""
+    row = {
+        "step": state.global_step,
+        "epoch": round(state.epoch or 0.0, 4),
+        "loss": logs.get("loss"),
+        "learning_rate": logs.get("learning_rate"),
+        "grad_norm": logs.get("grad_norm", ""),
+        "tokens_per_s": round(tps, 1),
+        "train_tokens": tokens,
+        "time_s": round(seconds, 2),
+    }
+    row.update({c: logs.get(c, "") for c in extra})
+    return row
+
+
+def _restart_log(path: Path, columns: list[str], resume_step: int) -> None:
+    """Rewrite `train_log.csv` with its header and, on a resume, the rows up to `resume_step`."""
+    kept = []
+    if path.exists() and resume_step > 0:
+        with open(path, newline="") as f:
+            kept = [row for row in csv.DictReader(f) if int(float(row["step"])) <= resume_step]
+    buf = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in kept]
+    records.atomic_write_text(path, "\n".join(buf) + "\n")
+
+
+def _progress_bar() -> Any:
+    """A rich progress bar on stderr (steps done of all, ETA, the last log line); off when not a tty."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
 
 
 # ---------------------------------------------------------------------------- model
@@ -706,45 +663,126 @@ def run(config: TrainConfig, callbacks: list[Any] | None = None) -> dict[str, An
 def _train(
     r: TrainConfig, card: cards.StudentCard | None, model_id: str, callbacks: list[Any]
 ) -> dict[str, Any]:
+    """The recipe: claim the output folder → tokenizer → data → model → trainer → train → save."""
     # bitsandbytes' CPU backend warns on import that it cannot fetch an optional kernel from the Hub
     logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-    import torch
+    import transformers  # noqa: F401 - imported first, so that quiet_transformers finds it
     from accelerate import PartialState
-    from transformers import AutoTokenizer
 
-    from distill import train_data
     from distill.noise import quiet_transformers
 
     quiet_transformers()
-
     state = PartialState()
     out = Path(r.output)
     cfg = manifest_config(r)
-    main = state.is_main_process
+    old = claim_output(state, out, cfg, r.overwrite)
+    if old and old.get("status") == "done":
+        return _finished_run(r, out, cfg, model_id, old, state.is_main_process)
+
+    tokenizer, eos = _load_tokenizer(r, model_id)
+    data = _build_data(r, tokenizer, state)
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        counts = dataclasses.asdict(data.stats)
+        records.write_manifest(out, "train", cfg, inputs=[r.data], counts=counts, status="running")
+
+    bf16 = _use_bf16(r)
+    model = _load_model(model_id, r.method, bf16, tokenizer)
+    ckpt = _gradient_checkpointing(r, model)
+    packing = _packing(r, model)
+    model, peft_config = _peft(r, model, ckpt)
+    trainer, sampling = _build_trainer(r, data, model, tokenizer, peft_config, eos, bf16, ckpt, packing)
+    counter = CountingCollator(trainer.data_collator)
+    trainer.data_collator = counter
+    resume, resume_step = resume_point(out)
+    extra = ("ce_loss", "kd_loss", "kd_share") if r.kd_weight else ()
+    for cb in _make_callbacks(out, counter, state.num_processes, resume_step, 0, extra) + callbacks:
+        trainer.add_callback(cb)
+    result, elapsed = train_timed(trainer, resume)
+
+    gen = _generation_config(model_id, tokenizer.convert_tokens_to_ids(eos), tokenizer.pad_token_id)
+    save_final(trainer, tokenizer, gen, out)
+    summary: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        run_facts = {"resumed_from_step": resume_step, "packing": packing, "sampling": sampling}
+        run_facts.update(processes=state.num_processes, gradient_checkpointing=ckpt, eos_token=eos)
+        summary = _summary(r, out, trainer, result, counter, elapsed, data, run_facts)
+        if r.merge and r.method != "full":
+            summary["merged"] = str(merge_adapter(out, model_id, tokenizer, gen, bf16))
+        _finish_manifest(out, cfg, r, summary, data.stats)
+        log.info(
+            "trained %d steps: loss %.4f, %d tokens, padding %.1f%%, %d over-length dropped -> %s",
+            summary["steps"],
+            summary["final_loss"],
+            summary["train_tokens"],
+            100 * summary["padding_share"],
+            summary["dropped_overlength"],
+            out,
+        )
+    state.wait_for_everyone()
+    return summary
+
+
+# ---------------------------------------------------------------------------- recipe steps
+
+
+def claim_output(state: Any, out: Path, cfg: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The main process checks (or clears, with --overwrite) the output folder first; every process
+    returns the manifest found there (None for a fresh start)."""
     old = None
     with state.main_process_first():
-        if main:
-            old = _prepare_output(out, cfg, r.overwrite)
+        if state.is_main_process:
+            old = _prepare_output(out, cfg, overwrite)
     state.wait_for_everyone()
-    if not main:
+    if not state.is_main_process:
         old = records.read_manifest(out)
-    if old and old.get("status") == "done":
-        summary = dict(old.get("summary", {}))
-        if r.merge and r.method != "full" and not (out / "merged").exists() and main:
-            tok = AutoTokenizer.from_pretrained(out)
-            gen = _generation_config(str(out), tok.convert_tokens_to_ids(tok.eos_token), tok.pad_token_id)
-            summary["merged"] = str(merge_adapter(out, model_id, tok, gen, _use_bf16(r)))
-            _finish_manifest(out, cfg, r, summary)
-        log.info("%s: training already finished; nothing to do", out)
-        return summary
+    return old
+
+
+def _finished_run(
+    r: TrainConfig, out: Path, cfg: dict[str, Any], model_id: str, old: dict[str, Any], main: bool
+) -> dict[str, Any]:
+    """A finished output: its summary, after writing `merged/` if --merge asks for it now."""
+    from transformers import AutoTokenizer
+
+    summary = dict(old.get("summary", {}))
+    if r.merge and r.method != "full" and not (out / "merged").exists() and main:
+        tok = AutoTokenizer.from_pretrained(out)
+        gen = _generation_config(str(out), tok.convert_tokens_to_ids(tok.eos_token), tok.pad_token_id)
+        summary["merged"] = str(merge_adapter(out, model_id, tok, gen, _use_bf16(r)))
+        _finish_manifest(out, cfg, r, summary)
+    log.info("%s: training already finished; nothing to do", out)
+    return summary
+
+
+def _load_tokenizer(r: TrainConfig, model_id: str) -> tuple[Any, str]:
+    """The student's tokenizer with the chat template and end-of-turn token applied; (tokenizer, eos)."""
+    from transformers import AutoTokenizer
+
+    from distill import train_data
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_id)
     except OSError as e:
         raise UserError(f"--student {model_id}: cannot load the tokenizer ({e})") from None
-    eos = train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
-    eos_id = tokenizer.convert_tokens_to_ids(eos)
+    return tokenizer, train_data.apply_chat_settings(tokenizer, r.chat_template, r.eos_token)
 
+
+@dataclasses.dataclass
+class TrainData:
+    """The tokenized training set, its counts, and (with --kd-weight) the aligned teacher logprobs."""
+
+    dataset: Any  # datasets.Dataset of input_ids / completion_mask (+ kd_index with --kd-weight)
+    stats: Any  # train_data.DataStats
+    aligned: Any = None  # logit_kd.attach's per-example teacher top-K, indexed by kd_index
+    kd_stats: dict[str, Any] | None = None
+
+
+def _build_data(r: TrainConfig, tokenizer: Any, state: Any) -> TrainData:
+    """Tokenize --data (main process first, the others read its cache) and attach teacher logprobs."""
+    from distill import train_data
+
+    main = state.is_main_process
     with state.main_process_first():
         dataset, stats = train_data.tokenize_dataset(
             r.data,
@@ -761,18 +799,17 @@ def _train(
     if main:
         for line in stats.lines():
             log.info(line)
-    aligned = kd_stats = None
+    data = TrainData(dataset, stats)
     if r.kd_weight:  # teacher top-K logprobs stored beside the traces (distill generate --logprobs)
         from distill import logit_kd
 
-        aligned, kd_stats = logit_kd.attach(dataset, r.data, tokenizer, not r.no_reasoning, r.all_turns)
-        dataset = dataset.add_column("kd_index", list(range(len(dataset))))
+        data.aligned, data.kd_stats = logit_kd.attach(
+            dataset, r.data, tokenizer, not r.no_reasoning, r.all_turns
+        )
+        data.dataset = dataset.add_column("kd_index", list(range(len(dataset))))
         if main:
-            log.info(
-                "kd: teacher logprobs on %d of %d trained tokens",
-                kd_stats["kd_tokens"],
-                kd_stats["trained_tokens"],
-            )
+            kd = data.kd_stats
+            log.info("kd: teacher logprobs on %d of %d trained tokens", kd["kd_tokens"], kd["trained_tokens"])
     if stats.dropped_overlength and main:
         log.warning(
             "dropped %d of %d examples longer than %d tokens",
@@ -780,18 +817,20 @@ def _train(
             stats.examples,
             r.max_length,
         )
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        records.write_manifest(
-            out, "train", cfg, inputs=[r.data], counts=dataclasses.asdict(stats), status="running"
-        )
+    return data
 
-    bf16 = _use_bf16(r)
-    model = _load_model(model_id, r.method, bf16, tokenizer)
+
+def _gradient_checkpointing(r: TrainConfig, model: Any) -> bool:
+    """--gradient-checkpointing, else on for models of 100M parameters or more; off under FSDP's own."""
     n_params = sum(p.numel() for p in model.parameters())
     ckpt = r.gradient_checkpointing if r.gradient_checkpointing is not None else n_params >= 100e6
     if os.environ.get("FSDP_ACTIVATION_CHECKPOINTING", "").lower() == "true":
         ckpt = False  # FSDP checkpoints activations itself
+    return ckpt
+
+
+def _packing(r: TrainConfig, model: Any) -> bool:
+    """--packing, else on with FlashAttention; refused where packed examples would see each other."""
     attn = getattr(model.config, "_attn_implementation", None) or ""
     flash = "flash" in attn
     packing_ok = model.config.model_type in PACKING_MODEL_TYPES or flash
@@ -805,131 +844,166 @@ def _train(
             f"--packing: {model.config.model_type} with {attn} attention cannot keep packed examples apart; "
             "use --no-packing (length-grouped batches)"
         )
+    return packing
 
-    peft_config = None
-    if r.method in ("lora", "qlora"):
-        from peft import LoraConfig
 
-        targets: Any = r.lora_targets
-        if targets in (["all-linear"], "all-linear"):
-            targets = "all-linear"
-        peft_config = LoraConfig(
-            r=r.lora_r,
-            lora_alpha=r.lora_alpha,
-            lora_dropout=r.lora_dropout,
-            target_modules=targets,
-            task_type="CAUSAL_LM",
-        )
-        if r.method == "qlora":
-            from peft import prepare_model_for_kbit_training
+def _peft(r: TrainConfig, model: Any, ckpt: bool) -> tuple[Any, Any]:
+    """(model, LoraConfig or None): the adapter for lora/qlora; qlora's model prepared for k-bit training."""
+    if r.method not in ("lora", "qlora"):
+        return model, None
+    from peft import LoraConfig
 
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ckpt)
+    targets: Any = r.lora_targets
+    if targets in (["all-linear"], "all-linear"):
+        targets = "all-linear"
+    peft_config = LoraConfig(
+        r=r.lora_r,
+        lora_alpha=r.lora_alpha,
+        lora_dropout=r.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+    )
+    if r.method == "qlora":
+        from peft import prepare_model_for_kbit_training
 
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=ckpt)
+    return model, peft_config
+
+
+def _liger_available() -> bool:
+    """Liger's fused kernels: used on a CUDA GPU when the package is installed."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import liger_kernel  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _build_trainer(
+    r: TrainConfig,
+    data: TrainData,
+    model: Any,
+    tokenizer: Any,
+    peft_config: Any,
+    eos: str,
+    bf16: bool,
+    ckpt: bool,
+    packing: bool,
+) -> tuple[Any, str]:
+    """(trainer, sampling): TRL's SFTTrainer (or the KD trainer with --kd-weight) over the tokenized
+    data; sampling is "group_by_length" or "random"."""
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    use_liger = False
-    if torch.cuda.is_available():
-        try:
-            import liger_kernel  # noqa: F401
-
-            use_liger = True
-        except ImportError:
-            pass
     group = r.group_by_length
     if group is None:
-        group = random_padding_share(dataset["input_ids"], r.batch_size, r.seed) > GROUP_BY_LENGTH_ABOVE
-    if packing:
-        sampling = "random"
-    else:
-        sampling = "group_by_length" if group else "random"
+        group = random_padding_share(data.dataset["input_ids"], r.batch_size, r.seed) > GROUP_BY_LENGTH_ABOVE
+    sampling = "group_by_length" if group and not packing else "random"
     args = SFTConfig(
-        output_dir=str(out / "checkpoints"),
+        output_dir=str(Path(r.output) / "checkpoints"),
         max_length=r.max_length,
         packing=packing,
         packing_strategy="bfd",
         train_sampling_strategy=sampling,
         eos_token=eos,
         **common_trainer_args(r, SFTConfig, bf16, ckpt),
-        use_liger_kernel=use_liger,
+        use_liger_kernel=_liger_available(),
         remove_unused_columns=True,
     )
     trainer_kwargs = dict(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        model=model,
+        args=args,
+        train_dataset=data.dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
     )
     if r.kd_weight:
+        from distill import logit_kd
+
         trainer = logit_kd.make_trainer(r.kd_weight, **trainer_kwargs)
-        trainer.data_collator = logit_kd.KDCollator(trainer.data_collator, aligned)
+        trainer.data_collator = logit_kd.KDCollator(trainer.data_collator, data.aligned)
     else:
         trainer = SFTTrainer(**trainer_kwargs)
-    from transformers.trainer_callback import PrinterCallback
-
     trainer.remove_callback(PrinterCallback)  # our LogCallback prints one line per log to stderr
-    counter = CountingCollator(trainer.data_collator)
-    trainer.data_collator = counter
+    return trainer, sampling
+
+
+def resume_point(out: Path) -> tuple[Path | None, int]:
+    """(the last checkpoint under `out/checkpoints` or None, its step or 0)."""
     resume = last_checkpoint(out / "checkpoints")
-    resume_step = int(resume.name.split("-")[1]) if resume else 0
     if resume:
         log.info("resuming from %s", resume)
-    extra = ("ce_loss", "kd_loss", "kd_share") if r.kd_weight else ()
-    for cb in _make_callbacks(out, counter, state.num_processes, resume_step, 0, extra) + callbacks:
-        trainer.add_callback(cb)
+    return resume, int(resume.name.split("-")[1]) if resume else 0
+
+
+def train_timed(trainer: Any, resume: Path | None) -> tuple[Any, float]:
+    """Run `trainer.train` (from `resume` when given); (its TrainOutput, seconds)."""
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    elapsed = time.time() - t0
+    return result, time.time() - t0
 
-    gen = _generation_config(model_id, eos_id, tokenizer.pad_token_id)
-    summary: dict[str, Any] = {}
+
+def save_final(trainer: Any, tokenizer: Any, gen: Any, out: Path) -> None:
+    """Save the trained model (or adapter) to `out` with its tokenizer and generation config, whose
+    end-of-sequence token the model config takes too (main process writes)."""
     if trainer.is_world_process_zero():
         trainer.model.generation_config = gen
-        trainer.model.config.eos_token_id = eos_id
+        trainer.model.config.eos_token_id = gen.eos_token_id
     trainer.save_model(str(out))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(out)
         gen.save_pretrained(out)
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        summary = {
-            "steps": trainer.state.global_step,
-            "resumed_from_step": resume_step,
-            "final_loss": losses[-1] if losses else result.training_loss,
-            "first_loss": losses[0] if losses else None,
-            "train_loss": result.training_loss,
-            "train_tokens": counter.real * state.num_processes,
-            "tokens_per_s": round(counter.real * state.num_processes / max(elapsed, 1e-9), 1),
-            "padding_share": round(counter.padding_share, 4),
-            "packing": packing,
-            "sampling": sampling,
-            "processes": state.num_processes,
-            "gradient_checkpointing": ckpt,
-            "examples": stats.examples,
-            "kept_examples": stats.kept,
-            "dropped_unfinished": stats.dropped_unfinished,
-            "dropped_guard": stats.dropped_guard,
-            "think_block": stats.think_block,
-            "dropped_overlength": stats.dropped_overlength,
-            "truncated": stats.truncated,
-            "tokenization_cached": stats.cached,
-            "method": r.method,
-            "eos_token": eos,
-            "model": str(out),
-            "checkpoints": str(out / "checkpoints"),
-            "log": str(out / "train_log.csv"),
-            "manifest": str(out / records.MANIFEST),
-        }
-        if r.kd_weight:
-            summary.update(kd_stats, **logit_kd.loss_scale(trainer.state.log_history, r.kd_weight))
-        if r.merge and r.method != "full":
-            summary["merged"] = str(merge_adapter(out, model_id, tokenizer, gen, bf16))
-        _finish_manifest(out, cfg, r, summary, stats)
-        log.info(
-            "trained %d steps: loss %.4f, %d tokens, padding %.1f%%, %d over-length dropped -> %s",
-            summary["steps"],
-            summary["final_loss"],
-            summary["train_tokens"],
-            100 * summary["padding_share"],
-            summary["dropped_overlength"],
-            out,
-        )
-    state.wait_for_everyone()
+
+
+def _summary(
+    r: TrainConfig,
+    out: Path,
+    trainer: Any,
+    result: Any,
+    counter: CountingCollator,
+    elapsed: float,
+    data: TrainData,
+    run_facts: dict[str, Any],
+) -> dict[str, Any]:
+    """The summary stored in manifest.json: steps, losses, tokens, data counts, paths."""
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    stats, world = data.stats, run_facts["processes"]
+    summary = {
+        "steps": trainer.state.global_step,
+        "resumed_from_step": run_facts["resumed_from_step"],
+        "final_loss": losses[-1] if losses else result.training_loss,
+        "first_loss": losses[0] if losses else None,
+        "train_loss": result.training_loss,
+        "train_tokens": counter.real * world,
+        "tokens_per_s": round(counter.real * world / max(elapsed, 1e-9), 1),
+        "padding_share": round(counter.padding_share, 4),
+        "packing": run_facts["packing"],
+        "sampling": run_facts["sampling"],
+        "processes": world,
+        "gradient_checkpointing": run_facts["gradient_checkpointing"],
+        "examples": stats.examples,
+        "kept_examples": stats.kept,
+        "dropped_unfinished": stats.dropped_unfinished,
+        "dropped_guard": stats.dropped_guard,
+        "think_block": stats.think_block,
+        "dropped_overlength": stats.dropped_overlength,
+        "truncated": stats.truncated,
+        "tokenization_cached": stats.cached,
+        "method": r.method,
+        "eos_token": run_facts["eos_token"],
+        "model": str(out),
+        "checkpoints": str(out / "checkpoints"),
+        "log": str(out / "train_log.csv"),
+        "manifest": str(out / records.MANIFEST),
+    }
+    if r.kd_weight:
+        from distill import logit_kd
+
+        summary.update(data.kd_stats, **logit_kd.loss_scale(trainer.state.log_history, r.kd_weight))
     return summary
 
 

@@ -187,21 +187,12 @@ def normalize_turns(
 
 
 def _chat(msgs: Any, where: str) -> list[dict[str, str]]:
-    if isinstance(msgs, str):
-        try:
-            msgs = json.loads(msgs)
-        except ValueError:
-            raise UserError(f"{where}: field 'messages' is a string but not JSON") from None
-    if not isinstance(msgs, list) or not msgs:
-        raise UserError(f"{where}: field 'messages' must be a non-empty list of {{role, content}}")
-    out = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict) or "role" not in m or "content" not in m:
-            raise UserError(f"{where}: messages[{i}] needs 'role' and 'content'")
-        out.append({"role": str(m["role"]), "content": str(m["content"] or "")})
-    if out[-1]["role"] != "assistant":
-        raise UserError(f"{where}: the last message must be the assistant's (got role '{out[-1]['role']}')")
-    return out
+    """A `messages` field as role/content turns (read by `ingest.normalize_messages`) ending with the
+    assistant's; a turn's separate reasoning field is not carried over."""
+    turns = ingest.normalize_messages(msgs, "messages", where)
+    if turns[-1]["role"] != "assistant":
+        raise UserError(f"{where}: the last message must be the assistant's (got role '{turns[-1]['role']}')")
+    return [{"role": m["role"], "content": m["content"]} for m in turns]
 
 
 def load_rows(
@@ -874,29 +865,15 @@ def tokenize_dataset(
     datasets.disable_progress_bars()
     if overlong not in ("drop", "truncate"):
         raise UserError(f"overlong: unknown mode '{overlong}' (drop | truncate)")
+    settings = [with_reasoning, max_length, overlong, all_turns, allow_unfiltered]
     key_src = json.dumps(
-        [
-            CACHE_VERSION,
-            data_fingerprint(data, read=read),
-            tokenizer_fingerprint(tokenizer),
-            with_reasoning,
-            max_length,
-            overlong,
-            all_turns,
-            allow_unfiltered,
-        ]
+        [CACHE_VERSION, data_fingerprint(data, read=read), tokenizer_fingerprint(tokenizer), *settings]
     )
     key = hashlib.sha256(key_src.encode()).hexdigest()[:24]
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    folder = root / key
-    if (folder / "stats.json").exists():
-        try:
-            ds = datasets.load_from_disk(str(folder / "dataset"))
-            stats = DataStats(**json.loads((folder / "stats.json").read_text()))
-            stats.cached = True
-            return ds, stats
-        except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
-            shutil.rmtree(folder, ignore_errors=True)
+    cached = _load_cached(root / key)
+    if cached is not None:
+        return cached
 
     rows, cut = finished_rows(load_rows(data, with_reasoning, read=read), data, allow_unfiltered)
     stats = DataStats(examples=len(rows) + len(cut), dropped_unfinished=len(cut))
@@ -907,6 +884,40 @@ def tokenize_dataset(
             f"{data}: 0 trainable examples: all {len(cut)} are unfinished traces "
             f"({reason_counts(stats.unfinished_reasons)}), e.g. {stats.dropped_rows[0]}"
         )
+    examples = _tokenize_guarded(rows, tokenizer, all_turns, progress, stats)
+    input_ids, labels = _fit_length(examples, max_length, overlong, stats)
+    if not input_ids:
+        raise UserError(
+            f"{data}: 0 trainable examples: {stats.dropped_overlength} longer than --max-length {max_length} "
+            f"(raise --max-length or pass --overlong truncate), {stats.dropped_empty} with nothing left to "
+            f"train once truncated, {stats.dropped_guard} refused by the template guard, {len(cut)} unfinished"
+            + (f" ({reason_counts(stats.unfinished_reasons)})" if cut else "")
+        )
+    ds = datasets.Dataset.from_dict({"input_ids": input_ids, "labels": labels})
+    return _save_cached(root, key, ds, stats), stats
+
+
+def _load_cached(folder: Path) -> tuple[Any, DataStats] | None:
+    """(dataset, stats) of a cache entry, or None when absent; a broken entry is removed."""
+    import datasets
+
+    if not (folder / "stats.json").exists():
+        return None
+    try:
+        ds = datasets.load_from_disk(str(folder / "dataset"))
+        stats = DataStats(**json.loads((folder / "stats.json").read_text()))
+        stats.cached = True
+        return ds, stats
+    except Exception:  # noqa: BLE001 - a broken cache entry is rebuilt
+        shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _tokenize_guarded(
+    rows: list[Row], tokenizer: Any, all_turns: bool, progress: bool, stats: DataStats
+) -> list[Tokenized]:
+    """Tokenize every row and keep those the template guard accepts; the guard's refusals (and its
+    think-block verdict) go into `stats`."""
     pairs: list[tuple[list[dict[str, str]], Tokenized]] = []
     for row in _progress(rows, "tokenizing", progress):
         pairs.append((row.messages, tokenize_example(row.messages, tokenizer, all_turns)))
@@ -917,10 +928,17 @@ def tokenize_dataset(
     stats.guard_rows = [f"{rows[i].where}: {why}" for i, why in report.failures[: max(named, 0)]]
     stats.dropped_rows += stats.guard_rows
     refused = {i for i, _ in report.failures}
+    return [ex for k, (_, ex) in enumerate(pairs) if k not in refused]
 
+
+def _fit_length(
+    examples: list[Tokenized], max_length: int, overlong: str, stats: DataStats
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(input_ids, labels) of the examples within `max_length` tokens: longer ones dropped, or cut
+    (`overlong="truncate"`; dropped when no trained token is left); counts go into `stats`."""
     input_ids: list[list[int]] = []
     labels: list[list[int]] = []
-    for _, ex in (p for k, p in enumerate(pairs) if k not in refused):
+    for ex in examples:
         ids, lab = ex.input_ids, ex.labels
         if len(ids) > max_length:
             if overlong == "drop":
@@ -936,25 +954,24 @@ def tokenize_dataset(
         stats.tokens += len(ids)
         stats.trainable_tokens += sum(1 for t in lab if t != IGNORE)
     stats.kept = len(input_ids)
-    if not input_ids:
-        raise UserError(
-            f"{data}: 0 trainable examples: {stats.dropped_overlength} longer than --max-length {max_length} "
-            f"(raise --max-length or pass --overlong truncate), {stats.dropped_empty} with nothing left to "
-            f"train once truncated, {len(refused)} refused by the template guard, {len(cut)} unfinished"
-            + (f" ({reason_counts(stats.unfinished_reasons)})" if cut else "")
-        )
-    ds = datasets.Dataset.from_dict({"input_ids": input_ids, "labels": labels})
+    return input_ids, labels
+
+
+def _save_cached(root: Path, key: str, ds: Any, stats: DataStats) -> Any:
+    """Write the cache entry `root/key` (temp folder, then rename; a concurrent writer's copy wins)
+    and return the dataset as loaded from it."""
+    import datasets
+
     tmp = root / f".{key}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True, exist_ok=True)
     ds.save_to_disk(str(tmp / "dataset"))
     (tmp / "stats.json").write_text(json.dumps(stats.__dict__))
     try:
-        os.replace(tmp, folder)
+        os.replace(tmp, root / key)
     except OSError:  # another process won the race: use its copy
         shutil.rmtree(tmp, ignore_errors=True)
-    ds = datasets.load_from_disk(str(folder / "dataset"))
-    return ds, stats
+    return datasets.load_from_disk(str(root / key / "dataset"))
 
 
 def _progress(items: list[Any], label: str, enabled: bool) -> Iterable[Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.config import Architecture
+from distill.cards import Architecture
 from distill.errors import UserError
 
 GB = 1e9

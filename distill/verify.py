@@ -184,8 +184,27 @@ def last_boxed(text: str) -> str | None:
 
 
 _EMPTY_BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
-# an answer statement followed by something: "The answer is seventy-three", "Final answer: none"
-_STATES_ANSWER_RE = re.compile(r"(?i)\banswer\b[*\s]*(?:is|:|=|would\s+be)[*\s:]*[^\s*#:.$]")
+# an answer statement followed by something: "The answer is seventy-three", "Final answer: none",
+# "The final answer is $y = 2x + 5$" (stated even when its parse timed out)
+_STATES_ANSWER_RE = re.compile(
+    r"(?i)\banswer\b[*\s]*(?:is|:|=|would\s+be)[*\s:]*(?:\$+\s*|\\\(\s*)?[^\s*#:.$]"
+)
+
+
+# the answer part ends on an answer statement: "The final answer is $42$.", "Answer: 1,000"
+_ENDS_STATING_RE = re.compile(
+    r"(?i)\banswer\b[*\s]*(?:is|:)[*\s:]*(?:\$+|\\\()?\s*([^$\n]{1,80}?)\s*(?:\$+|\\\))?[\s.*]*$"
+)
+
+
+def _stated_number(content: str) -> str | None:
+    """The number an answer part without a box ends by stating ("... the final answer is $42$."),
+    when it is a plain number (`simple_number`), else None: read without math-verify's parser,
+    which would find the same value there."""
+    m = _ENDS_STATING_RE.search(content[-300:])
+    if m is None or simple_number(m.group(1)) is None:
+        return None
+    return m.group(1)
 
 
 def _stated_answer(content: str, timeout_s: float | None) -> list[Any]:
@@ -293,6 +312,9 @@ def find_answer(content: str, reasoning: str = "", timeout_s: float | None = 5.0
         return Found(str(corrected[-1]), [], "answer", corrected)
     if boxes:
         return Found(boxes[-1], boxes, "answer")
+    number = _stated_number(_EMPTY_BOX_RE.sub(" ", content))
+    if number is not None:  # the common case needs no parser
+        return Found(number, [], "answer")
     try:
         stated = _stated_answer(content, timeout_s)
     except VerifyTimeout:
@@ -393,16 +415,31 @@ _SLASH_RE = re.compile(r"([+-]?\d+)/(\d+)")
 _SCI_RE = re.compile(r"([+-]?(?:\d+(?:\.\d*)?|\.\d+))\\(?:times|cdot)10\^(?:\{([+-]?\d+)\}|(\d))")
 
 
+# 1,234 / 12{,}345 / 10,\\!080 / 1,234.5: digits grouped by commas, as math-verify reads them
+# (a first group of 1-3 digits not starting with 0, then groups of exactly three; `0,500` is
+# math-verify's decimal comma and `1, 000` a list: both left to math-verify)
+_COMMA_THOUSANDS_RE = re.compile(r"[+-]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?")
+_COMMA_SEP_RE = re.compile(r"\{,\}|,(?:\\!\s*)+")
+
+
 def simple_number(s: str) -> Fraction | None:
-    """An exact value for plain integers, decimals, fractions (`\\frac12`, `3/4`) and scientific
-    notation (`1.5\\times 10^{-4}`, `1.5e-4`), else None.
+    """An exact value for plain integers, decimals, fractions (`\\frac12`, `3/4`), scientific
+    notation (`1.5\\times 10^{-4}`, `1.5e-4`) and numbers with thousands separators (`1,000`,
+    `10,\\!080`, `1\\ 000`), a leading `\\$` dropped, else None.
 
     The fast path of `verify_math`: most gold answers are plain numbers, and comparing two of
-    them needs no LaTeX parser. Anything else (units, symbols, sets ...) returns None.
+    them needs no LaTeX parser. Anything else (units, symbols, sets, `1, 000` ...) returns None.
     """
-    t = _norm(s).replace("{,}", "").replace("\\!", "")
+    raw = _COMMA_SEP_RE.sub(",", s.strip().strip("$").strip())
+    if "," in raw and re.search(r"(?<!\\),\s", raw):
+        return None  # `1, 000`: a list
+    t = _norm(raw).replace("\\!", "")
+    if t.startswith("\\$"):
+        t = t[2:]
     if _NUM_RE.fullmatch(t):
         return Fraction(t)
+    if "," in t:
+        return Fraction(t.replace(",", "")) if _COMMA_THOUSANDS_RE.fullmatch(t) else None
     m = _FRAC_RE.fullmatch(t)
     if m:
         sign, a1, a2, b1, b2 = m.groups()

@@ -12,7 +12,9 @@ containing "NEVER"). With `logprobs: true` each choice carries OpenAI's `logprob
 character a token, `top_logprobs` alternatives). Completions are `<think>reasoning for …</think>answer` (prompts containing
 "SPLIT" get `reasoning_content` instead of think tags); `n` is ignored
 unless `honour_n`; `suffix` is appended to every content (e.g. an end-of-sequence token's text, as
-`transformers serve` leaves it). Every request's Authorization header is recorded in `auth_headers`.
+`transformers serve` leaves it). Every request's Authorization header is recorded in `auth_headers`,
+its request target in `targets` (a URL when the request came as to a forward proxy: the server
+answers those too, so it can stand in for an HTTP proxy).
 `tls=(cert, key)` serves https (see `self_signed_cert`). `models=[...]` makes it a server of those
 models only, as vLLM or the DeepSeek API are: `GET /v1/models` lists them and a chat request for
 any other model gets HTTP 400 (without `models`, `GET /v1/models` is a 404 and any name is served;
@@ -132,6 +134,7 @@ class FakeServer:
         self.requests = 0
         self.model_requests = 0  # GET /v1/models
         self.auth_headers: list[str] = []
+        self.targets: list[str] = []
         self.bodies: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -226,6 +229,7 @@ class FakeServer:
                     return
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
+                self.targets.append(lines[0].split(" ")[1] if " " in lines[0] else "")
                 headers = {}
                 for line in lines[1:]:
                     if ":" in line:

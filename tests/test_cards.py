@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill.config import (
+from distill.cards import (
     Mixture,
     StudentCard,
     TeacherCard,

@@ -63,7 +63,7 @@ def test_train_refuses_empty_data_before_loading_anything(tmp_path, data, run_cl
     else:
         path.write_text("")
     cfg = TrainConfig(student="org/not-loaded", data=str(path), output=str(tmp_path / "student"))
-    with pytest.raises(UserError, match=rf"--data {path}: no training examples"):
+    with pytest.raises(UserError, match=rf"--input {path}: no training examples"):
         run_train(cfg)
-    proc = run_cli("train", "--student", "org/not-loaded", "--data", path, "--output", tmp_path / "s2")
+    proc = run_cli("train", "--student", "org/not-loaded", "--input", path, "--output", tmp_path / "s2")
     assert proc.returncode == 2 and "no training examples" in proc.stderr and "Traceback" not in proc.stderr

@@ -88,7 +88,7 @@ def test_eval_errors(tmp_path, tiny_qwen, run_cli):
         run(EvalConfig(model=str(tiny_qwen), output=str(tmp_path / "e")))
     proc = run_cli(
         "eval",
-        "--model",
+        "--input",
         tiny_qwen,
         "--benchmark-file",
         tmp_path / "missing.jsonl",
@@ -96,5 +96,5 @@ def test_eval_errors(tmp_path, tiny_qwen, run_cli):
         tmp_path / "e",
     )
     assert proc.returncode == 2 and "benchmark file not found" in proc.stderr.splitlines()[-1]
-    proc = run_cli("eval", "--model", tiny_qwen, "--benchmark", "nope", "--output", tmp_path / "e")
+    proc = run_cli("eval", "--input", tiny_qwen, "--benchmark", "nope", "--output", tmp_path / "e")
     assert proc.returncode == 2 and "unknown benchmark 'nope'" in proc.stderr

@@ -58,7 +58,7 @@ def test_missing_model_folder_is_one_line_without_the_hub(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()  # `runs/nosuch` is a path because runs/ is a folder here
     spec = spec.format(tmp=tmp_path)
-    with pytest.raises(UserError, match=rf"--model {spec}: no such model folder"):
+    with pytest.raises(UserError, match=rf"--input {spec}: no such model folder"):
         _resolve_model(EvalConfig(model=spec, output="o"))
     with pytest.raises(UserError, match=rf"--student {spec}: no such model folder"):
         resolve_student(spec)
@@ -76,13 +76,13 @@ def test_offline_hub_id_not_in_cache_says_so():
 @pytest.mark.parametrize(
     ("args", "hints"),
     [
-        (["train", "--student", "Qwen/Qwen2.5-Math-1.5B", "--data", "{kept}", "--output", "{tmp}/s"],
+        (["train", "--student", "Qwen/Qwen2.5-Math-1.5B", "--input", "{kept}", "--output", "{tmp}/s"],
          ["--student Qwen/Qwen2.5-Math-1.5B", "a local model folder"]),
-        (["train", "--student", "qwen2.5-math-1.5b", "--data", "{kept}", "--output", "{tmp}/s"],
+        (["train", "--student", "qwen2.5-math-1.5b", "--input", "{kept}", "--output", "{tmp}/s"],
          ["--student qwen2.5-math-1.5b (Qwen/Qwen2.5-Math-1.5B)"]),
-        (["eval", "--model", "{model}", "--benchmark", "aime24", "--output", "{tmp}/e"],
+        (["eval", "--input", "{model}", "--benchmark", "aime24", "--output", "{tmp}/e"],
          ["benchmark 'aime24'", "--benchmark-file aime24.jsonl", "--benchmarks-dir"]),
-        (["filter", "{kept}", "-o", "{tmp}/f", "--decontaminate", "math500"],
+        (["filter", "-i", "{kept}", "-o", "{tmp}/f", "--decontaminate", "math500"],
          ["benchmark 'math500'", "--decontaminate-file math500.jsonl", "--benchmarks-dir"]),
     ],
 )  # fmt: skip
@@ -195,6 +195,6 @@ def test_deepspeed_configs_say_how_to_install_it(tmp_path, tiny_qwen, run_cli):
         _check_deepspeed(name, ACCELERATE_CONFIGS[name])
     kept = tmp_path / "kept.jsonl"
     kept.write_text(json.dumps({"problem": "1+1?", "reasoning": "2", "content": "2"}) + "\n")
-    proc = run_cli("train", "--student", tiny_qwen, "--data", kept, "--output", tmp_path / "s",
+    proc = run_cli("train", "--student", tiny_qwen, "--input", kept, "--output", tmp_path / "s",
                    "--launcher", "accelerate", "--accelerate-config", "zero3")  # fmt: skip
     assert proc.returncode == 2 and "needs DeepSpeed" in proc.stderr and "Traceback" not in proc.stderr

@@ -225,6 +225,7 @@ def test_cli_with_decontamination(tmp_path, run_cli, benchmarks_dir):
         f.write(json.dumps(leak) + "\n")
     proc = run_cli(
         "filter",
+        "-i",
         tmp_path / "in",
         "-o",
         tmp_path / "out",
@@ -243,5 +244,5 @@ def test_cli_with_decontamination(tmp_path, run_cli, benchmarks_dir):
     rej = {r["id"]: r for r in read_records(tmp_path / "out" / "rejected")}
     assert rej["leak:0"]["verdict"] == "contamination"
     # a user error is one line and exit 2
-    bad = run_cli("filter", tmp_path / "missing", "-o", tmp_path / "o2")
+    bad = run_cli("filter", "-i", tmp_path / "missing", "-o", tmp_path / "o2")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such file" in bad.stderr

@@ -1,5 +1,5 @@
 """The openai backend: faults (500, 429, hangs, bad JSON, drops), n handling, API key secrecy,
-a real `transformers serve` subprocess, and vLLM on a GPU."""
+proxies from the environment, a real `transformers serve` subprocess, and vLLM on a GPU."""
 
 from __future__ import annotations
 
@@ -119,6 +119,39 @@ def test_n_parameter_and_spread_over_servers(fake_server):
     got = dict(be.generate(msgs, SamplingParams(n=3, max_tokens=8, seed=None)))
     assert all(len(c) == 3 for c in got.values()) and ignoring.requests == 30
     assert all("seed" not in body for body in ignoring.bodies)
+
+
+def test_proxy_from_the_environment_and_no_proxy(fake_server, monkeypatch):
+    """HTTP_PROXY carries every request (listing and chat) to the proxy; NO_PROXY exempts a host."""
+    from distill.teachers.openai_backend import list_models
+
+    proxy = fake_server(models=["m"])  # answers whatever it is sent, as a forward proxy would pass it on
+    direct = fake_server(models=["m"])
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/v1"))
+    nowhere = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there: only the proxy can answer
+    msgs = [[{"role": "user", "content": f"p{i}"}] for i in range(3)]
+    monkeypatch.setenv("TEST_KEY", KEY)
+    be = make_backend(
+        "openai", "m", base_urls=[nowhere], concurrency=2, max_retries=0, api_key_env="TEST_KEY"
+    )
+    assert list_models(nowhere) == ["m"] and proxy.model_requests == 1
+    got = dict(be.generate(msgs, SamplingParams(n=1, max_tokens=4)))
+    assert sorted(got) == [0, 1, 2] and all(c[0].content == "answer" for c in got.values())
+    assert (
+        proxy.requests == 3 and proxy.targets == [nowhere + "/models"] + [nowhere + "/chat/completions"] * 3
+    )
+    assert proxy.auth_headers[1:] == [f"Bearer {KEY}"] * 3
+    # NO_PROXY names the host: straight to the server, the proxy sees nothing more
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    be = make_backend("openai", "m", base_urls=[direct.url], concurrency=2, max_retries=0)
+    assert list_models(direct.url) == ["m"]
+    assert len(dict(be.generate(msgs, SamplingParams(n=1, max_tokens=4)))) == 3
+    assert direct.requests == 3 and direct.targets == ["/v1/models"] + ["/v1/chat/completions"] * 3
+    assert proxy.requests == 3 and len(proxy.targets) == 4
+    with pytest.raises(ConnectionError, match="ConnectionRefusedError"):  # exempt: no proxy answers for it
+        list_models(nowhere)
 
 
 def sample_tiny(tiny_qwen, tmp_path: Path, **options) -> tuple[list[dict], dict]:

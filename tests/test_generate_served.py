@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.config import load_teacher
+from distill.cards import load_teacher
 from distill.errors import RunFailed, UserError
 from distill.generate import GenerateConfig, run
 from distill.records import read_records

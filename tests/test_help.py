@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from distill.cli import app
 
-COMMANDS = ["generate", "filter", "train", "eval", "push", "select", "report", "demo"]
+COMMANDS = ["generate", "filter", "train", "eval", "push", "select", "sweep", "report", "demo"]
 
 
 def help_text(*args: str, columns: int = 80) -> str:

@@ -201,7 +201,7 @@ def test_every_format_through_train_data(fixtures, name, tok, tmp_path):
 def test_train_cli_on_a_raw_dataset_with_column_flags(fixtures, tiny_qwen, tmp_path, run_cli):
     fx = fixtures["columns_flags"]
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in fx.options.items()]
-    args = ["train", "--student", tiny_qwen, "--data", fx.path, "--method", "full", "--max-steps", "1",
+    args = ["train", "--student", tiny_qwen, "--input", fx.path, "--method", "full", "--max-steps", "1",
             "--output", tmp_path / "m", "--chat-template", "chatml", *flags]  # fmt: skip
     proc = run_cli(*args, env={"DISTILL_CACHE": str(tmp_path / "cache")}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -308,14 +308,16 @@ def test_one_id_for_two_different_problems_is_an_error(tmp_path):
 def test_filter_cli_reads_parquet_and_json_arrays(fixtures, tmp_path, run_cli):
     for name in ("columns_openr1", "messages_reasoning_content"):
         fx = fixtures[name]
-        proc = run_cli("filter", fx.path, "-o", tmp_path / name, "--workers", "1")
+        proc = run_cli("filter", "-i", fx.path, "-o", tmp_path / name, "--workers", "1")
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr and "malformed" not in proc.stderr
         funnel = json.loads((tmp_path / name / "funnel.json").read_text())
         assert funnel["input"] == fx.traces and funnel["kept"] == fx.traces - fx.wrong
         assert "inferred math" in proc.stderr  # the default is visible
     fx = fixtures["sharegpt_thought_markers"]
-    proc = run_cli("filter", fx.path, "-o", tmp_path / "explicit", "--format", "sharegpt", "--workers", "1")
+    proc = run_cli(
+        "filter", "-i", fx.path, "-o", tmp_path / "explicit", "--format", "sharegpt", "--workers", "1"
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "explicit" / "funnel.json").read_text())["kept"] == fx.traces - fx.wrong
 
@@ -344,13 +346,13 @@ def test_bad_lines_in_a_jsonl_dump(tmp_path, run_cli):
     src = tmp_path / "d.jsonl"
     good = {"problem": "What is 2 + 2?", "content": "<think>2+2=4</think>\\boxed{4}", "answer": "4"}
     src.write_text(json.dumps(good) + "\n{oops\n")
-    proc = run_cli("filter", src, "-o", tmp_path / "o")
+    proc = run_cli("filter", "-i", src, "-o", tmp_path / "o")
     assert (
         proc.returncode == 2
         and "d.jsonl:2: malformed JSON line" in proc.stderr
         and "--skip-bad-lines" in proc.stderr
     )
-    proc = run_cli("filter", src, "-o", tmp_path / "o", "--skip-bad-lines")
+    proc = run_cli("filter", "-i", src, "-o", tmp_path / "o", "--skip-bad-lines")
     assert proc.returncode == 0, proc.stderr
     funnel = json.loads((tmp_path / "o" / "funnel.json").read_text())
     assert (funnel["input"], funnel["bad_lines"], funnel["kept"]) == (1, 1, 1)
@@ -404,7 +406,7 @@ def test_missing_domain_turns_verification_on_and_says_so(tmp_path, run_cli):
         for k in range(4)
     ] + [{"problem": "Write a haiku about rain.", "content": "<think>hm</think>Rain on the roof."}]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    proc = run_cli("filter", tmp_path / "d.jsonl", "-o", tmp_path / "o", "--workers", "1")
+    proc = run_cli("filter", "-i", tmp_path / "d.jsonl", "-o", tmp_path / "o", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     funnel = json.loads((tmp_path / "o" / "funnel.json").read_text())
     assert {c["name"]: c["dropped"] for c in funnel["checks"]}["correct"] == 2
@@ -505,7 +507,7 @@ def test_trust_labels_uses_the_dataset_verdict(tmp_path):
 )
 def test_a_problems_only_set_points_to_generate(tmp_path, run_cli, rows):
     (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    proc = run_cli("filter", tmp_path / "p.jsonl", "-o", tmp_path / "o")
+    proc = run_cli("filter", "-i", tmp_path / "p.jsonl", "-o", tmp_path / "o")
     assert (
         proc.returncode == 2
         and "problems-only set" in proc.stderr

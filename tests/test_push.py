@@ -218,11 +218,11 @@ def test_clear_errors(tmp_path, tiny_qwen, monkeypatch, run_cli):
     with pytest.raises(UserError, match="no tokenizer"):
         run(PushConfig(model=str(no_tok), repo="me/x", dry_run=True, to_dir=str(tmp_path / "s")))
     proc = run_cli(
-        "push", "--model", tiny_qwen, "--repo", "bad repo", "--dry-run", "--to-dir", tmp_path / "t"
+        "push", "--input", tiny_qwen, "--repo", "bad repo", "--dry-run", "--to-dir", tmp_path / "t"
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("distill: error: --repo 'bad repo' is not a valid")
     proc = run_cli(
-        "push", "--model", tiny_qwen, "--repo", "me/x", env={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf")}
+        "push", "--input", tiny_qwen, "--repo", "me/x", env={"HF_TOKEN": "", "HF_HOME": str(tmp_path / "hf")}
     )
     assert proc.returncode == 2 and "no Hugging Face token" in proc.stderr

@@ -55,7 +55,7 @@ def test_push_checks_hub_and_token_first(tmp_path, run_cli, tiny_qwen, refusing_
     endpoint = refusing_hub if hub == "refusing" else f"http://127.0.0.1:{closed_port()}"
     env = {"HF_TOKEN": TOKEN, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "", "HF_HOME": str(tmp_path / "hf")}
     start = time.monotonic()
-    proc = run_cli("push", "--model", tiny_qwen, "--repo", "me/tiny", env=env, timeout=120)
+    proc = run_cli("push", "--input", tiny_qwen, "--repo", "me/tiny", env=env, timeout=120)
     assert time.monotonic() - start < 20
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and TOKEN not in proc.stderr
     err = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -702,7 +702,7 @@ def test_filter_on_a_hostile_set(run_cli):
                     f.write(json.dumps(rec) + "\n")
         t = time.monotonic()
         proc = run_cli(
-            "filter", here / "in", "-o", here / "out", "--checks", "correct", "--workers", "1",
+            "filter", "-i", here / "in", "-o", here / "out", "--checks", "correct", "--workers", "1",
             "--code-wall-s", "2", "--code-cpu-s", "1", timeout=120,
         )  # fmt: skip
         took = time.monotonic() - t

@@ -441,7 +441,7 @@ def test_make_pipeline_generate_to_push(tiny_qwen, tmp_path, fake_server):
         ["make", "-C", str(ROOT), "pipeline", *variables, *push], env=env, capture_output=True, text=True
     )
     assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
-    assert p.stdout.count(" push --model ") == 1 and " generate --teacher " not in p.stdout
+    assert p.stdout.count(" push --input ") == 1 and " generate --teacher " not in p.stdout
     assert any((tmp_path / "hub").iterdir())
 
 

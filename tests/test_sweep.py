@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from distill.errors import UserError
-from distill.sweep import SweepConfig, parse_budgets, parse_override, run
+from distill.options import parse_override
+from distill.sweep import SweepConfig, parse_budgets, run
 from tests.test_select import make_eval, make_pool
 
 
@@ -114,7 +115,7 @@ def test_options_and_plan(pool, tiny_qwen, tmp_path, run_cli):
     assert parse_override("band=1/4:3/4", "--select") == ("band", "1/4:3/4")
     assert parse_override('lora-targets=["q_proj"]', "--train") == ("lora_targets", ["q_proj"])
     filtered, _, ev, bench = pool
-    base = ["sweep", "--data", filtered, "--student", tiny_qwen, "--output", tmp_path / "x",
+    base = ["sweep", "--input", filtered, "--student", tiny_qwen, "--output", tmp_path / "x",
             "--benchmark-file", bench]  # fmt: skip
     for args, needle in [
         (["--budgets", "10,lots"], "--budgets"),

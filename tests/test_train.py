@@ -199,7 +199,7 @@ def test_foreign_output_folder_is_refused(tmp_path, student, kept):
 def test_cli_train_and_errors(tmp_path, student, kept, run_cli):
     out = tmp_path / "cli"
     proc = run_cli(
-        "train", "--student", student, "--data", kept, "--output", out, "--method", "full", "--max-steps", "3",
+        "train", "--student", student, "--input", kept, "--output", out, "--method", "full", "--max-steps", "3",
         "--batch-size", "2", "--max-length", "256", "--logging-steps", "1", "--cache-dir", tmp_path / "c",
         "--no-reasoning",
     )  # fmt: skip
@@ -214,7 +214,7 @@ def test_cli_train_and_errors(tmp_path, student, kept, run_cli):
     for noise in ("Loading weights", "Writing model shards", "FutureWarning", "pip install kernels"):
         assert noise not in proc.stderr, noise
     bad = run_cli(
-        "train", "--student", student, "--data", tmp_path / "nope.jsonl", "--output", tmp_path / "x"
+        "train", "--student", student, "--input", tmp_path / "nope.jsonl", "--output", tmp_path / "x"
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("distill: error:")

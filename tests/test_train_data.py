@@ -157,7 +157,7 @@ def test_all_turns_through_the_train_cli(tmp_path, tiny_qwen, run_cli):
     data = tmp_path / "multi.jsonl"
     data.write_text(json.dumps({"messages": MULTI}) + "\n")
     out = tmp_path / "m"
-    args = ["train", "--student", tiny_qwen, "--data", data, "--method", "full", "--max-steps", "1",
+    args = ["train", "--student", tiny_qwen, "--input", data, "--method", "full", "--max-steps", "1",
             "--output", out, "--chat-template", "chatml", "--all-turns"]  # fmt: skip
     proc = run_cli(*args, env={"DISTILL_CACHE": str(tmp_path / "cache")}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -605,7 +605,7 @@ def test_show_example_and_allow_unfiltered_through_the_cli(tmp_path, tiny_tokeni
         "train",
         "--student",
         tiny_tokenizer,
-        "--data",
+        "--input",
         data,
         "--chat-template",
         "chatml",
@@ -702,3 +702,35 @@ def test_unfinished_chat_rows_name_what_the_text_shows_not_an_inferred_finish_re
     rows = [{**generated(0), "finish_reason": "length"}, generated(1)]
     _, stats = tokenize(tmp_path, write_kept(tmp_path / "k", rows), tok, allow_unfiltered=True)
     assert stats.unfinished_reasons == {"finish_reason=length": 1}
+
+
+def test_messages_of_a_trace_record_are_read_by_the_ingest_normaliser(tmp_path):
+    """A trace record that carries its own `messages` (read as --format traces) trains on them, read
+    by the same normaliser as chat data: JSON text, ShareGPT from/value, role aliases, text parts."""
+    turns = [
+        [{"role": "user", "content": "q0"}, {"role": "assistant", "content": "<think>r0</think>a0"}],
+        json.dumps(
+            [{"role": "User", "content": "q1"}, {"role": "Assistant", "content": "<think>r1</think>a1"}]
+        ),
+        [{"from": "human", "value": "q2"}, {"from": "gpt", "value": "<think>r2</think>a2"}],
+        [
+            {"role": "user", "content": [{"type": "text", "text": "q3"}]},
+            {"role": "assistant", "content": "a3"},
+        ],
+    ]
+    rows = [{"problem": f"p{i}", "content": "x", "messages": m} for i, m in enumerate(turns)]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = td.load_rows(str(path), with_reasoning=False, read=ingest.ReadOptions(format="traces"))
+    assert [r.messages for r in loaded] == [
+        [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(4)
+    ]
+    for bad, needle in [
+        ([{"role": "user", "content": "q"}], "t.jsonl:1: the last message must be the assistant's"),
+        ("not json", "t.jsonl:1: field 'messages' is a string but not JSON"),
+        ([], "t.jsonl:1: field 'messages' must be a non-empty list"),
+        ([{"role": "user"}, {"role": "assistant", "content": "a"}], r"t.jsonl:1: messages\[0\] needs 'role'"),
+    ]:
+        path.write_text(json.dumps({"problem": "p", "content": "x", "messages": bad}) + "\n")
+        with pytest.raises(UserError, match=needle):
+            td.load_rows(str(path), read=ingest.ReadOptions(format="traces"))

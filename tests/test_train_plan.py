@@ -63,7 +63,7 @@ def test_plan_within_published_ranges(tmp_path, name, capsys):
 
 def test_plan_recommends_what_fits():
     model, p, h, n, a, kv, i, v, tie = SIX["qwen2.5-math-7b"]
-    from distill.config import Architecture
+    from distill.cards import Architecture
 
     arch = Architecture(p, h, n, a, kv, i, v, tie)
     one = plan(arch, 2048, gpus=1)

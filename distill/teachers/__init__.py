@@ -17,8 +17,8 @@ Each sample has its own seed (`seeds=`, see `sample_seed`), and end-of-sequence 
 server leaves at the end of a completion is stripped (`strip_end_tokens`).
 
 Layout: `protocol.py` (SamplingParams, Completion, the Backend Protocol, split_reasoning, seeds), one
-module per backend (`transformers_backend.py`, `openai_backend.py` with its connections in
-`http_client.py`, `vllm_backend.py`), and the registry here.
+module per backend (`transformers_backend.py`, `openai_backend.py` over aiohttp, `vllm_backend.py`),
+and the registry here.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 from distill.errors import UserError
-from distill.teachers.openai_backend import OpenAIBackend
 from distill.teachers.protocol import (
     END_TOKENS,
     Backend,
@@ -41,8 +40,6 @@ from distill.teachers.protocol import (
     split_reasoning,
     strip_end_tokens,
 )
-from distill.teachers.transformers_backend import TransformersBackend
-from distill.teachers.vllm_backend import VLLMBackend
 
 __all__ = [
     "BACKENDS",
@@ -64,15 +61,43 @@ __all__ = [
 ]
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {
-    "transformers": TransformersBackend,
-    "openai": OpenAIBackend,
-    "vllm": VLLMBackend,
+# each backend's module loads when the backend is made, so reading traces (`distill.ingest`
+# imports `distill.teachers.protocol`) never imports the HTTP client, asyncio or ssl
+def _transformers() -> Callable[..., Backend]:
+    from distill.teachers.transformers_backend import TransformersBackend
+
+    return TransformersBackend
+
+
+def _openai() -> Callable[..., Backend]:
+    from distill.teachers.openai_backend import OpenAIBackend
+
+    return OpenAIBackend
+
+
+def _vllm() -> Callable[..., Backend]:
+    from distill.teachers.vllm_backend import VLLMBackend
+
+    return VLLMBackend
+
+
+BACKENDS: dict[str, Callable[[], Callable[..., Backend]]] = {
+    "transformers": _transformers,
+    "openai": _openai,
+    "vllm": _vllm,
 }
+_CLASSES = {"TransformersBackend": _transformers, "OpenAIBackend": _openai, "VLLMBackend": _vllm}
+
+
+def __getattr__(name: str) -> Any:
+    """`from distill.teachers import OpenAIBackend` still works: the class loads on first use."""
+    if name in _CLASSES:
+        return _CLASSES[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_backend(name: str, model: str, **options: Any) -> Backend:
     """Build backend `name` for `model`; options unknown to a backend are ignored."""
     if name not in BACKENDS:
         raise UserError(f"unknown backend '{name}' (choose from: {', '.join(BACKENDS)})")
-    return BACKENDS[name](model, **options)
+    return BACKENDS[name]()(model, **options)

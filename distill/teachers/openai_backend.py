@@ -4,7 +4,9 @@
                             api_key_env="DEEPSEEK_API_KEY", concurrency=64)
 
 Several base URLs form a fleet: requests go round robin over the healthy servers; a server that
-keeps failing is benched for a while and its requests fail over to the others.
+keeps failing is benched for a while and its requests fail over to the others. Every request, http
+or https, goes through one aiohttp session per run: a keep-alive pool of at most `concurrency`
+connections, proxies from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill.errors import UserError
-from distill.teachers.http_client import Slot, certificate_error
 from distill.teachers.protocol import (
     Completion,
     ErrorHook,
@@ -37,6 +38,9 @@ from distill.teachers.protocol import (
     split_reasoning,
     strip_end_tokens,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +111,16 @@ class _Server:
         self.benched_until = now + self.penalty
         self.benchings += 1
         return True
+
+
+@dataclass
+class _Pool:
+    """One run's connections: an aiohttp session (a keep-alive pool), the bound on requests in flight
+    and the proxy for each URL posted to (None: direct)."""
+
+    session: aiohttp.ClientSession
+    slots: asyncio.Semaphore
+    proxies: dict[str, str | None]
 
 
 class OpenAIBackend:
@@ -198,16 +212,7 @@ class OpenAIBackend:
         for sample j of prompt i (see `prompt_seeds`)."""
         per_prompt = prompt_seeds(params, len(prompts), seeds)
         loop = asyncio.new_event_loop()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._key:
-            headers["Authorization"] = f"Bearer {self._key}"
-        # One slot per request in flight, each with its own keep-alive connection(s): a shared
-        # httpx pool scans every connection on each request (O(concurrency) CPU per request).
-        ctx = ssl_context()
-        clients = [Slot(headers, ctx) for _ in range(self.concurrency)]
-        slots: asyncio.Queue = asyncio.Queue()
-        for c in clients:
-            slots.put_nowait(c)
+        pool = loop.run_until_complete(self._open_pool())
         window = max(2 * self.concurrency, 32)
         items = iter(enumerate(prompts))
         results: asyncio.Queue = asyncio.Queue()
@@ -216,7 +221,7 @@ class OpenAIBackend:
         def launch() -> None:
             for i, msgs in items:
                 row = per_prompt[i] if per_prompt is not None else None
-                t = loop.create_task(self._prompt(slots, i, msgs, params, row))
+                t = loop.create_task(self._prompt(pool, i, msgs, params, row))
                 tasks.add(t)
                 t.add_done_callback(lambda t: (tasks.discard(t), results.put_nowait(t)))
                 if len(tasks) >= window:
@@ -249,13 +254,38 @@ class OpenAIBackend:
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             _retrieve([results.get_nowait() for _ in range(results.qsize())])
-            for c in clients:
-                loop.run_until_complete(c.aclose())
+            loop.run_until_complete(pool.session.close())
             loop.close()
+
+    async def _open_pool(self) -> _Pool:
+        """The run's connections: one aiohttp session, at most `concurrency` keep-alive connections
+        (all of them may go to one server of a fleet), the system's and certifi's CAs, each server's
+        proxy from the environment (looked up once: aiohttp's `trust_env` reads it, and ~/.netrc, in
+        a thread on every request), no cookies, and `timeout` seconds for each whole request."""
+        import aiohttp
+
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self._key:
+            headers["Authorization"] = f"Bearer {self._key}"
+        https = any(server.url.startswith("https:") for server in self.servers)
+        connector = aiohttp.TCPConnector(
+            limit=self.concurrency,
+            limit_per_host=self.concurrency,
+            ssl=ssl_context() if https else True,  # loading the CA store costs ~0.1 s CPU: only for https
+            keepalive_timeout=60.0,
+        )
+        session = aiohttp.ClientSession(
+            connector=connector,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        urls = [server.url + "/chat/completions" for server in self.servers]
+        return _Pool(session, asyncio.Semaphore(self.concurrency), {url: env_proxy(url) for url in urls})
 
     async def _prompt(
         self,
-        slots: asyncio.Queue,
+        pool: _Pool,
         index: int,
         msgs: Messages,
         params: SamplingParams,
@@ -268,7 +298,7 @@ class OpenAIBackend:
         errors: list[str] = []
         if seeds is not None:  # one request per sample, each with its own seed
             results = await asyncio.gather(
-                *(self._request(slots, msgs, params, 1, s) for s in seeds), return_exceptions=True
+                *(self._request(pool, msgs, params, 1, s) for s in seeds), return_exceptions=True
             )
             for r in results:
                 if isinstance(r, BaseException):
@@ -280,7 +310,7 @@ class OpenAIBackend:
             return index, comps, (errors[0] if errors else None)
         if self._n_supported is not False:
             try:
-                comps.extend(await self._request(slots, msgs, params, n, None))
+                comps.extend(await self._request(pool, msgs, params, n, None))
             except _Fatal as e:
                 return index, comps, str(e)
             if n > 1 and self._n_supported is None:
@@ -290,7 +320,7 @@ class OpenAIBackend:
         missing = n - len(comps)
         if missing > 0:
             results = await asyncio.gather(
-                *(self._request(slots, msgs, params, 1, None) for _ in range(missing)),
+                *(self._request(pool, msgs, params, 1, None) for _ in range(missing)),
                 return_exceptions=True,
             )
             for r in results:
@@ -303,8 +333,39 @@ class OpenAIBackend:
         return index, comps[:n], (errors[0] if errors else None)
 
     async def _request(
-        self, slots: asyncio.Queue, msgs: Messages, params: SamplingParams, n: int, seed: int | None
+        self, pool: _Pool, msgs: Messages, params: SamplingParams, n: int, seed: int | None
     ) -> list[Completion]:
+        """One chat request for `n` choices, failed over and retried: its completions (each stamped
+        with `seed`); `_Fatal` after `max_retries` retries or on an HTTP error that is not passing."""
+        payload = self._payload(msgs, params, n, seed)
+        tried: set[int] = set()  # servers this request failed on since its last backoff sleep
+        for attempt in range(self.max_retries + 1):
+            async with pool.slots:  # at most `concurrency` requests in flight
+                server = self._pick(tried)  # picked once a slot is free: health is current
+                try:
+                    completions = await self._attempt(pool, server, payload)
+                except _Retryable as e:
+                    failure = e
+                else:
+                    server.ok()
+                    for c in completions if seed is not None else ():
+                        c.seed = int(seed)
+                    return completions
+            self._count_failure(server, str(failure))
+            tried.add(server.index)
+            if attempt == self.max_retries:
+                break
+            self.retries += 1
+            if failure.retry_after is None and self._healthy(tried):
+                continue  # fail over to another living server at once
+            tried.clear()
+            delay = self._backoff(attempt, failure.retry_after)
+            log.debug("retrying after %.2f s: %s", delay, failure)
+            await asyncio.sleep(delay)
+        raise _Fatal(f"failed after {self.max_retries + 1} attempts: {failure}")
+
+    def _payload(self, msgs: Messages, params: SamplingParams, n: int, seed: int | None) -> bytes:
+        """The request body: OpenAI's chat-completions fields (UTF-8 JSON)."""
         body: dict[str, Any] = {
             "model": self.model,
             "messages": msgs,
@@ -325,66 +386,53 @@ class OpenAIBackend:
             body["top_logprobs"] = int(params.logprobs)
         if self.chat_template_kwargs:
             body["chat_template_kwargs"] = self.chat_template_kwargs
-        payload = json.dumps(body).encode("utf-8")
-        last = "no attempt"
-        tried: set[int] = set()  # servers this request failed on since its last backoff sleep
-        for attempt in range(self.max_retries + 1):
-            client = await slots.get()  # at most `concurrency` requests in flight
-            server = self._pick(tried)  # picked once a slot is free: health is current
-            url = server.url + "/chat/completions"
-            try:
-                try:
-                    self.requests += 1
-                    server.requests += 1
-                    data = await asyncio.wait_for(self._post(client, url, payload), self.timeout)
-                finally:
-                    slots.put_nowait(client)
-                completions = self._parse(data)
-                if seed is not None:
-                    for c in completions:
-                        c.seed = int(seed)
-                server.ok()
-                return completions
-            except _Retryable as e:
-                last, wait = str(e), e.retry_after
-            except asyncio.TimeoutError:
-                last, wait = f"{url}: timed out after {self.timeout:g} s", None
-            except Exception as e:  # connection reset, refused, protocol errors
-                import httpx
+        return json.dumps(body).encode("utf-8")
 
-                if not isinstance(e, httpx.HTTPError | OSError | asyncio.LimitOverrunError | ValueError):
-                    raise
-                cert = certificate_error(e)
-                if cert is not None:  # configuration, not a passing fault: retrying cannot help
-                    raise UserError(
-                        f"{server.url}: TLS certificate verification failed ({cert}); if the server's "
-                        "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
-                    ) from None
-                last, wait = f"{url}: {type(e).__name__}: {self._redact(str(e))[:200]}", None
-                if is_connect_error(e):
-                    server.connect_failures += 1
-                    self._give_up_unreachable(last)
-            if server.failed(self.bench_after, self.bench_seconds):
-                log.warning(
-                    "benched %s for %.0f s after %d failures in a row (last: %s)",
-                    server.url,
-                    server.benched_until - time.monotonic(),
-                    server.streak,
-                    last,
-                )
-            tried.add(server.index)
-            if attempt == self.max_retries:
-                break
-            self.retries += 1
-            if wait is None and self._healthy(tried):
-                continue  # fail over to another living server at once
-            tried.clear()
-            delay = min(60.0, self.retry_backoff * 2**attempt) * (0.5 + random.random() / 2)
-            if wait is not None:
-                delay = max(delay, min(wait, 300.0))
-            log.debug("retrying after %.2f s: %s", delay, last)
-            await asyncio.sleep(delay)
-        raise _Fatal(f"failed after {self.max_retries + 1} attempts: {last}")
+    async def _attempt(self, pool: _Pool, server: _Server, payload: bytes) -> list[Completion]:
+        """One POST to `server` within `timeout` seconds: its completions. Raises `_Retryable` (429,
+        5xx, timeout, connection or protocol error, malformed answer), `_Fatal` (another HTTP error
+        status), `UserError` (a TLS certificate that fails verification; no server reachable)."""
+        import aiohttp
+
+        url = server.url + "/chat/completions"
+        self.requests += 1
+        server.requests += 1
+        try:
+            data = await self._post(pool, url, payload)
+        except asyncio.TimeoutError:  # the session's total timeout (aiohttp's timeouts subclass it)
+            raise _Retryable(f"{url}: timed out after {self.timeout:g} s") from None
+        except (aiohttp.ClientError, OSError, ValueError) as e:  # reset, refused, protocol errors
+            raise self._transport_error(server, url, e) from None
+        return self._parse(data)
+
+    def _transport_error(self, server: _Server, url: str, e: BaseException) -> _Retryable:
+        """`e`, a connection or protocol error, as a retryable failure (the key redacted). Raises
+        `UserError` for a certificate that fails verification (configuration: retrying cannot help)
+        and once no server was ever reached (`_give_up_unreachable`)."""
+        cert = certificate_error(e)
+        if cert is not None:
+            raise UserError(certificate_hint(server.url, cert)) from None
+        last = f"{url}: {self._redact(describe(e))[:200]}"
+        if is_connect_error(e):
+            server.connect_failures += 1
+            self._give_up_unreachable(last)
+        return _Retryable(last)
+
+    def _count_failure(self, server: _Server, last: str) -> None:
+        if server.failed(self.bench_after, self.bench_seconds):
+            log.warning(
+                "benched %s for %.0f s after %d failures in a row (last: %s)",
+                server.url,
+                server.benched_until - time.monotonic(),
+                server.streak,
+                last,
+            )
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before retry `attempt + 1`: `retry_backoff` × 2^attempt (at most 60 s) with
+        jitter, at least the server's `Retry-After` (at most 300 s)."""
+        delay = min(60.0, self.retry_backoff * 2**attempt) * (0.5 + random.random() / 2)
+        return delay if retry_after is None else max(delay, min(retry_after, 300.0))
 
     def _give_up_unreachable(self, last: str) -> None:
         """Stop the run when no server ever answered and each failed to connect `bench_after` times."""
@@ -414,18 +462,23 @@ class OpenAIBackend:
             for s in self.servers
         }
 
-    async def _post(self, slot: Slot, url: str, payload: bytes) -> dict[str, Any]:
-        status, headers, body = await slot.post(url, payload)
-        text = body.decode("utf-8", errors="replace")
+    async def _send(self, pool: _Pool, url: str, payload: bytes) -> tuple[int, str | None, bytes]:
+        """POST `payload` (JSON) to `url`: (HTTP status, its `Retry-After` header, the body)."""
+        async with pool.session.post(url, data=payload, proxy=pool.proxies.get(url)) as resp:
+            return resp.status, resp.headers.get("Retry-After"), await resp.read()
+
+    async def _post(self, pool: _Pool, url: str, payload: bytes) -> dict[str, Any]:
+        """The decoded answer to one POST; `_Retryable`/`_Fatal` for an error status or a malformed body."""
+        status, retry_after, body = await self._send(pool, url, payload)
         if status != 200:
-            msg = f"{url}: HTTP {status}: {self._redact(text)[:200]}"
+            msg = f"{url}: HTTP {status}: {self._redact(body.decode('utf-8', errors='replace'))[:200]}"
             if status in RETRY_STATUS or status >= 500:
-                raise _Retryable(msg, _retry_after(headers.get("retry-after")))
+                raise _Retryable(msg, _retry_after(retry_after))
             raise _Fatal(msg)
         try:
-            data = json.loads(text)
+            data = json.loads(body)
         except ValueError:
-            raise _Retryable(f"{url}: malformed JSON response ({len(text)} bytes)") from None
+            raise _Retryable(f"{url}: malformed JSON response ({len(body)} bytes)") from None
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) or not data["choices"]:
             raise _Retryable(f"{url}: response has no choices")
         return data
@@ -472,12 +525,56 @@ def ssl_context() -> ssl.SSLContext:
 
 
 def is_connect_error(e: BaseException) -> bool:
-    """True when `e` means the server could not be reached at all (refused, unknown host, no route)."""
-    import httpx
+    """True when `e` means the server could not be reached at all (refused, unknown host, no route,
+    no connection within the connect timeout)."""
+    import aiohttp
 
-    if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout | ConnectionRefusedError | socket.gaierror):
+    if isinstance(e, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | socket.gaierror):
         return True
     return isinstance(e, OSError) and e.errno in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, any case),
+    None when there is none or `NO_PROXY` exempts its host: the rules of curl, requests and httpx."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(url)
+    if parts.hostname and proxy_bypass(parts.hostname):
+        return None
+    proxies = getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
+
+
+def describe(e: BaseException) -> str:
+    """`Type: message` of `e`, naming the operating system's error when aiohttp wraps one
+    (`ConnectionRefusedError: [Errno 111] ...` rather than `Cannot connect to host ...`)."""
+    cause = getattr(e, "os_error", None)
+    e = cause if isinstance(cause, OSError) else e
+    return f"{type(e).__name__}: {e}"
+
+
+def certificate_error(e: BaseException) -> str | None:
+    """The reason, when `e` (or what caused it) is a failed TLS certificate verification."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError) and hasattr(cur, "verify_message"):
+            return cur.verify_message or str(cur)  # (aiohttp's subclass has none; its cause has)
+        if "CERTIFICATE_VERIFY_FAILED" in str(cur):
+            return str(cur).split("certificate verify failed:", 1)[-1].split("(_ssl", 1)[0].strip()
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def certificate_hint(base_url: str, reason: str) -> str:
+    """The one-line error for a server whose TLS certificate fails verification, and the fix."""
+    return (
+        f"{base_url}: TLS certificate verification failed ({reason}); if the server's certificate "
+        "comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
+    )
 
 
 def list_models(base_url: str, api_key: str | None = None, timeout: float = 10.0) -> list[str] | None:
@@ -485,34 +582,42 @@ def list_models(base_url: str, api_key: str | None = None, timeout: float = 10.0
     `transformers serve`, the DeepSeek and OpenAI APIs all answer it).
 
     Returns the `id`s of the listed models, or None when the server has no such endpoint or
-    answers with anything but the OpenAI list shape (or too slowly). Raises `ConnectionError` naming the URL when
-    the server cannot be reached within `timeout` seconds, and `UserError` for a TLS certificate
-    that fails verification. The key is sent as a Bearer token and never appears in a message.
+    answers with anything but the OpenAI list shape (or too slowly). Raises `ConnectionError` naming
+    the URL when the server cannot be reached within `timeout` seconds, and `UserError` for a TLS
+    certificate that fails verification. The key is sent as a Bearer token and never appears in a
+    message. Proxies come from the environment, as for generation.
     """
-    import httpx
+    import aiohttp
 
     url = base_url.rstrip("/") + "/models"
     headers = {"Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+
+    async def fetch() -> tuple[int, bytes]:
+        limits = aiohttp.ClientTimeout(total=2 * timeout, sock_connect=timeout, sock_read=timeout)
+        connector = aiohttp.TCPConnector(ssl=ssl_context())
+        async with aiohttp.ClientSession(connector=connector, timeout=limits) as session:
+            async with session.get(url, headers=headers, proxy=env_proxy(url)) as resp:
+                return resp.status, await resp.read()
+
+    loop = asyncio.new_event_loop()
     try:
-        resp = httpx.get(url, headers=headers, timeout=timeout, verify=ssl_context())
-    except httpx.HTTPError as e:
+        status, body = loop.run_until_complete(fetch())
+    except (aiohttp.ClientError, OSError, ValueError) as e:  # TimeoutError is an OSError
         cert = certificate_error(e)
         if cert is not None:
-            raise UserError(
-                f"{base_url}: TLS certificate verification failed ({cert}); if the server's "
-                "certificate comes from a private CA, point SSL_CERT_FILE at that CA's PEM file"
-            ) from None
+            raise UserError(certificate_hint(base_url, cert)) from None
         if not is_connect_error(e):
             return None  # it answered something else (slow, not HTTP): no listing, no verdict
-        reason = str(e).replace(api_key, "***") if api_key else str(e)
-        raise ConnectionError(f"{url}: {type(e).__name__}: {reason[:200]}") from None
-    if resp.status_code != 200:
+        reason = describe(e).replace(api_key, "***") if api_key else describe(e)
+        raise ConnectionError(f"{url}: {reason[:200]}") from None
+    finally:
+        loop.close()
+    if status != 200:
         return None
     try:
-        data = resp.json().get("data")
-        return [str(m["id"]) for m in data]
+        return [str(m["id"]) for m in json.loads(body).get("data")]
     except (ValueError, AttributeError, KeyError, TypeError):
         return None
 
