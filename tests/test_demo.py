@@ -143,8 +143,9 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
     start = time.monotonic()
     proc = run_cli("demo", "--quick", "--output", out, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # quick mode takes about 2 minutes on 2 idle cores; 300 s catches a regression without flaking on slow CI
-    assert time.monotonic() - start < 300
+    # measured 340 s on the shared 2-core machine at load average ~1.5 (estimated ~2 min idle); 600 s
+    # catches a regression without flaking on slow CI
+    assert time.monotonic() - start < 600
     funnel = json.loads((out / "filtered" / "funnel.json").read_text())
     assert funnel["kept"] + funnel["rejected"] == funnel["input"]
     remaining = funnel["input"]
