@@ -956,14 +956,15 @@ class DemoConfig:
     quick: bool = field(
         default=False,
         metadata=opt(
-            help="The same teacher; fewer prompts, student steps and eval problems (about 75 s on 2 cores)."
+            help="The same teacher; fewer prompts, student steps and eval problems (about 2 min on 2 cores)."
         ),
     )
     study: bool = field(  # after the demo, `distill sweep` on its kept traces (STUDY)
         default=False,
         metadata=opt(
             help="Then `distill sweep` on the kept traces: limo, s1, random at four budgets and two seeds, "
-            "with the full-data student as reference, into RUN/study and the report (~20 min on 2 cores)."
+            "with the full-data student as reference, then SFT + logit KD and on-policy distillation beside it, "
+            "into RUN/study, RUN/objectives and the report (~20 min on 2 cores)."
         ),
     )
 

@@ -1,25 +1,30 @@
 """The demo: a miniature R1 distillation, end to end on a laptop CPU, through the real stages.
 
-    distill demo                     # full size (~2 min on 2 cores), run folder runs/demo
-    distill demo --quick             # same teacher, fewer prompts/student steps/eval problems (~75 s),
+    distill demo                     # full size (~3 min on 2 cores), run folder runs/demo
+    distill demo --quick             # same teacher, fewer prompts/student steps/eval problems (~2 min),
                                      # run folder runs/demo-quick
+    distill demo --study             # the demo, then the sweep and other objectives (~20 min)
     make demo
 
 Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
-  1. task data and tokenizer: 3-digit addition (`DemoSizes.digits`) with a column-by-column chain of
-     thought; a byte-level BPE tokenizer trained locally; random-init Qwen2 teacher (0.63M params) and student (0.13M)
+  1. task data and tokenizer: additions of 2- to 5-digit numbers (`DemoSizes.digits`: mixed
+     difficulty) with a column-by-column chain of thought whose lines write the two digits in either
+     order (varied wording, as a real teacher's correct traces vary); a byte-level BPE tokenizer
+     trained locally; random-init Qwen2 teacher (0.63M params) and student (0.13M)
   2. `distill train --method full` the teacher on gold chain-of-thought traces
   3. `distill eval` the teacher (greedy, T=0.7); stop with a clear message if it is not the good but
      imperfect sampler the demo needs
-  4. `distill generate` new problems × 4 samples at T=1.0 from the teacher (transformers backend)
+  4. `distill generate` new problems × 4 samples at T=1.0 from the teacher (transformers backend),
+     with the teacher's top-8 logprobs per token (`--logprobs`, for the study's KD student)
   5. `distill filter` (complete, format, correct with math-verify, contamination against the held-out
      eval problems, duplicates); a few eval problems are planted in the prompt pool on purpose
   6. `distill train` three students: on the filtered traces, on the unfiltered traces, on answers only
   7. `distill eval` every model on the held-out problems (greedy and T=0.7)
   8. `distill report` the run folder; the final table is printed and written to the report
 Re-running the demo resumes: each stage skips its finished output. With `--study`, `distill sweep`
-then trains students on subsets of the kept traces (limo, s1, random; four budgets; two seeds)
-and the report gets its table and chart.
+then trains students on subsets of the kept traces (limo, s1, random; four budgets; two seeds),
+then SFT + logit KD and on-policy distillation beside the full-data student; the report gets
+their tables and the sweep's chart.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Any
 from distill.configs import DemoConfig
 from distill.errors import UserError
 
-DIGITS = (3,)  # a mixed range such as (2, 3, 4, 5) needs a longer-trained teacher and student
+DIGITS = (2, 3, 4, 5)  # digits per operand, drawn uniformly: easy 2-digit to hard 5-digit problems
 
 
 @dataclass(frozen=True)
@@ -51,24 +56,25 @@ class DemoSizes:
     digits: tuple[int, ...] = DIGITS  # digits per operand, drawn uniformly: the task's difficulty range
     batch_size: int = 32
     teacher_lr: float = 3e-3
-    student_lr: float = 3e-3
+    student_lr: float = 6e-3  # twice the teacher's: the student learns the task within fewer steps
+    varied: bool = True  # gold traces write each column's two digits in either order (demo_task.reasoning)
 
 
 FULL = DemoSizes(
     teacher_sft=4000,
-    teacher_steps=250,
+    teacher_steps=500,
     prompts=1000,
     samples=4,
-    student_steps=600,
+    student_steps=700,
     eval_problems=500,
     leaked=20,
 )
 QUICK = DemoSizes(
     teacher_sft=4000,
-    teacher_steps=250,
+    teacher_steps=500,
     prompts=500,
     samples=4,
-    student_steps=300,
+    student_steps=500,
     eval_problems=100,
     leaked=5,
 )
@@ -79,7 +85,8 @@ TEACHER = dict(arch="qwen2", hidden_size=128, num_layers=4, num_heads=4, num_kv_
                initializer_range=0.06)  # fmt: skip
 STUDENT = dict(arch="qwen2", hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=128,
                initializer_range=0.06)  # fmt: skip
-MAX_TOKENS = 96  # the longest gold response is 44 tokens
+LOGPROBS = 8  # generate stores the teacher's top-8 logprobs per token (the study's KD student uses them)
+MAX_TOKENS = 96  # the longest gold response (5 digits) is about 60 tokens
 TEACHER_GREEDY_MIN = 0.80  # the teacher must be good greedy ...
 TEACHER_T1_RANGE = (0.15, 0.97)  # ... but imperfect when sampled at T=1.0 (its share of correct traces)
 
@@ -91,8 +98,12 @@ class StudySizes:
     budgets: tuple[int, ...] = (100, 200, 400, 800)
     strategies: tuple[str, ...] = ("limo", "s1", "random")
     seeds: int = 2  # the demo's seed and the next ones
-    steps_share: float = 0.5  # each point trains this share of the demo students' steps (equal steps)
+    steps_share: float = 1.0  # each point trains this share of the demo students' steps (equal steps)
     band: str = "1/4:3/4"  # limo: the teacher right on 1 to 3 of its 4 samples
+    kd_weight: float = 1.0  # SFT + top-K logit KD on every kept trace, same steps as `all` (0: skip)
+    opd_steps: int = 20  # on-policy distillation from the `all` student (0: skip)
+    opd_batch: int = 16
+    opd_lr: float = 1e-3
 
 
 STUDY = StudySizes()
@@ -126,14 +137,13 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
     """Task files, tokenizer, random-init teacher and student, and the teacher card."""
+    import random
+
     from distill.demo_task import corpus, gold_trace, make_problems
     from distill.tiny import build_model, build_tokenizer
 
     data = run / "data"
-    made = asdict(sizes)
-    if sizes.digits == (3,):  # the task of run folders made before digits were a setting: they still resume
-        made.pop("digits")
-    made_with = json.dumps({"sizes": made, "seed": seed}, sort_keys=True)
+    made_with = json.dumps({"sizes": asdict(sizes), "seed": seed}, sort_keys=True)
     if (data / "done").exists():
         if (data / "done").read_text().strip() != made_with:
             raise UserError(
@@ -149,7 +159,8 @@ def prepare(run: Path, sizes: DemoSizes, seed: int) -> None:
         sizes.prompts - sizes.leaked, seed=seed + 3, exclude=held | set(train), digits=sizes.digits
     )
     pool = pool + eval_set[: sizes.leaked]  # planted on purpose: the filter's decontamination drops them
-    _write_jsonl(data / "teacher_sft.jsonl", [gold_trace(p) for p in train])
+    wording = random.Random(seed + 4) if sizes.varied else None
+    _write_jsonl(data / "teacher_sft.jsonl", [gold_trace(p, rng=wording) for p in train])
     _write_jsonl(data / "prompts.jsonl", [p.as_prompt() for p in pool])
     _write_jsonl(data / "eval.jsonl", [p.as_prompt() for p in eval_set])
     build_tokenizer(run / "tokenizer", corpus=corpus(train[:2000]), vocab_size=320, individual_digits=True)
@@ -197,10 +208,13 @@ def train_model(
           "--logging-steps", "10", "--save-steps", str(steps), "--no-gradient-checkpointing", *extra])  # fmt: skip
 
 
-def eval_model(cmd: RunCommand, run: Path, model: Path, mode: str, seed: int) -> float:
-    """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7); returns pass@1."""
+def eval_model(
+    cmd: RunCommand, run: Path, model: Path, mode: str, seed: int, name: str | None = None
+) -> float:
+    """`distill eval` of `model` on the run's held-out problems (greedy or T=0.7) into
+    `run/eval/<name>-<mode>` (name: the model folder's); returns pass@1."""
     temp = "0" if mode == "greedy" else "0.7"
-    out = run / "eval" / f"{model.name}-{mode}"
+    out = run / "eval" / f"{name or model.name}-{mode}"
     cmd(["eval", "--input", str(model), "--benchmark-file", str(run / "data" / "eval.jsonl"), "--num-samples", "1",
           "--temperature", temp, "--top-p", "1.0", "--max-tokens", str(MAX_TOKENS), "--prompt-template", "{problem}",
           "--batch-size", "256", "--seed", str(seed), "--output", str(out)])  # fmt: skip
@@ -261,7 +275,7 @@ def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
     print("\n[4/8] sample traces from the teacher at T=1.0", file=sys.stderr)
     cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
           "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
-          "--seed", str(seed), "--batch-size", "256", "--output", str(run_dir / "traces")])  # fmt: skip
+          "--seed", str(seed), "--batch-size", "256", "--logprobs", str(LOGPROBS), "--output", str(run_dir / "traces")])  # fmt: skip
 
     print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
     cmd(["filter", "--input", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
@@ -315,6 +329,7 @@ def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
     if cfg.study:
         print("\n[study] accuracy against data budget: distill sweep on the kept traces", file=sys.stderr)
         result["study"] = study(cmd, run_dir, sizes, STUDY, seed)
+        (run_dir / "demo.md").write_text(table + "\n" + objectives_table(result["study"]["objectives"]))
     print("\n[8/8] report", file=sys.stderr)
     cmd(["report", "--input", str(run_dir)])
     print("\n" + table)
@@ -350,7 +365,87 @@ def study(cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seed: in
     for k, v in evals.items():
         args += ["--eval", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
     cmd(args)
-    return json.loads((run / "study" / "sweep.json").read_text())
+    result = json.loads((run / "study" / "sweep.json").read_text())
+    result["objectives"] = objectives(cmd, run, sizes, st, [seed + i for i in range(st.seeds)], steps)
+    return result
+
+
+def _train_seconds(model: Path) -> float:
+    """Training wall time of a finished `distill train` output (the last time_s of its train_log.csv)."""
+    import csv
+
+    with open(model / "train_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["time_s"]) if rows else 0.0
+
+
+def objectives(
+    cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seeds: list[int], steps: int
+) -> list[dict[str, Any]]:
+    """Issue 16's objectives beside the sweep's full-data student (`all`), per seed; rows for the table.
+
+    kd: SFT plus KL to the teacher's top-K logprobs (stored by the demo's `generate --logprobs`) on
+    every kept trace, from the same init for the same steps as `all`: the same data and steps, plus
+    the teacher's distributions. opd: `train --objective opd` from the `all` student for
+    `opd_steps` steps (the student samples, the teacher scores every token); beside it, more SFT
+    from `all` for as many steps as the same wall time buys, the fair comparison at equal compute.
+    """
+    folder = run / "objectives"
+    kept = run / "filtered" / "kept"
+    lr, batch = sizes.student_lr, sizes.batch_size
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, label: str, seed: int, n: int) -> None:
+        acc = {m: eval_model(cmd, run, folder / name, m, seed) for m in ("greedy", "sampled")}
+        rows.append({"name": name, "label": label, "seed": seed, "steps": n,
+                     "train_seconds": round(_train_seconds(folder / name), 1), **acc})  # fmt: skip
+
+    for seed in seeds:
+        start = run / "study" / f"all-seed{seed}" / "train"
+        rows.append({"name": f"all-seed{seed}", "label": "SFT on every kept trace (the sweep's all)", "seed": seed,
+                     "steps": steps, "train_seconds": round(_train_seconds(start), 1),
+                     "greedy": eval_model(cmd, run, start, "greedy", seed, f"all-seed{seed}"),
+                     "sampled": eval_model(cmd, run, start, "sampled", seed, f"all-seed{seed}")})  # fmt: skip
+        if st.kd_weight > 0:
+            name = f"kd-seed{seed}"
+            train_model(cmd, folder, name, run / "student-init", kept, steps, lr, seed, batch, "--kd-weight",
+                        str(st.kd_weight))  # fmt: skip
+            row(name, f"SFT + top-{LOGPROBS} logit KD (weight {st.kd_weight:g}), same steps", seed, steps)
+        if st.opd_steps > 0:
+            name = f"opd-seed{seed}"
+            cmd(["train", "--objective", "opd", "--student", str(start), "--teacher", str(run / "teacher"),
+                  "--prompts", str(run / "data" / "prompts.jsonl"), "--prompt-template", "{problem}",
+                  "--output", str(folder / name), "--method", "full", "--max-steps", str(st.opd_steps),
+                  "--learning-rate", str(st.opd_lr), "--batch-size", str(st.opd_batch), "--grad-accum", "1",
+                  "--max-new-tokens", str(MAX_TOKENS), "--max-length", "256", "--warmup-ratio", "0.05",
+                  "--logging-steps", "5", "--save-steps", str(st.opd_steps), "--seed", str(seed),
+                  "--no-gradient-checkpointing"])  # fmt: skip
+            row(name, f"all + on-policy distillation ({st.opd_steps} steps)", seed, st.opd_steps)
+            sft_step = _train_seconds(start) / max(1, steps)
+            more = max(1, round(_train_seconds(folder / name) / max(sft_step, 1e-6)))
+            name = f"sft-more-seed{seed}"
+            train_model(cmd, folder, name, start, kept, more, lr, seed, batch)
+            row(name, "all + more SFT (the same wall time as on-policy)", seed, more)
+    return rows
+
+
+def objectives_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: each objective's pass@1 per seed and the mean, with steps and training seconds."""
+    lines = [
+        "## Study: other objectives beside the full-data SFT student",
+        "",
+        "| model | seed | steps | train s | greedy pass@1 | sampled pass@1 (T=0.7) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['label']} | {r['seed']} | {r['steps']} | {r['train_seconds']:.0f} | "
+                     f"{100 * r['greedy']:.1f}% | {100 * r['sampled']:.1f}% |")  # fmt: skip
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label]
+        g = sum(r["greedy"] for r in mine) / len(mine)
+        t = sum(r["sampled"] for r in mine) / len(mine)
+        lines.append(f"| {label}: mean of {len(mine)} seeds | | | | {100 * g:.1f}% | {100 * t:.1f}% |")
+    return "\n".join(lines) + "\n"
 
 
 LABELS = {

@@ -2,6 +2,7 @@
 
     problems = make_problems(n=1000, seed=0, exclude=set(), digits=(2, 3, 4, 5))
     rec = gold_trace(problem)        # a trace record with the gold reasoning and `\\boxed{sum}`
+    rec = gold_trace(problem, rng=random.Random(0))  # the same, each line's two digits in either order
 
 The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit + carry in = column sum):
 
@@ -12,6 +13,10 @@ The gold trace for "Add 983 and 969. What is the sum?" (each line: digit + digit
     </think>
 
     The answer is \\boxed{1952}.
+
+The demo trains its teacher on varied wordings (`rng`: `3+9+0=12` or `9+3+0=12` per line), so its
+correct samples differ in wording as a real teacher's do, and exact-duplicate removal keeps several
+correct traces of a problem rather than one.
 
 Difficulty is the number of digits: one reasoning line per digit, so a longer chain with more
 places to slip, and digits to find further back in the prompt. Answers are checkable by math-verify (`The answer is \\boxed{936}.`). The problem text has 8 words,
@@ -58,20 +63,27 @@ def digits_of(problem_id: str) -> int:
     return len(problem_id.split("-")[1])
 
 
-def reasoning(p: Problem) -> str:
+def reasoning(p: Problem, rng: random.Random | None = None) -> str:
     """Column-by-column addition, least significant digit first: one line per column.
 
     `7+9+1=17` reads "digit of a + digit of b + carry in = two-digit column sum"; the sum's tens
     digit is the next column's carry, and the answer is the last carry (if any) followed by the
     units digits from the last line to the first. Every line has the same shape, so each digit sits
     at a fixed distance from the one it is copied from: a tiny model learns it in a few hundred steps.
+
+    With `rng`, each line writes the column's two digits in either order (`3+9+0=12` or `9+3+0=12`,
+    a fair coin per line): equivalent wordings of one correct reasoning, as a real teacher's correct
+    traces differ in wording. A teacher trained on them samples varied correct traces, so the
+    filter's exact-duplicate check keeps several correct traces of a problem, not one. Without
+    `rng` the digit of `a` comes first.
     """
     da, db = str(p.a)[::-1], str(p.b)[::-1]
     carry = 0
     lines = []
     for x, y in zip(da, db, strict=True):
         s = int(x) + int(y) + carry
-        lines.append(f"{x}+{y}+{carry}={s:02d}")
+        first, second = (y, x) if rng is not None and rng.random() < 0.5 else (x, y)
+        lines.append(f"{first}+{second}+{carry}={s:02d}")
         carry = s // 10
     return "\n".join(lines)
 
@@ -101,8 +113,11 @@ def make_problems(
     return out
 
 
-def gold_trace(p: Problem, source: str = "demo-gold") -> dict:
-    """A trace record (DESIGN.md schema) holding the gold chain of thought, for teacher training."""
+def gold_trace(p: Problem, source: str = "demo-gold", rng: random.Random | None = None) -> dict:
+    """A trace record (DESIGN.md schema) holding the gold chain of thought, for teacher training.
+
+    `rng` varies the wording of the reasoning (see `reasoning`); without it, one canonical trace.
+    """
     return {
         "id": f"{p.id}:0",
         "prompt_id": p.id,
@@ -112,7 +127,7 @@ def gold_trace(p: Problem, source: str = "demo-gold") -> dict:
         "domain": "math",
         "source": source,
         "teacher": {"model": "gold", "backend": "rule"},
-        "reasoning": reasoning(p),
+        "reasoning": reasoning(p, rng),
         "content": answer_text(p),
         "finish_reason": "stop",
         "usage": {"prompt_tokens": 0, "completion_tokens": 0},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import re
 import time
 
@@ -51,6 +52,60 @@ def test_gold_chain_of_thought_for_every_difficulty(digits):
         assert verify(wrong["content"], wrong["reasoning"], domain="math", gold=p.answer).status == "wrong"
 
 
+def _check_lines(p, text):
+    """Each line holds the column's two digits (either order), the carry in and their sum."""
+    carry, units = 0, []
+    lines = text.splitlines()
+    assert len(lines) == p.digits
+    for line, x, y in zip(lines, str(p.a)[::-1], str(p.b)[::-1], strict=True):
+        m = re.fullmatch(r"(\d)\+(\d)\+([01])=(\d\d)", line)
+        assert m, line
+        assert sorted((m[1], m[2])) == sorted((x, y)) and int(m[3]) == carry
+        assert int(m[4]) == int(x) + int(y) + carry
+        carry, units = int(m[4]) // 10, [m[4][1], *units]
+    assert int(("1" if carry else "") + "".join(units)) == p.a + p.b
+
+
+@pytest.mark.parametrize("digits", [2, 3, 5, 6])
+def test_varied_wording_is_still_a_correct_chain_and_varies(digits):
+    rng = random.Random(digits)
+    for p in make_problems(100, seed=digits, digits=(digits,)):
+        variants = {reasoning(p, rng) for _ in range(200)}
+        for text in variants:
+            _check_lines(p, text)
+        orders = 2 ** sum(
+            x != y for x, y in zip(str(p.a), str(p.b), strict=True)
+        )  # per column with two digits
+        assert len(variants) == orders if digits <= 3 else len(variants) >= min(orders, 16)
+        rec = gold_trace(p, rng=rng)
+        assert verify(rec["content"], rec["reasoning"], domain="math", gold=p.answer).status == "correct"
+    # where both digits of a column are equal, both orders are one text: fewer variants, never a wrong one
+    assert {reasoning(Problem(55, 55), rng) for _ in range(20)} == {"5+5+0=10\n5+5+1=11"}
+    # without rng the wording is canonical (the digit of a first), the same text each time
+    assert {reasoning(Problem(983, 969)) for _ in range(5)} == {"3+9+0=12\n8+6+1=15\n9+9+1=19"}
+
+
+def test_a_wrong_column_in_a_varied_trace_is_caught_by_the_check():
+    rng = random.Random(0)
+    text = reasoning(Problem(983, 969), rng).replace("+0=12", "+0=13")  # a wrong column sum
+    with pytest.raises(AssertionError):
+        _check_lines(Problem(983, 969), text)
+    with pytest.raises(AssertionError):  # a digit from another column
+        _check_lines(Problem(983, 969), "3+8+0=11\n8+6+1=15\n9+9+1=19")
+
+
+def test_demo_teacher_data_has_varied_wording(tmp_path):
+    from distill import demo
+
+    sizes = dataclasses.replace(demo.QUICK, teacher_sft=200, prompts=20, eval_problems=10, leaked=2)
+    demo.prepare(tmp_path, sizes, seed=0)
+    rows = [json.loads(line) for line in (tmp_path / "data" / "teacher_sft.jsonl").read_text().splitlines()]
+    canonical = sum(
+        r["reasoning"] == reasoning(Problem(*map(int, r["prompt_id"].split("-")[1:]))) for r in rows
+    )
+    assert 0 < canonical < len(rows) // 2  # most traces differ from the canonical wording
+
+
 def test_mixed_difficulty_draws_every_digit_count():
     problems = make_problems(1000, seed=0, digits=(2, 3, 4, 5))
     counts = {d: sum(p.digits == d for p in problems) for d in (2, 3, 4, 5)}
@@ -77,7 +132,9 @@ def test_a_run_folder_is_not_mixed_across_sizes_or_seeds(tmp_path):
     with pytest.raises(UserError, match="other sizes or another seed"):
         demo.prepare(tmp_path, demo.QUICK, seed=1)
     with pytest.raises(UserError, match="other sizes or another seed"):  # another difficulty range
-        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, digits=(2, 3, 4, 5)), seed=0)
+        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, digits=(3,)), seed=0)
+    with pytest.raises(UserError, match="other sizes or another seed"):  # the canonical wording
+        demo.prepare(tmp_path, dataclasses.replace(demo.QUICK, varied=False), seed=0)
 
 
 @pytest.mark.slow
@@ -86,8 +143,9 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
     start = time.monotonic()
     proc = run_cli("demo", "--quick", "--output", out, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # quick mode takes ~75 s on 2 idle cores; twice that catches a regression without flaking on slow CI
-    assert time.monotonic() - start < 180
+    # measured 340 s on the shared 2-core machine at load average ~1.5 (estimated ~2 min idle); 600 s
+    # catches a regression without flaking on slow CI
+    assert time.monotonic() - start < 600
     funnel = json.loads((out / "filtered" / "funnel.json").read_text())
     assert funnel["kept"] + funnel["rejected"] == funnel["input"]
     remaining = funnel["input"]
@@ -102,8 +160,12 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
         res = json.loads((out / "eval" / f"{name}-{mode}" / "results.json").read_text())
         return res["benchmarks"]["eval"]["pass@1"]
 
+    # what holds with margin in quick mode (seed 0: filtered 31% / 26%, unfiltered 42% / 25%, answers
+    # only 0% / 0%): the reasoning is what transfers. Filtered > unfiltered needs the full demo's
+    # steps (quick students are still at their accuracy jump, where that ordering is noise).
     for mode in ("greedy", "sampled"):
-        assert acc("student-filtered", mode) > acc("student-answers-only", mode)
+        assert acc("student-filtered", mode) >= acc("student-answers-only", mode) + 0.1
+        assert acc("student-unfiltered", mode) >= acc("student-answers-only", mode) + 0.1
     report = (out / "report" / "report.md").read_text()
     assert "| student on filtered traces |" in report
     for chart in ("accuracy.png", "loss.png", "funnel-filtered.png", "lengths-filtered.png"):
@@ -144,7 +206,14 @@ def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
         0,
         4,
     )
-    st = demo.StudySizes(budgets=(5, 10), strategies=("limo", "s1", "random"), seeds=1, steps_share=0.02)
+    st = demo.StudySizes(
+        budgets=(5, 10),
+        strategies=("limo", "s1", "random"),
+        seeds=1,
+        steps_share=0.02,
+        kd_weight=0,
+        opd_steps=0,
+    )
     result = demo.study(run_command, run, sizes, st, seed=0)
     names = [p["name"] for p in result["points"]]
     assert names[0] == "all-seed0" and "limo-5-seed0" in names and len(names) == 7
@@ -155,6 +224,14 @@ def test_study_sweeps_the_kept_traces_with_the_student_aware_signal(tmp_path):
     s1 = json.loads((run / "study" / "s1-5-seed0" / "select" / "selection.json").read_text())
     assert s1["student_results"]["matched_prompts"] == 40  # the pool eval of the answers-only student
     assert (run / "study" / "sweep.png").exists()
+    # the objectives table starts from the sweep's full-data student, evaluated like the demo's models
+    (row,) = result["objectives"]
+    assert row["name"] == "all-seed0" and row["steps"] == 2
+    greedy = json.loads((run / "eval" / "all-seed0-greedy" / "results.json").read_text())
+    assert row["greedy"] == greedy["benchmarks"]["eval"]["pass@1"]
+    assert "| SFT on every kept trace (the sweep's all) | 0 | 2 |" in demo.objectives_table(
+        result["objectives"]
+    )
 
 
 def test_a_demo_step_runs_in_process_and_a_failing_one_stops_the_demo(tmp_path, capsys):
