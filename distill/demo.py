@@ -244,82 +244,23 @@ def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
     """The demo into `cfg.output`, each step a `distill` command run by `run_command`; returns its numbers."""
     cmd = shown(run_command)
     sizes = QUICK if cfg.quick else FULL
-    run_dir = Path(cfg.output)
-    seed = cfg.seed
-    t0 = time.time()
+    run_dir, seed, t0 = Path(cfg.output), cfg.seed, time.time()
     print(
         f"distill demo: miniature R1 distillation in {run_dir} ({'quick' if cfg.quick else 'full'})",
         file=sys.stderr,
     )
-
     print("\n[1/8] task data, tokenizer, random-init teacher and student", file=sys.stderr)
     prepare(run_dir, sizes, seed)
     n_teacher, n_student = _params(run_dir / "teacher-init"), _params(run_dir / "student-init")
     print(f"  teacher {n_teacher / 1e6:.2f}M params, student {n_student / 1e6:.2f}M params", file=sys.stderr)
-
-    print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
-    train_model(cmd, run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
-                sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
-
-    print("\n[3/8] evaluate the teacher (greedy and T=0.7); it must be good greedy", file=sys.stderr)
-    acc: dict[str, dict[str, float]] = {"teacher": {}}
-    for mode in ("greedy", "sampled"):
-        acc["teacher"][mode] = eval_model(cmd, run_dir, run_dir / "teacher", mode, seed)
-    if acc["teacher"]["greedy"] < TEACHER_GREEDY_MIN:
-        raise UserError(
-            f"demo teacher is {100 * acc['teacher']['greedy']:.1f}% correct greedy; the demo needs >= "
-            f"{100 * TEACHER_GREEDY_MIN:.0f}% (its accuracy jumps sharply with training steps): "
-            f"try another --seed, or delete {run_dir / 'teacher'} and re-run"
-        )
-
-    print("\n[4/8] sample traces from the teacher at T=1.0", file=sys.stderr)
-    cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
-          "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
-          "--seed", str(seed), "--batch-size", "256", "--logprobs", str(LOGPROBS), "--output", str(run_dir / "traces")])  # fmt: skip
-
-    print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
-    cmd(["filter", "--input", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
-          "--checks", "complete,format,contamination,correct,duplicate",
-          "--decontaminate-file", str(run_dir / "data" / "eval.jsonl")])  # fmt: skip
-    funnel = json.loads((run_dir / "filtered" / "funnel.json").read_text())
-    t1 = teacher_t1_accuracy(funnel)
-    print(f"  teacher accuracy at T=1.0 on the sampled traces: {100 * t1:.1f}%", file=sys.stderr)
-    lo, hi = TEACHER_T1_RANGE
-    if not lo <= t1 <= hi:
-        raise UserError(
-            f"demo teacher is {100 * t1:.1f}% correct at T=1.0; the demo needs {100 * lo:.0f}-{100 * hi:.0f}% "
-            "so that rejection sampling has something to reject and enough to keep: try another --seed"
-        )
-
-    print("\n[6/8] train three students", file=sys.stderr)
-    students = {
-        "student-filtered": (run_dir / "filtered" / "kept", ()),
-        "student-unfiltered": (
-            run_dir / "traces",
-            ("--allow-unfiltered",),
-        ),  # finished traces, right or wrong
-        "student-answers-only": (run_dir / "filtered" / "kept", ("--no-reasoning",)),
-    }
-    for name, (data, extra) in students.items():
-        train_model(
-            cmd,
-            run_dir,
-            name,
-            run_dir / "student-init",
-            data,
-            sizes.student_steps,
-            sizes.student_lr,
-            seed,
-            sizes.batch_size,
-            *extra,
-        )
-
+    acc = {"teacher": make_teacher(cmd, run_dir, sizes, seed)}
+    funnel = sample_and_filter(cmd, run_dir, sizes, seed)
+    students = train_students(cmd, run_dir, sizes, seed)
     print("\n[7/8] evaluate every model on the held-out problems", file=sys.stderr)
     for name in ("student-init", *students):
         acc[name] = {
             mode: eval_model(cmd, run_dir, run_dir / name, mode, seed) for mode in ("greedy", "sampled")
         }
-
     by_digits = {"teacher (T=1.0 samples)": teacher_t1_by_digits(run_dir / "filtered")}
     for name in ("teacher", "student-filtered", "student-unfiltered", "student-answers-only"):
         by_digits[name] = accuracy_by_digits(run_dir / "eval" / f"{name}-greedy")
@@ -335,6 +276,61 @@ def run(cfg: DemoConfig, run_command: RunCommand) -> dict[str, Any]:
     print("\n" + table)
     result["seconds"] = time.time() - t0
     return result
+
+
+def make_teacher(cmd: RunCommand, run_dir: Path, sizes: DemoSizes, seed: int) -> dict[str, float]:
+    """Steps 2-3: train the teacher on gold chain-of-thought and check it is good greedy;
+    returns its accuracy {"greedy": fraction, "sampled": fraction}."""
+    print("\n[2/8] train the teacher on gold chain-of-thought", file=sys.stderr)
+    train_model(cmd, run_dir, "teacher", run_dir / "teacher-init", run_dir / "data" / "teacher_sft.jsonl",
+                sizes.teacher_steps, sizes.teacher_lr, seed, sizes.batch_size)  # fmt: skip
+    print("\n[3/8] evaluate the teacher (greedy and T=0.7); it must be good greedy", file=sys.stderr)
+    acc = {mode: eval_model(cmd, run_dir, run_dir / "teacher", mode, seed) for mode in ("greedy", "sampled")}
+    if acc["greedy"] < TEACHER_GREEDY_MIN:
+        raise UserError(
+            f"demo teacher is {100 * acc['greedy']:.1f}% correct greedy; the demo needs >= "
+            f"{100 * TEACHER_GREEDY_MIN:.0f}% (its accuracy jumps sharply with training steps): "
+            f"try another --seed, or delete {run_dir / 'teacher'} and re-run"
+        )
+    return acc
+
+
+def sample_and_filter(cmd: RunCommand, run_dir: Path, sizes: DemoSizes, seed: int) -> dict[str, Any]:
+    """Steps 4-5: sample traces from the teacher at T=1.0 and filter them; returns the funnel and
+    stops when the teacher's T=1.0 accuracy leaves rejection sampling nothing to do."""
+    print("\n[4/8] sample traces from the teacher at T=1.0", file=sys.stderr)
+    cmd(["generate", "--teacher", str(run_dir / "teacher.yaml"), "--prompts", str(run_dir / "data" / "prompts.jsonl"),
+          "--id-column", "id", "--domain", "math", "--num-samples", str(sizes.samples), "--temperature", "1.0",
+          "--seed", str(seed), "--batch-size", "256", "--logprobs", str(LOGPROBS), "--output", str(run_dir / "traces")])  # fmt: skip
+    print("\n[5/8] filter: rejection sampling, decontamination, dedup", file=sys.stderr)
+    cmd(["filter", "--input", str(run_dir / "traces"), "--output", str(run_dir / "filtered"),
+          "--checks", "complete,format,contamination,correct,duplicate",
+          "--decontaminate-file", str(run_dir / "data" / "eval.jsonl")])  # fmt: skip
+    funnel = json.loads((run_dir / "filtered" / "funnel.json").read_text())
+    t1 = teacher_t1_accuracy(funnel)
+    print(f"  teacher accuracy at T=1.0 on the sampled traces: {100 * t1:.1f}%", file=sys.stderr)
+    lo, hi = TEACHER_T1_RANGE
+    if not lo <= t1 <= hi:
+        raise UserError(
+            f"demo teacher is {100 * t1:.1f}% correct at T=1.0; the demo needs {100 * lo:.0f}-{100 * hi:.0f}% "
+            "so that rejection sampling has something to reject and enough to keep: try another --seed"
+        )
+    return funnel
+
+
+def train_students(cmd: RunCommand, run_dir: Path, sizes: DemoSizes, seed: int) -> list[str]:
+    """Step 6: the same student trained on the filtered traces, on all finished traces (right or
+    wrong), and on the filtered traces' final answers only; returns their folder names."""
+    print("\n[6/8] train three students", file=sys.stderr)
+    students = {
+        "student-filtered": (run_dir / "filtered" / "kept", ()),
+        "student-unfiltered": (run_dir / "traces", ("--allow-unfiltered",)),
+        "student-answers-only": (run_dir / "filtered" / "kept", ("--no-reasoning",)),
+    }
+    for name, (data, extra) in students.items():
+        train_model(cmd, run_dir, name, run_dir / "student-init", data, sizes.student_steps, sizes.student_lr,
+                    seed, sizes.batch_size, *extra)  # fmt: skip
+    return list(students)
 
 
 def study(cmd: RunCommand, run: Path, sizes: DemoSizes, st: StudySizes, seed: int) -> dict[str, Any]:

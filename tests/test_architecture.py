@@ -168,3 +168,19 @@ def test_edges_are_read_from_functions_and_relative_imports(tmp_path):
     graph = import_graph(tmp_path)
     assert graph["distill.a"] == {"distill.b", "distill.c.d"}
     assert graph["distill.c.d"] == {"distill.b"}
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen() -> None:
+    """Every function in distill/ reads on one screen (<= 80 lines, decorators and docstring included)."""
+    long = []
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if node.end_lineno - start + 1 > MAX_FUNCTION_LINES:
+                    n = node.end_lineno - start + 1
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "functions over 80 lines:\n" + "\n".join(long)
