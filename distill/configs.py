@@ -964,7 +964,7 @@ class DemoConfig:
         metadata=opt(
             help="Then `distill sweep` on the kept traces: limo, s1, random at four budgets and two seeds, "
             "with the full-data student as reference, then SFT + logit KD and on-policy distillation beside it, "
-            "into RUN/study, RUN/objectives and the report (~20 min on 2 cores)."
+            "into RUN/study, RUN/objectives and the report (~40 min on 2 cores)."
         ),
     )
 

@@ -1,9 +1,9 @@
 """The demo: a miniature R1 distillation, end to end on a laptop CPU, through the real stages.
 
-    distill demo                     # full size (~3 min on 2 cores), run folder runs/demo
-    distill demo --quick             # same teacher, fewer prompts/student steps/eval problems (~2 min),
+    distill demo                     # full size (~6 min on 2 cores), run folder runs/demo
+    distill demo --quick             # same teacher, fewer prompts/student steps/eval problems (~4 min),
                                      # run folder runs/demo-quick
-    distill demo --study             # the demo, then the sweep and other objectives (~20 min)
+    distill demo --study             # the demo, then the sweep and other objectives (~40 min)
     make demo
 
 Steps, each an ordinary `distill` command printed before it runs (re-run any one by hand):
