@@ -40,7 +40,6 @@ import csv
 import dataclasses
 import json
 import logging
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -642,18 +641,8 @@ def _inputs(r: sft.TrainConfig) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m distill.onpolicy spec.json`: the worker `accelerate launch` starts on each process."""
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m distill.onpolicy <config.json>", file=sys.stderr)
-        raise SystemExit(2)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    spec = json.loads(Path(argv[0]).read_text())
-    try:
-        run(sft.TrainConfig(**spec))
-    except UserError as e:
-        print(f"distill: error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    """`python -m distill.onpolicy spec.json`: the on-policy worker `accelerate launch` starts."""
+    sft.worker_main("distill.onpolicy", run, argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -1023,20 +1024,26 @@ def _use_bf16(r: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m distill.train spec.json`: the worker `accelerate launch` starts on each process."""
+def worker_main(module: str, run_config: Callable[[TrainConfig], Any], argv: list[str] | None = None) -> None:
+    """`python -m <module> spec.json`: the worker `accelerate launch` starts on each process; reads
+    the TrainConfig spec (JSON) and runs `run_config` on it, a UserError as one line and exit 2."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m distill.train <config.json>", file=sys.stderr)
+        print(f"usage: python -m {module} <config.json>", file=sys.stderr)
         raise SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     spec = json.loads(Path(argv[0]).read_text())
     try:
         spec["read"] = ReadOptions(**spec.get("read", {}))
-        run(TrainConfig(**spec))
+        run_config(TrainConfig(**spec))
     except UserError as e:
         print(f"distill: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m distill.train spec.json`: the SFT worker."""
+    worker_main("distill.train", run, argv)
 
 
 if __name__ == "__main__":

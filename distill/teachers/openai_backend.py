@@ -267,16 +267,7 @@ class OpenAIBackend:
         comps: list[Completion] = []
         errors: list[str] = []
         if seeds is not None:  # one request per sample, each with its own seed
-            results = await asyncio.gather(
-                *(self._request(slots, msgs, params, 1, s) for s in seeds), return_exceptions=True
-            )
-            for r in results:
-                if isinstance(r, BaseException):
-                    if not isinstance(r, _Fatal):
-                        raise r
-                    errors.append(str(r))
-                else:
-                    comps.extend(r[:1])
+            await self._one_per_request(slots, msgs, params, list(seeds), comps, errors)
             return index, comps, (errors[0] if errors else None)
         if self._n_supported is not False:
             try:
@@ -289,18 +280,30 @@ class OpenAIBackend:
                     log.info("server ignores n; sending one request per sample")
         missing = n - len(comps)
         if missing > 0:
-            results = await asyncio.gather(
-                *(self._request(slots, msgs, params, 1, None) for _ in range(missing)),
-                return_exceptions=True,
-            )
-            for r in results:
-                if isinstance(r, BaseException):
-                    if not isinstance(r, _Fatal):
-                        raise r
-                    errors.append(str(r))
-                else:
-                    comps.extend(r[:1])
+            await self._one_per_request(slots, msgs, params, [None] * missing, comps, errors)
         return index, comps[:n], (errors[0] if errors else None)
+
+    async def _one_per_request(
+        self,
+        slots: asyncio.Queue,
+        msgs: Messages,
+        params: SamplingParams,
+        seeds: list[int | None],
+        comps: list[Completion],
+        errors: list[str],
+    ) -> None:
+        """One single-sample request per seed, concurrently; completions appended to `comps`,
+        a request's final failure to `errors` (anything else is a bug and re-raised)."""
+        results = await asyncio.gather(
+            *(self._request(slots, msgs, params, 1, s) for s in seeds), return_exceptions=True
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                if not isinstance(r, _Fatal):
+                    raise r
+                errors.append(str(r))
+            else:
+                comps.extend(r[:1])
 
     def _payload(self, msgs: Messages, params: SamplingParams, n: int, seed: int | None) -> bytes:
         """The chat-completions request body (OpenAI's field names; vLLM, SGLang and others serve them)."""
