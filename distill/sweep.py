@@ -119,6 +119,8 @@ def validate(cfg: SweepConfig) -> tuple[list[int], bool]:
         raise UserError(f"--seeds: expected distinct seeds, got {cfg.seeds}")
     if cfg.steps is not None and cfg.steps < 1:
         raise UserError(f"--steps: expected >= 1, got {cfg.steps}")
+    if cfg.jobs < 1:
+        raise UserError(f"--jobs: expected >= 1, got {cfg.jobs}")
     if cfg.equal_epochs and cfg.steps is not None:
         raise UserError("--steps and --equal-epochs exclude each other (equal steps, or equal epochs)")
     if cfg.epochs is not None and cfg.epochs <= 0:
@@ -250,6 +252,29 @@ def run_point(cfg: SweepConfig, pt: Point, kept: Path, total: int, steps: int | 
     )
     atomic_write_json(done_file, record)
     return record
+
+
+def run_points(
+    cfg: SweepConfig, pts: list[Point], kept: Path, total: int, steps: int | None
+) -> list[dict[str, Any]]:
+    """Every point's record (`run_point`), one after the other, or `cfg.jobs` side by side in worker
+    processes (`distill.side_by_side`; each point's output in `<output>/logs/<point>.log`)."""
+    from distill.side_by_side import run_side_by_side, threads_per_job
+
+    if cfg.jobs > 1:
+        print(f"sweep: {len(pts)} points, {cfg.jobs} side by side with {threads_per_job(cfg.jobs)} thread(s) "
+              f"each; output in {Path(cfg.output) / 'logs'}/", file=sys.stderr, flush=True)  # fmt: skip
+    t0, finished = time.time(), [0]
+
+    def done(name: str, record: dict[str, Any]) -> None:
+        finished[0] += 1
+        score = record.get("mean_pass_at_1")
+        shown = f"pass@1 {100 * score:.1f}%" if score is not None else record.get("error", "no data")
+        print(f"[sweep {finished[0]}/{len(pts)}] {name}: {shown} ({time.time() - t0:.0f} s)", file=sys.stderr,
+              flush=True)  # fmt: skip
+
+    calls = [(pt.name, (cfg, pt, kept, total, steps)) for pt in pts]
+    return run_side_by_side(run_point, calls, cfg.jobs, Path(cfg.output) / "logs", done)
 
 
 def _per_step(tcfg: Any) -> int:
@@ -451,10 +476,7 @@ def run(config: SweepConfig) -> dict[str, Any]:
     write_manifest(
         out, "sweep", resolved_cfg, inputs=[str(kept)], counts={"points": len(pts)}, complete=False
     )
-    records = []
-    for i, pt in enumerate(pts, 1):
-        print(f"\n[sweep {i}/{len(pts)}] {pt.name}", file=sys.stderr, flush=True)
-        records.append(run_point(cfg, pt, kept, total, steps))
+    records = run_points(cfg, pts, kept, total, steps)
     if not any("pass_at_1" in r for r in records):
         raise UserError(f"sweep: no point had data to train on ({records[0].get('error', '')})")
     summary = aggregate(records)

@@ -138,3 +138,20 @@ def test_options_and_plan(pool, tiny_qwen, tmp_path, run_cli):
     assert "10 points" in proc.stdout and "GPU hours" in proc.stdout
     assert "all-seed1" in proc.stderr and "s1-20-seed0" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_points_side_by_side_give_the_same_records_and_logs(pool, tiny_qwen, tmp_path):
+    """--jobs 2: each point in its own process (output in logs/<point>.log), the same points, steps
+    and eval numbers as one after the other (same seeds, same data; one thread each here vs. more
+    there can change float sums, so the numbers are compared through each point's own eval file)."""
+    one = run(_cfg(pool, tiny_qwen, tmp_path / "one", budgets=["5", "all"], strategies=["random"]))
+    two = run(_cfg(pool, tiny_qwen, tmp_path / "two", budgets=["5", "all"], strategies=["random"], jobs=2))
+    assert [p["name"] for p in two["points"]] == [p["name"] for p in one["points"]]
+    for p, q in zip(one["points"], two["points"], strict=True):
+        assert (p["steps"], p["traces"]) == (q["steps"], q["traces"])
+        res = json.loads((tmp_path / "two" / q["name"] / "eval" / "results.json").read_text())
+        assert q["pass_at_1"] == {"bench": res["benchmarks"]["bench"]["pass@1"]}
+        assert "train" in (tmp_path / "two" / "logs" / f"{q['name']}.log").read_text()
+    assert json.loads((tmp_path / "two" / "sweep.json").read_text())["points"] == two["points"]
+    with pytest.raises(UserError, match="--jobs: expected >= 1"):
+        run(_cfg(pool, tiny_qwen, tmp_path / "three", jobs=0))
