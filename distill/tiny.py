@@ -111,12 +111,16 @@ def build_model(
     seed: int = 0,
     tie_word_embeddings: bool = True,
     initializer_range: float = 0.02,
+    rope_theta: float = 10000.0,
 ) -> Path:
     """Save a random-init Qwen2 or Llama causal LM sized to the tokenizer, with its tokenizer.
 
     `initializer_range` is the std of the normal init; tiny models learn position-dependent copying
     (as in the demo's task) in far fewer steps from ~0.06 than from the usual 0.02
-    (`benchmarks/demo_init.py`).
+    (`benchmarks/demo_init.py`). `rope_theta` is RoPE's base: the usual 10000 spreads the rotary
+    wavelengths over thousands of positions; for sequences of ~100 tokens a base of ~100 puts them
+    all within the sequence, and the demo's students learn their copying in fewer steps (38.8% vs
+    11.2% correct after 600 steps, one run each).
     """
     import torch
     from transformers import (
@@ -141,6 +145,7 @@ def build_model(
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_word_embeddings,
         initializer_range=initializer_range,
+        rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
         eos_token_id=eos_id,
         pad_token_id=pad_id,
         bos_token_id=None,

@@ -143,9 +143,8 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
     start = time.monotonic()
     proc = run_cli("demo", "--quick", "--output", out, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # measured 340 s on the shared 2-core machine at load average ~1.5 (estimated ~2 min idle); 600 s
-    # catches a regression without flaking on slow CI
-    assert time.monotonic() - start < 600
+    # measured 110 s on the idle 2-core machine; 400 s catches a regression without flaking on slow CI
+    assert time.monotonic() - start < 400
     funnel = json.loads((out / "filtered" / "funnel.json").read_text())
     assert funnel["kept"] + funnel["rejected"] == funnel["input"]
     remaining = funnel["input"]
@@ -160,12 +159,14 @@ def test_quick_demo_end_to_end(tmp_path, run_cli):
         res = json.loads((out / "eval" / f"{name}-{mode}" / "results.json").read_text())
         return res["benchmarks"]["eval"]["pass@1"]
 
-    # what holds with margin in quick mode (seed 0: filtered 31% / 26%, unfiltered 42% / 25%, answers
-    # only 0% / 0%): the reasoning is what transfers. Filtered > unfiltered needs the full demo's
-    # steps (quick students are still at their accuracy jump, where that ordering is noise).
+    # seed 0 on one machine: filtered 61% / 50%, unfiltered 30% / 17%, answers only 0% / 0%; the
+    # ordering is what the demo claims (the digits move between machines)
     for mode in ("greedy", "sampled"):
-        assert acc("student-filtered", mode) >= acc("student-answers-only", mode) + 0.1
+        assert acc("student-filtered", mode) > acc("student-unfiltered", mode)
         assert acc("student-unfiltered", mode) >= acc("student-answers-only", mode) + 0.1
+    logs = out / "logs"  # the students trained side by side, each one's output in its own log
+    assert {p.name for p in logs.iterdir()} >= {"student-filtered.log", "student-unfiltered.log"}
+    assert "distill train" in (logs / "student-filtered.log").read_text()
     report = (out / "report" / "report.md").read_text()
     assert "| student on filtered traces |" in report
     for chart in ("accuracy.png", "loss.png", "funnel-filtered.png", "lengths-filtered.png"):
