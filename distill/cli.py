@@ -359,7 +359,10 @@ def sweep(cfg: SweepConfig, student_results: str | None) -> None:
             f"distill sweep --plan: {len(result['points'])} points, {result['gpu_hours']:.2f} GPU hours of training"
         )
     else:
-        print(f"distill sweep: {len(result['points'])} points -> {cfg.output}/sweep.json, {result['chart']}")
+        n = len(result["points"])
+        print(
+            f"distill sweep: {n} point{'s' if n != 1 else ''} -> {cfg.output}/sweep.json, {result['chart']}"
+        )
 
 
 @stage_command("report", ReportConfig)

@@ -573,9 +573,10 @@ def demo_table(acc: dict[str, dict[str, float]], sizes: DemoSizes, funnel: dict[
     lines += [
         "",
         "What to look for: the student trained on the teacher's verified reasoning (rejection sampling "
-        "keeps only traces whose answer is correct) is the best student and can even beat its teacher; the "
-        "student on unfiltered traces also learns the teacher's mistakes, which shows most when sampling; "
-        "without the reasoning, a model this small barely learns the task. "
+        "keeps only traces whose answer is correct) should be the best student, and on the hardest problems "
+        "it can beat its teacher's hot samples; the student on unfiltered traces also learns the teacher's "
+        "mistakes, which shows most when sampling; without the reasoning, a model this small barely learns "
+        "the task. "
         + (
             "Quick mode trains on fewer traces for fewer steps: its numbers are lower and noisier. "
             if quick

@@ -13,7 +13,9 @@ the same two one after the other with two threads (`distill demo` and `distill s
 Each job runs in a fresh (spawned, not forked) worker process whose torch uses
 `cores // jobs` threads (at least 1); its stdout and stderr go to `<logs>/<name>.log`. Results come
 back in the order of `calls`; the first job that raises stops the run with its own exception (a
-`UserError` keeps its message, with the log's path added). Workers are reused, so each imports
+`UserError` keeps its message, with the log's path added), and so does Ctrl-C: the workers are
+terminated at once, and a re-run resumes (each stage keeps its finished work). Workers are
+reused (a `multiprocessing` pool of spawned processes), so each imports
 torch once.
 """
 
@@ -23,7 +25,6 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,16 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, jobs))
 
 
-def _set_threads(threads: int) -> None:
-    """Worker initializer: before torch is imported, so its thread pools start at this size; on
-    Linux the worker also gets SIGTERM when the process that started it dies (killed or crashed),
-    so no orphaned training keeps the cores busy."""
+def _init_worker(threads: int) -> None:
+    """Worker initializer: torch's thread count set before torch is imported, so its thread pools
+    start at this size; Ctrl-C left to the parent (which terminates the workers); on Linux the
+    worker also gets SIGTERM when the process that started it dies (killed or crashed), so no
+    orphaned training keeps the cores busy."""
+    import signal
+
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
 
 
@@ -95,8 +100,9 @@ def run_side_by_side(
     `fn` and `args` must pickle (a module-level function, dataclasses, paths). `jobs <= 1` (or a
     single call) runs the calls here, one after the other, without a worker or a log.
     `on_done(name, result)` is called in this process for each job in the order of `calls`, once
-    its result is in. Raises the first failing job's exception (in the order of `calls`; the jobs
-    not started yet are cancelled); a `UserError` gets the job's log path appended.
+    its result is in. Raises the first failing job's exception (in the order of `calls`); a
+    `UserError` gets the job's log path appended. On any exception here, Ctrl-C included, the
+    workers are terminated at once: no job goes on running, none not yet started starts.
     """
     if jobs <= 1 or len(calls) <= 1:
         results = []
@@ -108,21 +114,24 @@ def run_side_by_side(
     logs.mkdir(parents=True, exist_ok=True)
     n = min(jobs, len(calls))
     threads = threads_per_job(n)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=n, mp_context=ctx, initializer=_set_threads, initargs=(threads,)
-    ) as pool:
-        futures = [
-            (name, pool.submit(_logged, fn, args, str(logs / f"{name}.log"), threads)) for name, args in calls
+    pool = multiprocessing.get_context("spawn").Pool(n, initializer=_init_worker, initargs=(threads,))
+    try:
+        pending = [
+            (name, pool.apply_async(_logged, (fn, args, str(logs / f"{name}.log"), threads)))
+            for name, args in calls
         ]
         results = []
-        for name, fut in futures:
+        for name, job in pending:
             try:
-                results.append(fut.result())
+                results.append(job.get())
             except UserError as e:
-                for _, other in futures:
-                    other.cancel()
                 raise UserError(f"{e} (log: {logs / f'{name}.log'})") from None
             if on_done:
                 on_done(name, results[-1])
+        pool.close()
+    except BaseException:
+        pool.terminate()  # SIGTERM to every worker: Ctrl-C or a failed job stops the rest now
+        raise
+    finally:
+        pool.join()
     return results

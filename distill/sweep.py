@@ -36,6 +36,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -202,7 +203,7 @@ def run_point(cfg: SweepConfig, pt: Point, kept: Path, total: int, steps: int | 
         old = json.loads(done_file.read_text())
         if old.get("spec") == json.loads(json.dumps(spec)):
             log.info("%s: finished; skipped", pt.name)
-            return old
+            return {**old, "skipped": True}  # "skipped" is for the progress line, not sweep.json
     t0 = time.time()
     record: dict[str, Any] = {"name": pt.name, "strategy": pt.strategy, "budget": pt.budget, "seed": pt.seed}
     if pt.budget is None:
@@ -261,20 +262,34 @@ def run_points(
     processes (`distill.side_by_side`; each point's output in `<output>/logs/<point>.log`)."""
     from distill.side_by_side import run_side_by_side, threads_per_job
 
-    if cfg.jobs > 1:
-        print(f"sweep: {len(pts)} points, {cfg.jobs} side by side with {threads_per_job(cfg.jobs)} thread(s) "
-              f"each; output in {Path(cfg.output) / 'logs'}/", file=sys.stderr, flush=True)  # fmt: skip
-    t0, finished = time.time(), [0]
+    jobs = min(cfg.jobs, len(pts))
+    if jobs > 1:
+        cores = os.cpu_count() or 1
+        more = f" (more than this machine's {cores} cores: slower, not faster)" if jobs > cores else ""
+        print(f"sweep: {len(pts)} points, {jobs} side by side with {threads_per_job(jobs)} thread(s) "
+              f"each{more}; output in {Path(cfg.output) / 'logs'}/", file=sys.stderr, flush=True)  # fmt: skip
+    finished = [0]
 
     def done(name: str, record: dict[str, Any]) -> None:
         finished[0] += 1
         score = record.get("mean_pass_at_1")
         shown = f"pass@1 {100 * score:.1f}%" if score is not None else record.get("error", "no data")
-        print(f"[sweep {finished[0]}/{len(pts)}] {name}: {shown} ({time.time() - t0:.0f} s)", file=sys.stderr,
-              flush=True)  # fmt: skip
+        took = "finished before, skipped" if record.get("skipped") else f"{record.get('seconds', 0):.0f} s"
+        print(f"[sweep {finished[0]}/{len(pts)}] {name}: {shown} ({took})", file=sys.stderr, flush=True)
 
     calls = [(pt.name, (cfg, pt, kept, total, steps)) for pt in pts]
-    return run_side_by_side(run_point, calls, cfg.jobs, Path(cfg.output) / "logs", done)
+    return run_side_by_side(run_point_logged, calls, cfg.jobs, Path(cfg.output) / "logs", done)
+
+
+def run_point_logged(
+    cfg: SweepConfig, pt: Point, kept: Path, total: int, steps: int | None
+) -> dict[str, Any]:
+    """`run_point` in a side-by-side worker: the stages' progress logged as `distill sweep` logs it
+    in its own process (select's and train's INFO lines: steps, loss, what was skipped)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    return run_point(cfg, pt, kept, total, steps)
 
 
 def _per_step(tcfg: Any) -> int:
@@ -451,6 +466,8 @@ def run(config: SweepConfig) -> dict[str, Any]:
     cfg = config
     budgets, full = validate(cfg)
     kept, _ = sel.resolve_input(cfg.data)
+    if not Path(kept).exists():
+        raise UserError(f"--input {cfg.data}: no such file or folder")
     total = count_traces(kept)
     resolved, _, _ = _train_base(cfg)
     # the largest subset a point trains on (a budget over the pool gets the whole pool at most)
@@ -490,7 +507,7 @@ def run(config: SweepConfig) -> dict[str, Any]:
         "seeds": cfg.seeds,
         "strategies": cfg.strategies,
         "budgets": budgets + ([ALL] if full or cfg.reference else []),
-        "points": [{k: v for k, v in r.items() if k != "spec"} for r in records],
+        "points": [{k: v for k, v in r.items() if k not in ("spec", "skipped")} for r in records],
         "summary": summary,
         "chart": str(out / "sweep.png"),
     }

@@ -103,3 +103,38 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         if Path(f"/proc/{p}").exists() and "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
     ]
     assert not alive, f"orphaned workers still running: {alive}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_ctrl_c_stops_every_job_at_once(tmp_path):
+    """SIGINT to the process group (a terminal's Ctrl-C): the parent stops and takes its workers
+    with it; the queued third job never starts."""
+    import signal
+
+    script = (
+        "import time; from pathlib import Path; from distill.side_by_side import run_side_by_side; "
+        f"run_side_by_side(time.sleep, [('a', (120,)), ('b', (120,)), ('c', (120,))], 2, Path({str(tmp_path)!r}))"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and not (
+        (tmp_path / "a.log").exists() and (tmp_path / "b.log").exists()
+    ):
+        time.sleep(0.2)
+    workers = [p for p in _children(parent.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(workers) == 2, workers
+    os.killpg(parent.pid, signal.SIGINT)
+    try:
+        _, err = parent.communicate(timeout=20)
+    finally:
+        parent.kill()
+    assert parent.returncode != 0 and b"KeyboardInterrupt" in err
+    time.sleep(1)
+    alive = [
+        p
+        for p in workers
+        if Path(f"/proc/{p}").exists() and "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
+    ]
+    assert not alive, f"workers still running after Ctrl-C: {alive}"
+    assert not (tmp_path / "c.log").exists()  # the queued job never started

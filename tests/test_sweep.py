@@ -151,7 +151,17 @@ def test_points_side_by_side_give_the_same_records_and_logs(pool, tiny_qwen, tmp
         assert (p["steps"], p["traces"]) == (q["steps"], q["traces"])
         res = json.loads((tmp_path / "two" / q["name"] / "eval" / "results.json").read_text())
         assert q["pass_at_1"] == {"bench": res["benchmarks"]["bench"]["pass@1"]}
-        assert "train" in (tmp_path / "two" / "logs" / f"{q['name']}.log").read_text()
+        log = (tmp_path / "two" / "logs" / f"{q['name']}.log").read_text()
+        assert "trained 2 steps" in log  # the stages' INFO lines reach the point's log, not only prints
     assert json.loads((tmp_path / "two" / "sweep.json").read_text())["points"] == two["points"]
     with pytest.raises(UserError, match="--jobs: expected >= 1"):
         run(_cfg(pool, tiny_qwen, tmp_path / "three", jobs=0))
+
+
+def test_a_missing_input_fails_before_any_point_or_manifest(pool, tiny_qwen, tmp_path):
+    import dataclasses
+
+    cfg = dataclasses.replace(_cfg(pool, tiny_qwen, tmp_path / "out", jobs=2), data=str(tmp_path / "nope"))
+    with pytest.raises(UserError, match=r"--input .*nope: no such file or folder"):
+        run(cfg)
+    assert not (tmp_path / "out").exists()  # no manifest, no logs of a run that never started
