@@ -911,7 +911,7 @@ class SweepConfig:
         default=1,
         metadata=opt(
             help="Points run side by side, each in its own process with its share of the CPU cores "
-            "(tiny models on a few cores: 2 is ~1.3x faster than 1; on GPUs keep 1)."
+            "(tiny models on a few cores: 2 is ~1.25-1.3x faster than 1; on GPUs keep 1)."
         ),
     )
     plan: bool = field(

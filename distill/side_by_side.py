@@ -7,8 +7,8 @@
 Why: on a few CPU cores a tiny model's training step is made of small matrix products that a
 second thread speeds up far less than 2x, so two trainings with one thread each finish sooner than
 the same two one after the other with two threads (`distill demo` and `distill sweep --jobs`;
-`benchmarks/side_by_side.py` measured 1.33x for two 900-step trainings of the demo's student on
-2 cores).
+`benchmarks/side_by_side.py` measured 1.24x to 1.33x for two 900-step trainings of the demo's
+student on 2 cores).
 
 Each job runs in a fresh (spawned, not forked) worker process whose torch uses
 `cores // jobs` threads (at least 1); its stdout and stderr go to `<logs>/<name>.log`. Results come
