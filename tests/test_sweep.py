@@ -141,9 +141,10 @@ def test_options_and_plan(pool, tiny_qwen, tmp_path, run_cli):
 
 
 def test_points_side_by_side_give_the_same_records_and_logs(pool, tiny_qwen, tmp_path):
-    """--jobs 2: each point in its own process (output in logs/<point>.log), the same points, steps
-    and eval numbers as one after the other (same seeds, same data; one thread each here vs. more
-    there can change float sums, so the numbers are compared through each point's own eval file)."""
+    """--jobs 2: each point in its own process (output, training lines included, in
+    logs/<point>.log); the same points, steps and trace counts as one after the other, and each
+    point's pass@1 is its own eval file's (not compared across the two runs: one thread against
+    several can change float sums)."""
     one = run(_cfg(pool, tiny_qwen, tmp_path / "one", budgets=["5", "all"], strategies=["random"]))
     two = run(_cfg(pool, tiny_qwen, tmp_path / "two", budgets=["5", "all"], strategies=["random"], jobs=2))
     assert [p["name"] for p in two["points"]] == [p["name"] for p in one["points"]]
